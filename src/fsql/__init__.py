@@ -1,0 +1,35 @@
+"""fsql: declare a feature once in SQL; train on point-in-time-correct tables and serve it online.
+
+Public API::
+
+    import fsql
+    project = fsql.Project(".", target="dev")
+    project.build()                                   # like `fsql build`
+    df = project.training_set("churn_training")       # a training set as a DataFrame
+    df = project.historical_features(spine_df, ["customer_orders.orders_30d"], timestamp="ts")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from fsql.errors import (  # noqa: E402
+    ConfigError,
+    DefinitionError,
+    EngineError,
+    FsqlError,
+    ProjectErrors,
+    RequestError,
+)
+from fsql.project import Project  # noqa: E402
+
+__all__ = [
+    "ConfigError",
+    "DefinitionError",
+    "EngineError",
+    "FsqlError",
+    "Project",
+    "ProjectErrors",
+    "RequestError",
+    "__version__",
+]

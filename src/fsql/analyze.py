@@ -1,0 +1,96 @@
+"""Parse rendered SQL with sqlglot and check declarations against the columns it produces."""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from fsql.definitions import Entity, FeatureView
+from fsql.dtypes import TIME_TYPES, declared_name
+from fsql.engines.base import Column
+from fsql.errors import DefinitionError
+
+
+def _snippet(sql: str, line: int) -> str:
+    lines = sql.splitlines()
+    lo, hi = max(line - 2, 1), min(line + 1, len(lines))
+    return "\n".join(f"  {n:>4} | {lines[n - 1]}" for n in range(lo, hi + 1))
+
+
+def parse_query(sql: str, path: str, dialect: str, template: str | None = None) -> exp.Query:
+    """Parse one SELECT-like statement; syntax errors name the file and (rendered) line."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except ParseError as err:
+        info = err.errors[0] if err.errors else {}
+        line = info.get("line")
+        same_lines = template is not None and template.count("\n") == sql.count("\n")
+        where = "" if same_lines or line is None else f" (line {line} of the rendered SQL)"
+        context = f"\n{_snippet(sql, line)}" if line else ""
+        raise DefinitionError(
+            path, f"SQL syntax error{where}: {info.get('description', err)}{context}",
+            line=line if same_lines else None,
+            hint=f"fsql parses SQL in the {dialect} dialect; see target/compiled for the "
+            "rendered text.",
+        ) from None
+    except TokenError as err:
+        raise DefinitionError(path, f"SQL syntax error: {err}") from None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        found = "nothing" if not statements else (
+            f"{len(statements)} statements" if len(statements) > 1
+            else f"a {statements[0].key.upper()} statement")
+        raise DefinitionError(path, f"expected exactly one SELECT query, found {found}",
+                              hint="a model or feature view is a single SELECT (CTEs allowed).")
+    return statements[0]
+
+
+def check_view(view: FeatureView, entities: dict[str, Entity],
+               columns: list[Column], dialect: str) -> list[DefinitionError]:
+    """Every declared key, timestamp and feature must be produced, with the declared type."""
+    produced = {c.name: c.dtype for c in columns}
+    errors: list[DefinitionError] = []
+    sql = view.sql_path
+    listing = ", ".join(produced)
+
+    def missing(what: str, name: str, line: int, fix: str) -> None:
+        errors.append(DefinitionError(
+            view.path, f"{what} '{name}' is declared but {sql} does not select it "
+            f"(it selects: {listing})", line=line, hint=fix))
+
+    for entity_name in view.entities:
+        entity = entities.get(entity_name)
+        if entity is None:
+            known = ", ".join(sorted(entities)) or "none"
+            errors.append(DefinitionError(
+                view.path, f"feature view '{view.name}' uses unknown entity '{entity_name}'",
+                line=view.line, hint=f"declare it under entities: (known: {known})."))
+            continue
+        for key in entity.join_keys:
+            if key not in produced:
+                missing(f"join key of entity '{entity_name}'", key, view.line,
+                        f"select a column named '{key}' in {sql}.")
+    for label, column in (("timestamp", view.timestamp),
+                          ("created_timestamp", view.created_timestamp)):
+        if column is None:
+            continue
+        if column not in produced:
+            missing(label, column, view.line, f"select '{column}' in {sql} or fix '{label}:'.")
+        elif produced[column].this not in TIME_TYPES:
+            errors.append(DefinitionError(
+                view.path, f"{label} column '{column}' has type {produced[column].sql(dialect)} "
+                f"in {sql}; it must be a timestamp or date", line=view.line,
+                hint=f"cast it: CAST({column} AS TIMESTAMP)."))
+    for feature in view.features:
+        actual = produced.get(feature.name)
+        if actual is None:
+            missing("feature", feature.name, feature.line,
+                    f"add it to the SELECT of {sql} or remove it from the YAML.")
+        elif not feature.dtype.matches(actual):
+            alt = declared_name(actual)
+            also = f", or declare type: {alt}" if alt else ""
+            errors.append(DefinitionError(
+                view.path, f"feature '{feature.name}' is declared {feature.dtype} but {sql} "
+                f"produces {actual.sql(dialect)}", line=feature.line,
+                hint=f"cast it in the SQL (CAST(... AS {feature.dtype.sql.sql(dialect)})){also}."))
+    return errors

@@ -1,0 +1,180 @@
+"""Run a compiled project: materialize models and views, write training sets atomically.
+
+Order of a build (a failure at any step before "publish" leaves every previous output intact):
+
+1. in one engine transaction: create models, sources and feature views in DAG order, then write
+   each selected training set to a temporary Parquet file next to its final path and check that
+   it has exactly one row per spine row;
+2. commit;
+3. publish: rename each temporary file over its final path (atomic per file), write its build
+   record beside it, and (re)create an engine view over the published file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+from fsql import __version__
+from fsql.compile import CompiledProject, CompiledTrainingSet
+from fsql.engines.base import Engine
+from fsql.errors import EngineError
+
+#: on_step(step_name, finished_seconds_or_None): called before (None) and after each step
+StepCallback = Callable[[str, float | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSetResult:
+    """What one training set build produced."""
+
+    name: str
+    output: Path
+    record: Path
+    rows: int
+    columns: int
+    seconds: float
+    time_range: tuple[str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """Summary of one ``fsql build``."""
+
+    relations: tuple[tuple[str, str, float], ...]  # (node id, materialized, seconds)
+    training_sets: tuple[TrainingSetResult, ...]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seconds": round(self.seconds, 3),
+            "relations": [{"node": n, "materialized": m, "seconds": round(s, 3)}
+                          for n, m, s in self.relations],
+            "training_sets": [{
+                "name": t.name, "output": str(t.output), "record": str(t.record),
+                "rows": t.rows, "columns": t.columns, "seconds": round(t.seconds, 3),
+                "spine_time_range": list(t.time_range)} for t in self.training_sets],
+        }
+
+
+def _timed(on_step: StepCallback, label: str, action: Callable[[], Any]) -> tuple[Any, float]:
+    on_step(label, None)
+    start = time.perf_counter()
+    value = action()
+    seconds = time.perf_counter() - start
+    on_step(label, seconds)
+    return value, seconds
+
+
+def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (),
+          target: str = "dev", on_step: StepCallback | None = None) -> BuildResult:
+    """Build the selected nodes (and everything they depend on)."""
+    step = on_step or (lambda _label, _seconds: None)
+    started = time.perf_counter()
+    graph = project.graph
+    selected = graph.select(selectors)
+    order = graph.with_upstream(selected)
+    relations: list[tuple[str, str, float]] = []
+    staged: list[tuple[CompiledTrainingSet, Path, int, float]] = []
+    try:
+        with engine.transaction():
+            for node_id in order:
+                if node_id.startswith("training_set:"):
+                    continue
+                node = project.nodes[node_id]
+                _, secs = _timed(step, f"{node.materialized} {node_id}",
+                                 lambda n=node: engine.replace_relation(  # type: ignore[misc]
+                                     n.relation, n.query, n.materialized))
+                relations.append((node_id, node.materialized, secs))
+            for node_id in order:
+                if node_id.startswith("training_set:") and node_id in selected:
+                    ts = project.training_sets[node_id.split(":", 1)[1]]
+                    tmp = ts.output.with_name(f".{ts.output.name}.{os.getpid()}.tmp")
+                    tmp.parent.mkdir(parents=True, exist_ok=True)
+                    staged.append((ts, tmp, 0, 0.0))
+                    rows, secs = _timed(step, f"training set {ts.definition.name}",
+                                        lambda t=ts, p=tmp: _write_training_set(  # type: ignore[misc]
+                                            engine, t, p))
+                    staged[-1] = (ts, tmp, rows, secs)
+    except BaseException:
+        for _, tmp, _, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    results = [_publish(project, engine, ts, tmp, rows, secs, target)
+               for ts, tmp, rows, secs in staged]
+    return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started)
+
+
+def _count(engine: Engine, relation: exp.Expression) -> int:
+    table = engine.fetch_arrow(exp.select(exp.func("count", exp.Star())).from_(relation))
+    return int(table.column(0)[0].as_py())
+
+
+def _write_training_set(engine: Engine, ts: CompiledTrainingSet, tmp: Path) -> int:
+    engine.write_parquet(ts.query, tmp)
+    written = _count(engine, engine.parquet_query(tmp).subquery())
+    spine_rows = _count(engine, ts.plan.spine.copy())
+    if written != spine_rows:
+        # The point-in-time join must keep every spine row exactly once; anything else is a
+        # bug in fsql, and publishing it would silently corrupt training data.
+        raise EngineError(f"training set '{ts.definition.name}': wrote {written} rows for "
+                          f"{spine_rows} spine rows; nothing was published")
+    return written
+
+
+def _time_range(path: Path, column: str) -> tuple[str | None, str | None]:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    values = pq.read_table(path, columns=[column]).column(0)
+    if len(values) == 0:
+        return None, None
+    bounds = pc.min_max(values)
+    lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+    return (None if lo is None else str(lo)), (None if hi is None else str(hi))
+
+
+def _publish(project: CompiledProject, engine: Engine, ts: CompiledTrainingSet, tmp: Path,
+             rows: int, seconds: float, target: str) -> TrainingSetResult:
+    tmp.replace(ts.output)
+    name = ts.definition.name
+    graph_id = f"training_set:{name}"
+    upstream = project.graph.upstream(graph_id)
+    record = {
+        "training_set": name,
+        "fsql_version": __version__,
+        "project": project.spec.config.name,
+        "target": target,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "output": str(ts.output),
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "spine": {"model": ts.definition.spine.model, "source": ts.definition.spine.source,
+                  "timestamp": ts.plan.spine_ts,
+                  "time_range": list(_time_range(ts.output, ts.plan.spine_ts))},
+        "hash": ts.hash,
+        "definitions": {n: project.nodes[n].hash for n in sorted(upstream)
+                        if n in project.nodes},
+        "features": [{"view": j.view.name, "feature": f.name, "column": out,
+                      "type": f.dtype.name, "ttl": str(j.view.ttl) if j.view.ttl else None}
+                     for j in ts.plan.joins for f, out in zip(j.features, j.output_names,
+                                                               strict=True)],
+        "compiled_sql": ts.query.sql(project.dialect, pretty=True),
+    }
+    record_path = ts.output.with_suffix(".build.json")
+    tmp_record = record_path.with_name(f".{record_path.name}.tmp")
+    tmp_record.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp_record.replace(record_path)
+    with engine.transaction():
+        engine.replace_relation(name, engine.parquet_query(ts.output), "view")
+    columns = len(ts.plan.output_spine) + len(ts.plan.feature_columns)
+    return TrainingSetResult(name, ts.output, record_path, rows, columns, seconds,
+                             tuple(record["spine"]["time_range"]))  # type: ignore[arg-type]

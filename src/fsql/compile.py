@@ -1,0 +1,387 @@
+"""Compile a project: render -> parse -> check against the engine -> plan training sets.
+
+``Compiler.compile`` must run inside ``engine.rollback_only()``: every model and view is created
+as a view so the engine can type its columns; nothing is materialized, no data is read, and the
+rollback leaves no trace.
+``write_target`` is the only I/O here: ``target/compiled/**.sql`` and ``target/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from sqlglot import exp
+
+from fsql import __version__
+from fsql.analyze import check_view, parse_query
+from fsql.definitions import Feature, FeatureView, Model, Source, TrainingSet
+from fsql.dtypes import FeatureType
+from fsql.engines.base import Column, Engine
+from fsql.errors import DefinitionError, EngineError, ErrorCollector, RequestError
+from fsql.graph import Graph
+from fsql.loader import ProjectSpec
+from fsql.pit import AsofJoin, PitPlan, PitStrategy, ViewJoin, default_order
+from fsql.render import Renderer
+
+_COSMETIC = {"path", "line", "sql_path", "description", "owner", "tags"}
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledNode:
+    """A source, model or feature view, ready to run."""
+
+    id: str
+    kind: str
+    name: str
+    relation: str
+    query: exp.Query
+    materialized: str
+    columns: tuple[Column, ...]
+    definition: Source | Model | FeatureView
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTrainingSet:
+    """A training set's point-in-time query and where its output goes."""
+
+    definition: TrainingSet
+    plan: PitPlan
+    query: exp.Select
+    output: Path
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledProject:
+    """Everything needed to build, inspect or serve a project."""
+
+    spec: ProjectSpec
+    graph: Graph
+    nodes: MappingProxyType[str, CompiledNode]
+    training_sets: MappingProxyType[str, CompiledTrainingSet]
+    dialect: str
+
+    def view(self, name: str) -> CompiledNode:
+        node = self.nodes.get(f"view:{name}")
+        if node is None:
+            known = ", ".join(sorted(self.spec.views)) or "none"
+            raise RequestError(f"no feature view named '{name}' (known: {known})")
+        return node
+
+
+def _semantic(value: Any) -> Any:
+    """The parts of a definition that change results (not descriptions or file positions)."""
+    if isinstance(value, FeatureType):
+        return value.name
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _semantic(getattr(value, f.name)) for f in fields(value)
+                if f.name not in _COSMETIC}
+    if isinstance(value, tuple | list):
+        return [_semantic(v) for v in value]
+    return value
+
+
+def fingerprint(*parts: Any) -> str:
+    payload = json.dumps([_semantic(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class Compiler:
+    """Turns a ``ProjectSpec`` into a ``CompiledProject`` on one engine."""
+
+    def __init__(self, spec: ProjectSpec, engine: Engine,
+                 strategy: PitStrategy | None = None) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.strategy = strategy or AsofJoin()
+        self.errors = ErrorCollector()
+
+    def compile(self) -> CompiledProject:
+        spec = self.spec
+        renderer = Renderer(spec, self.engine.dialect)
+        queries: dict[str, tuple[exp.Query, str, Any, list[str]]] = {}
+        for src in spec.sources.values():
+            queries[f"source:{src.name}"] = (self.engine.source_query(src, spec.root), "view",
+                                             src, [])
+        for definition in (*spec.models.values(), *spec.views.values()):
+            node_id = f"{'view' if isinstance(definition, FeatureView) else 'model'}:" \
+                      f"{definition.name}"
+            try:
+                rendered = renderer.render(definition.sql_path)
+                query = parse_query(rendered.sql, definition.sql_path, self.engine.dialect,
+                                    spec.templates[definition.sql_path])
+            except DefinitionError as err:
+                self.errors.add(err)
+                continue
+            materialized = (definition.materialized if isinstance(definition, FeatureView)
+                            else rendered.materialized or "view")
+            deps = [self._relation_id(r) for r in rendered.refs]
+            deps += [f"source:{s}" for s in rendered.sources]
+            queries[node_id] = (query, materialized, definition, deps)
+        self._check_training_refs()
+        self.errors.raise_if_any()
+
+        graph = self._graph(queries)
+        nodes = self._check_on_engine(graph, queries)
+        self.errors.raise_if_any()
+        training = {name: self._plan(ts, nodes) for name, ts in spec.training_sets.items()}
+        self.errors.raise_if_any()
+        return CompiledProject(spec, graph, MappingProxyType(nodes),
+                               MappingProxyType(training), self.engine.dialect)
+
+    def _relation_id(self, name: str) -> str:
+        return f"view:{name}" if name in self.spec.views else f"model:{name}"
+
+    def _spine_id(self, ts: TrainingSet) -> str:
+        return f"model:{ts.spine.model}" if ts.spine.model else f"source:{ts.spine.source}"
+
+    def _check_training_refs(self) -> None:
+        spec = self.spec
+        for ts in spec.training_sets.values():
+            spine = ts.spine
+            if spine.model and spine.model not in spec.models and spine.model not in spec.views:
+                self.errors.add(DefinitionError(
+                    ts.path, f"training set '{ts.name}': spine model '{spine.model}' does not "
+                    "exist", line=spine.line,
+                    hint=f"known models: {', '.join(sorted(spec.models)) or 'none'}."))
+            if spine.source and spine.source not in spec.sources:
+                self.errors.add(DefinitionError(
+                    ts.path, f"training set '{ts.name}': spine source '{spine.source}' is not "
+                    "declared", line=spine.line,
+                    hint=f"known sources: {', '.join(sorted(spec.sources)) or 'none'}."))
+            for ref in ts.features:
+                view = spec.views.get(ref.view)
+                if view is None:
+                    self.errors.add(DefinitionError(
+                        ts.path, f"training set '{ts.name}': unknown feature view '{ref.view}'",
+                        line=ref.line,
+                        hint=f"known views: {', '.join(sorted(spec.views)) or 'none'}."))
+                elif ref.feature and view.feature(ref.feature) is None:
+                    self.errors.add(DefinitionError(
+                        ts.path, f"training set '{ts.name}': view '{ref.view}' has no feature "
+                        f"'{ref.feature}'", line=ref.line,
+                        hint=f"its features: {', '.join(f.name for f in view.features)}."))
+
+    def _graph(self, queries: dict[str, tuple[exp.Query, str, Any, list[str]]]) -> Graph:
+        deps: dict[str, list[str]] = {node: d for node, (_, _, _, d) in queries.items()}
+        tags: dict[str, tuple[str, ...]] = {}
+        locations: dict[str, str] = {}
+        for node, (_, _, definition, _) in queries.items():
+            tags[node] = getattr(definition, "tags", ())
+            locations[node] = getattr(definition, "sql_path", getattr(definition, "path", ""))
+        for ts in self.spec.training_sets.values():
+            node = f"training_set:{ts.name}"
+            deps[node] = [self._spine_id(ts), *dict.fromkeys(f"view:{r.view}"
+                                                             for r in ts.features)]
+            tags[node], locations[node] = ts.tags, ts.path
+        return Graph(deps, tags, locations)
+
+    def _check_on_engine(self, graph: Graph,
+                         queries: dict[str, tuple[exp.Query, str, Any, list[str]]]
+                         ) -> dict[str, CompiledNode]:
+        nodes: dict[str, CompiledNode] = {}
+        failed: set[str] = set()
+        # Runs inside the caller's transaction: compile-only callers roll it back, and
+        # queries (historical_features) run against these views before rolling back.
+        for node_id in graph.order:
+            if node_id.startswith("training_set:"):
+                continue
+            query, materialized, definition, deps = queries[node_id]
+            if failed.intersection(deps):
+                failed.add(node_id)  # its own error would only repeat the upstream one
+                continue
+            kind, name = node_id.split(":", 1)
+            relation = definition.relation if isinstance(definition, Source) else name
+            try:
+                columns = self.engine.describe(query)
+            except EngineError as err:
+                failed.add(node_id)
+                self.errors.add(self._engine_error(definition, err))
+                continue
+            if isinstance(definition, FeatureView):
+                problems = check_view(definition, dict(self.spec.entities), columns,
+                                      self.engine.dialect)
+                for problem in problems:
+                    self.errors.add(problem)
+                if problems:
+                    failed.add(node_id)
+            self.engine.replace_relation(relation, query, "view")
+            upstream = sorted(nodes[d].hash for d in deps if d in nodes)
+            nodes[node_id] = CompiledNode(
+                node_id, kind, name, relation, query, materialized, tuple(columns),
+                definition, fingerprint(definition, query.sql(self.engine.dialect),
+                                        materialized, upstream))
+        return nodes
+
+    @staticmethod
+    def _engine_error(definition: Any, err: EngineError) -> DefinitionError:
+        if isinstance(definition, Source):
+            return DefinitionError(
+                definition.path, f"source '{definition.name}' cannot be read: {err}",
+                line=definition.line,
+                hint="check the path (relative to the project directory) or the table name; "
+                "for the example project run: python scripts/generate_demo_data.py.")
+        return DefinitionError(definition.sql_path, f"the engine rejected the SQL: {err}",
+                               hint="see the rendered SQL with: fsql compile.")
+
+    def _plan(self, ts: TrainingSet, nodes: dict[str, CompiledNode]) -> CompiledTrainingSet:
+        spine_node = nodes[self._spine_id(ts)]
+        try:
+            plan = plan_training_set(
+                self.spec, ts.features, exp.to_table(spine_node.relation, quoted=True),
+                spine_node.columns, ts.spine.timestamp, ts.naming, nodes, spine_output=None)
+        except RequestError as err:
+            self.errors.add(DefinitionError(ts.path, f"training set '{ts.name}': {err}",
+                                            line=ts.line))
+            return None  # type: ignore[return-value]  # errors are raised by the caller
+        query = self.strategy.query(plan)
+        output = Path(ts.output) if ts.output else Path("target", "training_sets",
+                                                         f"{ts.name}.parquet")
+        upstream = sorted(n.hash for n in nodes.values()
+                          if n.id in {self._spine_id(ts), *(f"view:{j.view.name}"
+                                                            for j in plan.joins)})
+        return CompiledTrainingSet(ts, plan, query, self.spec.root / output,
+                                   fingerprint(ts, query.sql(self.engine.dialect), upstream))
+
+
+def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
+                      spine_columns: tuple[Column, ...] | list[Column], spine_ts: str,
+                      naming: str, nodes: dict[str, CompiledNode] | MappingProxyType[str, Any],
+                      spine_output: tuple[str, ...] | None,
+                      order_by: tuple[str, ...] | None = None) -> PitPlan:
+    """Resolve feature references against a spine; raises ``RequestError`` on any mismatch.
+
+    Shared by compiled training sets and ``historical_features`` so both take one path.
+    """
+    from fsql.dtypes import TIME_TYPES
+
+    columns = {c.name: c.dtype for c in spine_columns}
+    if spine_ts not in columns:
+        raise RequestError(f"the spine has no timestamp column '{spine_ts}' "
+                           f"(it has: {', '.join(columns)})")
+    if columns[spine_ts].this not in TIME_TYPES:
+        raise RequestError(f"spine timestamp '{spine_ts}' has type {columns[spine_ts].sql()}; "
+                           "it must be a timestamp or date")
+    wanted: dict[str, list[Feature]] = {}
+    for ref in refs:
+        view = spec.views.get(ref.view)
+        if view is None:
+            raise RequestError(f"unknown feature view '{ref.view}' "
+                               f"(known: {', '.join(sorted(spec.views)) or 'none'})")
+        chosen = [view.feature(ref.feature)] if ref.feature else list(view.features)
+        if chosen[0] is None:
+            raise RequestError(f"feature view '{ref.view}' has no feature '{ref.feature}' "
+                               f"(it has: {', '.join(f.name for f in view.features)})")
+        bucket = wanted.setdefault(view.name, [])
+        bucket += [f for f in chosen if f is not None and f not in bucket]
+    joins: list[ViewJoin] = []
+    seen_outputs: dict[str, str] = {}
+    all_keys: list[str] = []
+    for view_name, feats in wanted.items():
+        view = spec.views[view_name]
+        node = nodes[f"view:{view_name}"]
+        view_types = {c.name: c.dtype for c in node.columns}
+        keys = tuple(k for e in view.entities for k in spec.entities[e].join_keys)
+        for key in keys:
+            if key not in columns:
+                raise RequestError(
+                    f"the spine has no column '{key}', the join key of view '{view_name}' "
+                    f"(spine columns: {', '.join(columns)})")
+            if not _key_compatible(columns[key], view_types[key]):
+                raise RequestError(
+                    f"join key '{key}' is {columns[key].sql()} in the spine but "
+                    f"{view_types[key].sql()} in view '{view_name}'; cast one side")
+        all_keys += [k for k in keys if k not in all_keys]
+        outputs = tuple(f.name if naming == "plain" else f"{view_name}__{f.name}" for f in feats)
+        for out in outputs:
+            clash = seen_outputs.get(out) or ("the spine" if out in columns else None)
+            if clash:
+                raise RequestError(f"output column '{out}' of view '{view_name}' collides with "
+                                   f"{clash}; use naming: prefixed (view__feature)")
+            seen_outputs[out] = f"view '{view_name}'"
+        for f in feats:
+            if f.name in keys or f.name in (view.timestamp, view.created_timestamp):
+                raise RequestError(f"feature '{f.name}' of view '{view_name}' is also its key or "
+                                   "timestamp column; rename it in the SQL")
+        created = view_types.get(view.created_timestamp) if view.created_timestamp else None
+        joins.append(ViewJoin(view, node.relation, keys, tuple(feats), outputs,
+                              view_types[view.timestamp], created))
+    names = tuple(columns)
+    out_spine = names if spine_output is None else spine_output
+    return PitPlan(spine, tuple(spine_columns), spine_ts, tuple(joins), out_spine,
+                   order_by or default_order(spine_ts, all_keys, names))
+
+
+_INTEGERS = {exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.INT,
+             exp.DataType.Type.BIGINT, exp.DataType.Type.UTINYINT, exp.DataType.Type.USMALLINT,
+             exp.DataType.Type.UINT, exp.DataType.Type.UBIGINT}
+
+
+def _key_compatible(a: exp.DataType, b: exp.DataType) -> bool:
+    from fsql.dtypes import FeatureType
+
+    if a.this in _INTEGERS and b.this in _INTEGERS:
+        return True
+    return FeatureType("", a).matches(b)
+
+
+def manifest(project: CompiledProject) -> dict[str, Any]:
+    """A JSON-able description of every compiled node (dbt's manifest.json)."""
+    dialect = project.dialect
+    out: dict[str, Any] = {"fsql_version": __version__, "project": project.spec.config.name,
+                           "dialect": dialect, "nodes": {}, "training_sets": {}}
+    for node in project.nodes.values():
+        d = node.definition
+        entry: dict[str, Any] = {
+            "kind": node.kind, "name": node.name, "relation": node.relation,
+            "materialized": node.materialized, "hash": node.hash,
+            "path": getattr(d, "sql_path", getattr(d, "path", None)),
+            "depends_on": sorted(project.graph.deps[node.id]),
+            "columns": {c.name: c.dtype.sql(dialect) for c in node.columns},
+            "compiled_sql": node.query.sql(dialect, pretty=True),
+        }
+        if isinstance(d, FeatureView):
+            entry.update(entities=list(d.entities), timestamp=d.timestamp,
+                         created_timestamp=d.created_timestamp,
+                         ttl_seconds=d.ttl.seconds if d.ttl else None, online=d.online,
+                         owner=d.owner, tags=list(d.tags), description=d.description,
+                         features={f.name: f.dtype.name for f in d.features})
+        out["nodes"][node.id] = entry
+    for name, ts in project.training_sets.items():
+        out["training_sets"][name] = {
+            "hash": ts.hash, "path": ts.definition.path, "output": str(ts.output),
+            "features": [str(r) for r in ts.definition.features],
+            "columns": [*ts.plan.output_spine, *ts.plan.feature_columns],
+            "depends_on": sorted(project.graph.deps[f"training_set:{name}"]),
+            "compiled_sql": ts.query.sql(dialect, pretty=True),
+        }
+    return out
+
+
+def write_target(project: CompiledProject) -> Path:
+    """Write ``target/compiled/<kind>/<name>.sql`` and ``target/manifest.json``."""
+    target = project.spec.root / "target"
+    compiled = target / "compiled"
+    for node in project.nodes.values():
+        _write(compiled / node.kind / f"{node.name}.sql",
+               node.query.sql(project.dialect, pretty=True) + "\n")
+    for name, ts in project.training_sets.items():
+        _write(compiled / "training_set" / f"{name}.sql",
+               ts.query.sql(project.dialect, pretty=True) + "\n")
+    path = target / "manifest.json"
+    _write(path, json.dumps(manifest(project), indent=2) + "\n")
+    return path
+
+
+def _write(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,163 @@
+"""Project settings (``fsql_project.yml``) and connection targets (``profiles.yml``).
+
+Resolution order, as in dbt: the ``--target`` option, then ``FSQL_TARGET``, then the profile's
+``target:``; profiles are read from ``--profiles-dir``, then ``FSQL_PROFILES_DIR``, then the
+project directory. Without a profiles.yml the project runs on an embedded DuckDB file under
+``target/``. String values may use ``{{ env_var('NAME', 'default') }}``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from fsql.errors import ConfigError, DefinitionError
+from fsql.yamlio import Mapping, load_file
+
+PROJECT_FILE = "fsql_project.yml"
+PROFILES_FILE = "profiles.yml"
+
+
+def env_var(name: str, default: str | None = None) -> str:
+    """Jinja ``env_var()``: the environment variable, or ``default``; missing is an error."""
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ConfigError(
+            f"environment variable '{name}' is not set and has no default; "
+            f"set it or write env_var('{name}', 'default')"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectConfig:
+    """The contents of ``fsql_project.yml``."""
+
+    name: str
+    profile: str
+    vars: dict[str, Any]
+    root: Path
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineConfig:
+    """The offline engine of a target."""
+
+    type: str
+    path: Path
+    threads: int | None
+    memory_limit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One named output of a profile."""
+
+    name: str
+    offline: OfflineConfig
+    online: dict[str, Any] = field(default_factory=dict)
+
+
+def _render_values(value: Any, path: Path) -> Any:
+    """Render ``{{ env_var(...) }}`` in every string of a parsed YAML tree."""
+    if isinstance(value, str) and "{{" in value:
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+        try:
+            return env.from_string(value).render(env_var=env_var)
+        except jinja2.TemplateError as err:
+            raise ConfigError(f"{path}: cannot render {value!r}: {err}") from None
+    if isinstance(value, dict):
+        out = Mapping({k: _render_values(v, path) for k, v in value.items()})
+        out.line = getattr(value, "line", 0)
+        out.key_lines = getattr(value, "key_lines", {})
+        return out
+    if isinstance(value, list):
+        return [_render_values(v, path) for v in value]
+    return value
+
+
+def load_project_config(root: Path) -> ProjectConfig:
+    """Read ``fsql_project.yml`` in ``root``."""
+    path = root / PROJECT_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"{root} is not an fsql project: {PROJECT_FILE} not found. "
+            f"Run fsql from the project directory or pass --project-dir."
+        )
+    raw = load_file(path, PROJECT_FILE)
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise DefinitionError(PROJECT_FILE, "needs a 'name:' (the project name)", line=1)
+    unknown = set(raw) - {"name", "profile", "vars"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise DefinitionError(
+            PROJECT_FILE, f"unknown key '{key}'", line=raw.line_of(key),
+            hint="allowed keys: name, profile, vars.",
+        )
+    variables = raw.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise DefinitionError(PROJECT_FILE, "'vars' must be a mapping", line=raw.line_of("vars"))
+    return ProjectConfig(raw["name"], raw.get("profile") or raw["name"], dict(variables), root)
+
+
+def load_target(
+    project: ProjectConfig, target: str | None = None, profiles_dir: Path | None = None
+) -> Target:
+    """Resolve the target to run against (see the module docstring for the order)."""
+    directory = profiles_dir or Path(os.environ.get("FSQL_PROFILES_DIR") or project.root)
+    path = directory / PROFILES_FILE
+    wanted = target or os.environ.get("FSQL_TARGET")
+    if not path.is_file():
+        if profiles_dir is not None or os.environ.get("FSQL_PROFILES_DIR"):
+            raise ConfigError(f"no {PROFILES_FILE} in {directory}")
+        if wanted not in (None, "dev"):
+            raise ConfigError(f"target '{wanted}' requested but there is no {path}")
+        default = OfflineConfig("duckdb", project.root / "target" / f"{project.name}.duckdb",
+                                None, None)
+        return Target("dev", default)
+    raw = _render_values(load_file(path), path)
+    profile = raw.get(project.profile) if isinstance(raw, dict) else None
+    if not isinstance(profile, dict):
+        raise ConfigError(
+            f"{path}: no profile named '{project.profile}' "
+            f"(the 'profile' of {PROJECT_FILE}, or its 'name')"
+        )
+    outputs = profile.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        raise ConfigError(f"{path}: profile '{project.profile}' needs an 'outputs:' mapping")
+    name = wanted or profile.get("target") or "dev"
+    if name not in outputs:
+        raise ConfigError(
+            f"{path}: profile '{project.profile}' has no target '{name}'; "
+            f"available: {', '.join(sorted(outputs))}"
+        )
+    out = outputs[name]
+    if not isinstance(out, dict):
+        raise ConfigError(f"{path}: target '{name}' must be a mapping")
+    return Target(name, _offline(out.get("offline") or {}, project, path, name),
+                  dict(out.get("online") or {}))
+
+
+def _offline(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str) -> OfflineConfig:
+    where = f"{path}: target '{target}' offline"
+    kind = raw.get("type", "duckdb")
+    if kind != "duckdb":
+        raise ConfigError(f"{where}: engine type '{kind}' is not supported yet (supported: duckdb)")
+    unknown = set(raw) - {"type", "path", "threads", "memory_limit"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                          "allowed: type, path, threads, memory_limit")
+    db = raw.get("path") or f"target/{project.name}.duckdb"
+    db_path = Path(db) if db == ":memory:" else project.root / db
+    threads = raw.get("threads")
+    if threads is not None:
+        try:
+            threads = int(threads)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: threads must be an integer, got {threads!r}") from None
+    memory = raw.get("memory_limit")
+    return OfflineConfig("duckdb", db_path, threads, str(memory) if memory else None)

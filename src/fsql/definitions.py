@@ -1,0 +1,426 @@
+"""Frozen definitions, one dataclass per kind, each built only by its ``from_raw``.
+
+``from_raw`` takes the raw YAML mapping (``yamlio.Mapping``, which knows its lines) and either
+returns a definition or raises ``DefinitionError`` naming the file and line. Unknown keys are
+errors, so a typo such as ``tll: 30d`` never silently means "no ttl".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fsql.dtypes import FeatureType
+from fsql.errors import DefinitionError
+from fsql.yamlio import Mapping
+
+X = TypeVar("X")
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TTL = re.compile(r"^\s*(\d+)\s*(w|d|h|m|s)\s*$")
+_TTL_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+class _Fields:
+    """Reads the keys of one raw mapping with type checks; rejects keys it was not asked for."""
+
+    def __init__(self, raw: Any, path: str, what: str, line: int = 0) -> None:
+        if not isinstance(raw, dict):
+            raise DefinitionError(
+                path, f"{what} must be a mapping, found {type(raw).__name__}", line=line or None
+            )
+        self.raw = raw
+        self.path = path
+        self.what = what
+        self.line = raw.line if isinstance(raw, Mapping) else line
+        self._seen: set[str] = set()
+
+    def line_of(self, key: str) -> int:
+        return self.raw.line_of(key) if isinstance(self.raw, Mapping) else self.line
+
+    def error(self, key: str | None, message: str, hint: str | None = None) -> DefinitionError:
+        line = self.line_of(key) if key else self.line
+        return DefinitionError(self.path, message, line=line or None, hint=hint)
+
+    def get(self, key: str, kind: type[X] | tuple[type, ...], default: Any = None) -> Any:
+        self._seen.add(key)
+        if key not in self.raw or self.raw[key] is None:
+            return default
+        value = self.raw[key]
+        if isinstance(value, bool) and kind in (int, str):
+            ok = False
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(
+                k.__name__ for k in kind
+            )
+            raise self.error(
+                key,
+                f"{self.what}: '{key}' must be {_article(expected)}, "
+                f"found {type(value).__name__} {value!r}",
+            )
+        return value
+
+    def require(self, key: str, kind: type[X] | tuple[type, ...]) -> Any:
+        value = self.get(key, kind)
+        if value is None:
+            raise self.error(None, f"{self.what}: missing required key '{key}'")
+        return value
+
+    def name(self, key: str = "name", default: str | None = None) -> str:
+        value = self.get(key, str, default)
+        if value is None:
+            raise self.error(None, f"{self.what}: missing required key '{key}'")
+        if not _NAME.match(value):
+            raise self.error(
+                key,
+                f"{self.what}: '{value}' is not a valid name",
+                hint="use letters, digits and underscores, not starting with a digit.",
+            )
+        return str(value)
+
+    def names(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, (list, str), default=[])
+        items = [value] if isinstance(value, str) else value
+        for item in items:
+            if not isinstance(item, str) or not _NAME.match(item):
+                raise self.error(key, f"{self.what}: '{key}' entries must be names, found {item!r}")
+        return tuple(items)
+
+    def done(self) -> None:
+        """Raise on the first key that no ``get`` asked for."""
+        for key in self.raw:
+            if key not in self._seen:
+                allowed = ", ".join(sorted(self._seen))
+                raise self.error(
+                    key, f"{self.what}: unknown key '{key}'", hint=f"allowed keys: {allowed}."
+                )
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def read_list(
+    raw: Any, key: str, path: str, build: Callable[[Any, int], X], line: int = 0
+) -> list[X]:
+    """Build each item of the list ``raw``; ``build(item, line)`` gets the item's line."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise DefinitionError(path, f"'{key}' must be a list", line=line or None)
+    return [build(item, item.line if isinstance(item, Mapping) else line) for item in raw]
+
+
+@dataclass(frozen=True, slots=True)
+class Ttl:
+    """How long a feature value stays valid after its event timestamp."""
+
+    seconds: int
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> Ttl:
+        m = _TTL.match(text)
+        if not m or int(m.group(1)) == 0:
+            raise ValueError(
+                f"invalid ttl '{text}'; write a positive number and a unit: "
+                "'30d', '12h', '90m', '45s', '2w' (or leave it out for no ttl)"
+            )
+        return cls(int(m.group(1)) * _TTL_SECONDS[m.group(2)], text.strip())
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """Something features describe, identified by one or more join keys."""
+
+    name: str
+    join_keys: tuple[str, ...]
+    description: str
+    path: str
+    line: int
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str, line: int = 0) -> Entity:
+        f = _Fields(raw, path, "entity", line)
+        name = f.name()
+        keys = f.names("join_keys")
+        if not keys:
+            raise f.error(None, f"entity '{name}': 'join_keys' needs at least one column")
+        entity = cls(name, keys, f.get("description", str, ""), path, f.line)
+        f.done()
+        return entity
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One declared feature column of a feature view."""
+
+    name: str
+    dtype: FeatureType
+    description: str
+    line: int
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str, line: int = 0) -> Feature:
+        f = _Fields(raw, path, "feature", line)
+        name = f.name()
+        type_text = f.require("type", str)
+        try:
+            dtype = FeatureType.parse(type_text)
+        except ValueError as err:
+            raise f.error("type", f"feature '{name}': {err}") from None
+        feature = cls(name, dtype, f.get("description", str, ""), f.line)
+        f.done()
+        return feature
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureView:
+    """A set of features computed by one SQL template, keyed by entities and event time."""
+
+    name: str
+    entities: tuple[str, ...]
+    timestamp: str
+    created_timestamp: str | None
+    ttl: Ttl | None
+    online: bool
+    owner: str
+    tags: tuple[str, ...]
+    description: str
+    materialized: str
+    features: tuple[Feature, ...]
+    path: str
+    sql_path: str
+    line: int
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str, sql_path: str, stem: str) -> FeatureView:
+        f = _Fields(raw, path, "feature_view")
+        name = f.name(default=stem)
+        what = f"feature view '{name}'"
+        entities = f.names("entities") + f.names("entity")
+        if not entities:
+            raise f.error(None, f"{what}: declare its 'entities' (or 'entity')")
+        ttl_raw = f.get("ttl", str)
+        try:
+            ttl = Ttl.parse(ttl_raw) if ttl_raw is not None else None
+        except ValueError as err:
+            raise f.error("ttl", f"{what}: {err}") from None
+        materialized = f.get("materialized", str, "view")
+        if materialized not in ("view", "table"):
+            raise f.error("materialized", f"{what}: materialized must be 'view' or 'table'")
+        features = read_list(
+            f.require("features", list), "features", path,
+            lambda item, ln: Feature.from_raw(item, path, ln), f.line_of("features"),
+        )
+        if not features:
+            raise f.error("features", f"{what}: declare at least one feature")
+        seen: dict[str, Feature] = {}
+        for feat in features:
+            if feat.name in seen:
+                raise DefinitionError(
+                    path, f"{what}: feature '{feat.name}' is declared twice "
+                    f"(first on line {seen[feat.name].line})", line=feat.line,
+                )
+            seen[feat.name] = feat
+        view = cls(
+            name=name,
+            entities=entities,
+            timestamp=f.require("timestamp", str),
+            created_timestamp=f.get("created_timestamp", str),
+            ttl=ttl,
+            online=f.get("online", bool, False),
+            owner=f.get("owner", str, ""),
+            tags=f.names("tags"),
+            description=f.get("description", str, ""),
+            materialized=materialized,
+            features=tuple(features),
+            path=path,
+            sql_path=sql_path,
+            line=f.line,
+        )
+        f.done()
+        return view
+
+    def feature(self, name: str) -> Feature | None:
+        return next((x for x in self.features if x.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """An external table: files (Parquet/CSV, globs allowed) or an existing engine table."""
+
+    source_name: str
+    table_name: str
+    location: str | None
+    table: str | None
+    format: str
+    description: str
+    path: str
+    line: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.source_name}.{self.table_name}"
+
+    @property
+    def relation(self) -> str:
+        """Name of the engine view fsql creates for this source."""
+        return f"{self.source_name}__{self.table_name}"
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str, source_name: str, line: int = 0) -> Source:
+        f = _Fields(raw, path, f"source '{source_name}' table", line)
+        name = f.name()
+        location = f.get("path", str)
+        table = f.get("table", str)
+        if (location is None) == (table is None):
+            raise f.error(
+                None, f"source table '{source_name}.{name}': give exactly one of 'path' or 'table'",
+                hint="path: data/orders/*.parquet reads files; table: schema.table reads the "
+                "engine database.",
+            )
+        fmt = f.get("format", str)
+        if location is not None and fmt is None:
+            lowered = location.lower()
+            fmt = next((x for x in ("parquet", "csv") if lowered.endswith(x)), None)
+            if fmt is None:
+                raise f.error("path", f"cannot tell the file format of '{location}'",
+                              hint="add format: parquet or format: csv.")
+        if fmt not in (None, "parquet", "csv"):
+            raise f.error("format", f"unsupported format '{fmt}'; use parquet or csv")
+        src = cls(source_name, name, location, table, fmt or "table",
+                  f.get("description", str, ""), path, f.line)
+        f.done()
+        return src
+
+
+def sources_from_raw(raw: Any, path: str, line: int = 0) -> list[Source]:
+    """Parse one entry of a ``sources:`` list (a named group of tables)."""
+    f = _Fields(raw, path, "source", line)
+    name = f.name()
+    f.get("description", str)
+    tables = read_list(
+        f.require("tables", list), "tables", path,
+        lambda item, ln: Source.from_raw(item, path, name, ln), f.line_of("tables"),
+    )
+    f.done()
+    return tables
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProperties:
+    """Optional YAML properties of a SQL model (``models:`` in a models/*.yml file)."""
+
+    name: str
+    description: str
+    tags: tuple[str, ...]
+    path: str
+    line: int
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str, line: int = 0) -> ModelProperties:
+        f = _Fields(raw, path, "model", line)
+        props = cls(f.name(), f.get("description", str, ""), f.names("tags"), path, f.line)
+        f.done()
+        return props
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A dbt-style SQL model: ``models/<name>.sql``."""
+
+    name: str
+    sql_path: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SpineRef:
+    """Where a training set's rows come from, and which column is its timestamp."""
+
+    model: str | None
+    source: str | None
+    timestamp: str
+    line: int
+
+    @property
+    def target(self) -> str:
+        return self.model or f"source:{self.source}"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRef:
+    """``view`` (all its features) or ``view.feature`` in a training set's feature list."""
+
+    view: str
+    feature: str | None
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.view}.{self.feature}" if self.feature else self.view
+
+    @classmethod
+    def parse(cls, text: str, line: int = 0) -> FeatureRef:
+        parts = text.split(".")
+        if len(parts) > 2 or not all(_NAME.match(p) for p in parts):
+            raise ValueError(f"'{text}' is not 'view' or 'view.feature'")
+        return cls(parts[0], parts[1] if len(parts) == 2 else None, line)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSet:
+    """A spine joined point-in-time to a list of features; also the feature service served
+    online under the same name."""
+
+    name: str
+    spine: SpineRef
+    features: tuple[FeatureRef, ...]
+    naming: str
+    output: str | None
+    description: str
+    tags: tuple[str, ...]
+    path: str
+    line: int
+    owner: str = field(default="")
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str, line: int = 0) -> TrainingSet:
+        f = _Fields(raw, path, "training set", line)
+        name = f.name()
+        what = f"training set '{name}'"
+        spine_raw = f.require("spine", dict)
+        s = _Fields(spine_raw, path, f"{what} spine", f.line_of("spine"))
+        model, source = s.get("model", str), s.get("source", str)
+        if (model is None) == (source is None):
+            raise s.error(None, f"{what}: the spine needs exactly one of 'model' or 'source'",
+                          hint="spine: {model: churn_labels, timestamp: label_ts}")
+        spine = SpineRef(model, source, s.require("timestamp", str), s.line)
+        s.done()
+        refs: list[FeatureRef] = []
+        for item in f.require("features", list):
+            if not isinstance(item, str):
+                raise f.error("features", f"{what}: features are 'view' or 'view.feature' strings")
+            try:
+                refs.append(FeatureRef.parse(item, f.line_of("features")))
+            except ValueError as err:
+                raise f.error("features", f"{what}: {err}") from None
+        if not refs:
+            raise f.error("features", f"{what}: request at least one feature")
+        naming = f.get("naming", str, "plain")
+        if naming not in ("plain", "prefixed"):
+            raise f.error("naming", f"{what}: naming must be 'plain' (feature) or "
+                          "'prefixed' (view__feature)")
+        ts = cls(name, spine, tuple(refs), naming, f.get("output", str),
+                 f.get("description", str, ""), f.names("tags"), path, f.line,
+                 f.get("owner", str, ""))
+        f.done()
+        return ts

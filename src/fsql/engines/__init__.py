@@ -1,0 +1,18 @@
+"""Offline engines: the only place where engine-specific code lives."""
+
+from __future__ import annotations
+
+from fsql.config import OfflineConfig
+from fsql.engines.base import Column, Engine
+from fsql.errors import ConfigError
+
+__all__ = ["Column", "Engine", "connect"]
+
+
+def connect(config: OfflineConfig, root_dir: str) -> Engine:
+    """Open the engine a target's ``offline:`` block describes."""
+    if config.type == "duckdb":
+        from fsql.engines.duckdb import DuckDBEngine
+
+        return DuckDBEngine(config, root_dir)
+    raise ConfigError(f"unsupported offline engine '{config.type}'")

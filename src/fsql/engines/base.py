@@ -1,0 +1,89 @@
+"""The engine seam: what fsql needs from an offline SQL engine.
+
+Statements are handed over as sqlglot expressions and generated in ``Engine.dialect``; an
+engine adds only what the dialect cannot express (connections, catalogs, file writes).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from fsql.definitions import Source
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of a query result as the engine types it."""
+
+    name: str
+    dtype: exp.DataType
+
+
+class Engine(abc.ABC):
+    """An offline SQL engine connection."""
+
+    dialect: str = ""
+    #: whether ``ASOF JOIN`` is available (chooses the point-in-time strategy)
+    supports_asof: bool = False
+
+    @abc.abstractmethod
+    def describe(self, query: exp.Query) -> list[Column]:
+        """Output columns of ``query`` without running it."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Commit on success, roll back on any exception."""
+
+    @abc.abstractmethod
+    def rollback_only(self) -> AbstractContextManager[None]:
+        """A transaction that is always rolled back: validation that leaves no trace."""
+
+    @abc.abstractmethod
+    def replace_relation(self, name: str, query: exp.Query, materialized: str) -> None:
+        """Create or replace ``name`` as a view or table of ``query``."""
+
+    @abc.abstractmethod
+    def source_query(self, source: Source, root: Path) -> exp.Query:
+        """The query that reads a declared source (files or an existing table)."""
+
+    @abc.abstractmethod
+    def parquet_query(self, path: Path) -> exp.Query:
+        """The query that reads Parquet file(s) at ``path`` (globs allowed)."""
+
+    @abc.abstractmethod
+    def write_parquet(self, query: exp.Query, path: Path) -> None:
+        """Write the result of ``query`` to a Parquet file at ``path`` (overwriting it)."""
+
+    @abc.abstractmethod
+    def fetch_arrow(self, query: exp.Query) -> pa.Table:
+        """Run ``query`` and return all rows as an Arrow table."""
+
+    @abc.abstractmethod
+    def fetch_batches(self, query: exp.Query, batch_size: int) -> Iterator[pa.RecordBatch]:
+        """Run ``query`` and stream its rows as Arrow record batches (bounded memory)."""
+
+    @abc.abstractmethod
+    def register(self, name: str, data: Any) -> None:
+        """Expose an in-memory Arrow table or pandas DataFrame as relation ``name``."""
+
+    @abc.abstractmethod
+    def unregister(self, name: str) -> None:
+        """Remove a relation added by ``register``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
+
+    def sql(self, expression: exp.Expression, pretty: bool = False) -> str:
+        """Generate SQL text for this engine."""
+        return expression.sql(dialect=self.dialect, pretty=pretty)

@@ -1,0 +1,114 @@
+"""The fsql error tree. Every failure a user can cause is an ``FsqlError``.
+
+    FsqlError                     exit 1   anything the user can fix
+    ├── DefinitionError           exit 2   one problem in one project file (path, line, hint)
+    ├── ProjectErrors             exit 2   many DefinitionErrors, reported together
+    ├── ConfigError               exit 2   profiles.yml / fsql_project.yml / CLI arguments
+    ├── RequestError              exit 2   a bad Python/CLI request (unknown feature, bad spine)
+    └── EngineError               exit 3   the offline engine failed while running valid SQL
+
+The CLI maps each class to its exit code in one place (``cli.py``); anything that is not an
+``FsqlError`` is a bug in fsql and is shown with its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+MAX_REPORTED = 20
+
+
+class FsqlError(Exception):
+    """Base class: a problem the user can fix. ``str(err)`` is the whole user-facing message."""
+
+    exit_code = 1
+
+
+class DefinitionError(FsqlError):
+    """One problem in one project file.
+
+    Args:
+        path: the file, relative to the project directory where possible.
+        message: what is wrong.
+        line: 1-based line in ``path`` where known.
+        hint: how to fix it.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        path: Path | str | None,
+        message: str,
+        *,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.message = message
+        self.hint = hint
+        super().__init__(self.render())
+
+    @property
+    def location(self) -> str:
+        if self.path is None:
+            return ""
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+    def render(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        text = f"{where}{self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class ProjectErrors(FsqlError):
+    """Every problem found while validating a project, raised once (collect, then raise)."""
+
+    exit_code = 2
+
+    def __init__(self, errors: Sequence[DefinitionError]) -> None:
+        self.errors = list(errors)
+        shown = [e.render() for e in self.errors[:MAX_REPORTED]]
+        more = len(self.errors) - len(shown)
+        head = f"{len(self.errors)} problem{'s' if len(self.errors) != 1 else ''} in the project:"
+        body = "\n".join(f"- {s}" for s in shown)
+        tail = f"\n... and {more} more" if more > 0 else ""
+        super().__init__(f"{head}\n{body}{tail}")
+
+
+class ConfigError(FsqlError):
+    """profiles.yml, fsql_project.yml or a command-line option is wrong."""
+
+    exit_code = 2
+
+
+class RequestError(FsqlError):
+    """A request through the API or CLI names something that does not exist or is malformed."""
+
+    exit_code = 2
+
+
+class EngineError(FsqlError):
+    """The offline engine failed while executing SQL that passed validation."""
+
+    exit_code = 3
+
+
+class ErrorCollector:
+    """Accumulates ``DefinitionError``s so validation can report every problem at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[DefinitionError] = []
+
+    def add(self, error: DefinitionError) -> None:
+        self.errors.append(error)
+
+    def raise_if_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ProjectErrors(self.errors)

@@ -1,0 +1,183 @@
+"""Reads a project directory into an immutable ``ProjectSpec``. File I/O and nothing else.
+
+Layout (dbt-like):
+
+    fsql_project.yml          name, profile, vars
+    profiles.yml              targets (see config.py)
+    models/*.sql              SQL models; models/*.yml: ``sources:`` and ``models:`` properties
+    macros/*.sql              Jinja macros available to every template
+    features/*.yml            ``entities:``, ``feature_view:`` (with features/<stem>.sql beside it)
+                              and ``training_sets:``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from fsql.config import ProjectConfig
+from fsql.definitions import (
+    Entity,
+    FeatureView,
+    Model,
+    ModelProperties,
+    Source,
+    TrainingSet,
+    read_list,
+    sources_from_raw,
+)
+from fsql.errors import DefinitionError, ErrorCollector
+from fsql.yamlio import Mapping, load_file
+
+FEATURE_KEYS = ("entities", "feature_view", "training_sets")
+MODEL_KEYS = ("sources", "models")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSpec:
+    """Everything declared in a project, validated per file but not yet rendered."""
+
+    config: ProjectConfig
+    entities: MappingProxyType[str, Entity]
+    views: MappingProxyType[str, FeatureView]
+    models: MappingProxyType[str, Model]
+    sources: MappingProxyType[str, Source]
+    training_sets: MappingProxyType[str, TrainingSet]
+    templates: MappingProxyType[str, str]  # sql path (relative) -> template text
+    macros: tuple[tuple[str, str], ...]  # (relative path, text)
+
+    @property
+    def root(self) -> Path:
+        return self.config.root
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _files(root: Path, folder: str, suffixes: tuple[str, ...]) -> list[Path]:
+    base = root / folder
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.rglob("*") if p.is_file() and p.suffix in suffixes)
+
+
+class _Registry:
+    """Name -> definition with duplicate detection that names both files."""
+
+    def __init__(self, kind: str, errors: ErrorCollector) -> None:
+        self.kind, self.errors = kind, errors
+        self.items: dict[str, Any] = {}
+        self.where: dict[str, str] = {}
+
+    def add(self, name: str, item: Any, path: str, line: int | None) -> None:
+        location = f"{path}:{line}" if line else path
+        if name in self.items:
+            self.errors.add(DefinitionError(
+                path, f"{self.kind} '{name}' is defined twice: here and in {self.where[name]}",
+                line=line, hint="rename or remove one of them.",
+            ))
+            return
+        self.items[name] = item
+        self.where[name] = location
+
+
+def load_project(config: ProjectConfig) -> ProjectSpec:
+    """Load every definition under ``config.root``; raise all problems at once."""
+    root = config.root
+    errors = ErrorCollector()
+    entities = _Registry("entity", errors)
+    relations = _Registry("model or feature view", errors)  # one namespace in the engine
+    sources = _Registry("source table", errors)
+    training = _Registry("training set", errors)
+    templates: dict[str, str] = {}
+    model_props: dict[str, ModelProperties] = {}
+
+    for path in _files(root, "features", (".yml", ".yaml")):
+        rel = _rel(root, path)
+        try:
+            raw = _load_mapping(path, rel, FEATURE_KEYS)
+            for ent in read_list(raw.get("entities"), "entities", rel,
+                                 lambda r, ln: Entity.from_raw(r, rel, ln),
+                                 raw.line_of("entities")):
+                entities.add(ent.name, ent, rel, ent.line)
+            for ts in read_list(raw.get("training_sets"), "training_sets", rel,
+                                lambda r, ln: TrainingSet.from_raw(r, rel, ln),
+                                raw.line_of("training_sets")):
+                training.add(ts.name, ts, rel, ts.line)
+            if "feature_view" in raw:
+                sql = path.with_suffix(".sql")
+                if not sql.is_file():
+                    raise DefinitionError(
+                        rel, f"feature view has no SQL file: expected {_rel(root, sql)}",
+                        line=raw.line_of("feature_view"),
+                        hint="put the view's SELECT in a .sql file with the same name.",
+                    )
+                view = FeatureView.from_raw(raw["feature_view"], rel, _rel(root, sql), path.stem)
+                relations.add(view.name, view, rel, view.line)
+                templates[view.sql_path] = sql.read_text(encoding="utf-8")
+        except DefinitionError as err:
+            errors.add(err)
+
+    for path in _files(root, "models", (".yml", ".yaml")):
+        rel = _rel(root, path)
+        try:
+            raw = _load_mapping(path, rel, MODEL_KEYS)
+            for group in read_list(raw.get("sources"), "sources", rel,
+                                   lambda r, ln: sources_from_raw(r, rel, ln),
+                                   raw.line_of("sources")):
+                for src in group:
+                    sources.add(src.name, src, rel, src.line)
+            for props in read_list(raw.get("models"), "models", rel,
+                                   lambda r, ln: ModelProperties.from_raw(r, rel, ln),
+                                   raw.line_of("models")):
+                model_props[props.name] = props
+        except DefinitionError as err:
+            errors.add(err)
+
+    for path in _files(root, "models", (".sql",)):
+        rel = _rel(root, path)
+        props = model_props.pop(path.stem, None)
+        model = Model(path.stem, rel, props.description if props else "",
+                      props.tags if props else ())
+        relations.add(model.name, model, rel, None)
+        templates[rel] = path.read_text(encoding="utf-8")
+    for props in model_props.values():
+        errors.add(DefinitionError(
+            props.path, f"properties for model '{props.name}' but models/{props.name}.sql "
+            "does not exist", line=props.line, hint="fix the name or add the SQL file.",
+        ))
+
+    macros = tuple((_rel(root, p), p.read_text(encoding="utf-8"))
+                   for p in _files(root, "macros", (".sql",)))
+    errors.raise_if_any()
+    return ProjectSpec(
+        config=config,
+        entities=MappingProxyType(entities.items),
+        views=MappingProxyType({k: v for k, v in relations.items.items()
+                                if isinstance(v, FeatureView)}),
+        models=MappingProxyType({k: v for k, v in relations.items.items()
+                                 if isinstance(v, Model)}),
+        sources=MappingProxyType(sources.items),
+        training_sets=MappingProxyType(training.items),
+        templates=MappingProxyType(templates),
+        macros=macros,
+    )
+
+
+def _load_mapping(path: Path, rel: str, allowed: tuple[str, ...]) -> Mapping:
+    raw = load_file(path, rel)
+    if raw is None:
+        empty = Mapping()
+        empty.key_lines = {}
+        return empty
+    if not isinstance(raw, Mapping):
+        raise DefinitionError(rel, "expected a mapping at the top of the file", line=1,
+                              hint=f"top-level keys: {', '.join(allowed)}.")
+    for key in raw:
+        if key not in allowed:
+            raise DefinitionError(rel, f"unknown top-level key '{key}'", line=raw.line_of(key),
+                                  hint=f"allowed here: {', '.join(allowed)}.")
+    return raw

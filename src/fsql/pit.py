@@ -1,0 +1,172 @@
+"""Point-in-time joins, built as sqlglot expressions.
+
+The rules (the product; README "Point-in-time rules" documents them for users). For every spine
+row and every requested feature view:
+
+1. Candidate rows: same entity key (all join keys equal, none null) and a non-null event
+   timestamp ``<=`` the spine timestamp. A row stamped exactly at the spine time is included.
+2. Of the candidates, take the one with the greatest event timestamp; ties are broken by the
+   greater created timestamp when the view declares one (a null created timestamp loses).
+3. ttl: the chosen row counts only if ``spine_ts - ttl <= event_ts``; otherwise every feature of
+   that view is null. No ttl means no lower bound.
+4. The chosen row's values are used as they are: a null stays null (no reaching back).
+5. Every spine row appears exactly once; duplicates stay duplicates; no match means nulls.
+6. Timestamps are compared as instants: naive means UTC, zoned values are converted.
+
+``PitPlan`` is engine-independent. A ``PitStrategy`` turns it into SQL: ``AsofJoin`` for engines
+with ASOF JOIN (DuckDB). An engine without it gets another strategy (e.g. a window-function
+join) without touching planning or validation.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from fsql.definitions import Feature, FeatureView
+from fsql.dtypes import normalize
+from fsql.engines.base import Column
+
+T = exp.DataType.Type
+ROW_ID = "__fsql_row"
+TS = "__fsql_ts"
+CREATED = "__fsql_created"
+SPINE = "spine"
+
+
+@dataclass(frozen=True, slots=True)
+class ViewJoin:
+    """One feature view's part of a training set."""
+
+    view: FeatureView
+    relation: str
+    keys: tuple[str, ...]
+    features: tuple[Feature, ...]
+    output_names: tuple[str, ...]
+    ts_type: exp.DataType
+    created_type: exp.DataType | None
+
+
+@dataclass(frozen=True, slots=True)
+class PitPlan:
+    """What to join: a spine relation, its columns, and the views to attach."""
+
+    spine: exp.Expression
+    spine_columns: tuple[Column, ...]
+    spine_ts: str
+    joins: tuple[ViewJoin, ...]
+    #: spine columns carried into the output (in order)
+    output_spine: tuple[str, ...]
+    #: spine columns the output is sorted by
+    order_by: tuple[str, ...]
+
+    @property
+    def spine_ts_type(self) -> exp.DataType:
+        return next(c.dtype for c in self.spine_columns if c.name == self.spine_ts)
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]:
+        return tuple(name for j in self.joins for name in j.output_names)
+
+
+def default_order(spine_ts: str, keys: Sequence[str], columns: Sequence[str]) -> tuple[str, ...]:
+    """The documented output order of a training set: spine timestamp, then the join keys,
+    then every other spine column (so even duplicate rows come out in a fixed order)."""
+    first = [spine_ts, *[k for k in keys if k != spine_ts]]
+    return tuple(dict.fromkeys([*first, *columns]))
+
+
+def _common_time_type(types: Sequence[exp.DataType]) -> exp.DataType:
+    """Compare as instants: TIMESTAMPTZ if any side is zoned (naive means UTC), else TIMESTAMP."""
+    if any(t.this == T.TIMESTAMPTZ for t in types):
+        return exp.DataType.build(T.TIMESTAMPTZ)
+    return exp.DataType.build(T.TIMESTAMP)
+
+
+def _as(expression: exp.Expression, dtype: exp.DataType, target: exp.DataType) -> exp.Expression:
+    return expression if normalize(dtype) == target else exp.cast(expression, target)
+
+
+def _col(name: str, table: str) -> exp.Column:
+    return exp.column(name, table, quoted=True)
+
+
+class PitStrategy(abc.ABC):
+    """Turns a ``PitPlan`` into one query."""
+
+    @abc.abstractmethod
+    def query(self, plan: PitPlan) -> exp.Select:
+        """The point-in-time query for ``plan``."""
+
+
+class AsofJoin(PitStrategy):
+    """``ASOF LEFT JOIN`` per view, ordered on (event_ts, created_ts) when the view has a
+    created timestamp, so the tie-break happens inside the join without a dedupe pass."""
+
+    def query(self, plan: PitPlan) -> exp.Select:
+        select = exp.select(*[_col(c, SPINE) for c in plan.output_spine]).from_(
+            exp.alias_(plan.spine, SPINE, table=True))
+        for i, join in enumerate(plan.joins):
+            alias = f"v{i}"
+            common = _common_time_type([plan.spine_ts_type, join.ts_type,
+                                        *([join.created_type] if join.created_type else [])])
+            spine_ts = _as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)
+            select = select.join(self._view_side(join, common), join_type="asof left",
+                                 join_alias=alias,
+                                 on=self._condition(join, alias, spine_ts, common))
+            for feature, name in zip(join.features, join.output_names, strict=True):
+                value: exp.Expression = _col(name, alias)
+                if join.view.ttl is not None:
+                    horizon = exp.Sub(this=spine_ts, expression=exp.Interval(
+                        this=exp.Literal.string(str(join.view.ttl.seconds)),
+                        unit=exp.var("SECOND")))
+                    value = exp.Case(ifs=[exp.If(this=exp.GTE(this=_col(TS, alias),
+                                                              expression=horizon),
+                                                 true=value)])
+                select = select.select(exp.alias_(value, name, quoted=True))
+        return select.order_by(*[_col(c, SPINE) for c in plan.order_by])
+
+    @staticmethod
+    def _view_side(join: ViewJoin, common: exp.DataType) -> exp.Subquery:
+        view = join.view
+        columns: list[exp.Expression] = [exp.column(k, quoted=True) for k in join.keys]
+        columns.append(exp.alias_(_as(exp.column(view.timestamp, quoted=True), join.ts_type,
+                                      common), TS, quoted=True))
+        if view.created_timestamp and join.created_type is not None:
+            created = _as(exp.column(view.created_timestamp, quoted=True), join.created_type,
+                          common)
+            lowest = exp.cast(exp.Literal.string("-infinity"), common)
+            columns.append(exp.alias_(exp.func("coalesce", created, lowest), CREATED,
+                                      quoted=True))
+        for feature, name in zip(join.features, join.output_names, strict=True):
+            column = exp.column(feature.name, quoted=True)
+            columns.append(column if name == feature.name else exp.alias_(column, name,
+                                                                          quoted=True))
+        inner = (exp.select(*columns)
+                 .from_(exp.to_table(join.relation, quoted=True))
+                 .where(exp.column(view.timestamp, quoted=True).is_(exp.null()).not_()))
+        return inner.subquery()
+
+    @staticmethod
+    def _condition(join: ViewJoin, alias: str, spine_ts: exp.Expression,
+                   common: exp.DataType) -> exp.Expression:
+        keys = [exp.EQ(this=_col(k, SPINE), expression=_col(k, alias)) for k in join.keys]
+        if join.created_type is None:
+            inequality = exp.GTE(this=spine_ts, expression=_col(TS, alias))
+        else:
+            def pair(ts: exp.Expression, created: exp.Expression) -> exp.Struct:
+                return exp.Struct(expressions=[
+                    exp.PropertyEQ(this=exp.to_identifier("t"), expression=ts),
+                    exp.PropertyEQ(this=exp.to_identifier("c"), expression=created)])
+
+            # A null spine timestamp must match nothing; a struct holding a null would
+            # compare as the largest value, so the whole key is nulled instead.
+            spine_key = exp.Case(ifs=[exp.If(
+                this=spine_ts.copy().is_(exp.null()).not_(),
+                true=pair(spine_ts, exp.cast(exp.Literal.string("infinity"), common)))])
+            inequality = exp.GTE(this=spine_key,
+                                 expression=pair(_col(TS, alias), _col(CREATED, alias)))
+        return exp.and_(*keys, inequality)

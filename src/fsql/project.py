@@ -1,0 +1,166 @@
+"""The Python API. The CLI is a thin skin over ``Project``; notebooks use it directly.
+
+Every method opens the engine for the duration of the call, so a notebook holding a ``Project``
+never keeps the DuckDB file locked against ``fsql build`` in a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from fsql.build import BuildResult, StepCallback, build
+from fsql.compile import CompiledProject, Compiler, plan_training_set, write_target
+from fsql.config import Target, load_project_config, load_target
+from fsql.definitions import FeatureRef
+from fsql.engines import Engine, connect
+from fsql.errors import RequestError
+from fsql.loader import ProjectSpec, load_project
+from fsql.pit import ROW_ID, AsofJoin
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+_SPINE_RELATION = "__fsql_spine"
+
+
+class Project:
+    """An fsql project directory bound to one target.
+
+    Args:
+        path: the project directory (holding ``fsql_project.yml``).
+        target: a target of ``profiles.yml``; default ``FSQL_TARGET`` or the profile's default.
+        profiles_dir: where ``profiles.yml`` is; default ``FSQL_PROFILES_DIR`` or ``path``.
+    """
+
+    def __init__(self, path: str | Path = ".", target: str | None = None,
+                 profiles_dir: str | Path | None = None) -> None:
+        self.config = load_project_config(Path(path).resolve())
+        self.target: Target = load_target(self.config, target,
+                                          Path(profiles_dir) if profiles_dir else None)
+
+    @property
+    def root(self) -> Path:
+        return self.config.root
+
+    def load(self) -> ProjectSpec:
+        """Read and validate every definition file (no SQL rendering)."""
+        return load_project(self.config)
+
+    @contextmanager
+    def _engine(self) -> Iterator[Engine]:
+        engine = connect(self.target.offline, str(self.root))
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+    @contextmanager
+    def _compiled(self) -> Iterator[tuple[Engine, CompiledProject]]:
+        """Engine plus compiled project, with every relation present as a view until exit;
+        nothing is committed."""
+        spec = self.load()
+        with self._engine() as engine, engine.rollback_only():
+            yield engine, Compiler(spec, engine, _strategy(engine)).compile()
+
+    def compile(self, write: bool = True) -> CompiledProject:
+        """Validate everything and render all SQL; with ``write``, fill ``target/``."""
+        with self._compiled() as (_, project):
+            pass
+        if write:
+            write_target(project)
+        return project
+
+    def build(self, select: Iterable[str] = (), on_step: StepCallback | None = None
+              ) -> BuildResult:
+        """``fsql build``: materialize models and views, write training sets."""
+        project = self.compile(write=True)
+        with self._engine() as engine:
+            return build(project, engine, list(select), self.target.name, on_step)
+
+    def training_set(self, name: str) -> pd.DataFrame:
+        """Compute a declared training set and return it as a DataFrame (nothing written)."""
+        return _to_pandas(self.training_set_arrow(name))
+
+    def training_set_arrow(self, name: str) -> pa.Table:
+        with self._compiled() as (engine, project):
+            ts = project.training_sets.get(name)
+            if ts is None:
+                raise RequestError(f"no training set named '{name}' (known: "
+                                   f"{', '.join(sorted(project.training_sets)) or 'none'})")
+            return engine.fetch_arrow(ts.query)
+
+    def historical_features(self, spine: Any, features: str | Sequence[str],
+                            timestamp: str | None = None) -> pd.DataFrame:
+        """Join features point-in-time onto ``spine`` (a DataFrame or Arrow table).
+
+        Same rules and same SQL generator as ``fsql build``. ``features`` is a list of
+        ``view`` / ``view.feature`` names, or the name of a training set (feature service),
+        whose spine timestamp column is then the default ``timestamp``. Returns the spine's
+        rows in their original order and index, with the feature columns appended.
+        """
+        import pandas as pd
+        import pyarrow as pa
+
+        refs, timestamp, naming = self._resolve_features(features, timestamp)
+        frame = spine if isinstance(spine, pd.DataFrame) else spine.to_pandas()
+        table = spine if isinstance(spine, pa.Table) else pa.Table.from_pandas(
+            spine, preserve_index=False)
+        if ROW_ID in table.column_names:
+            raise RequestError(f"the spine may not have a column named {ROW_ID}")
+        table = table.append_column(ROW_ID, pa.array(range(table.num_rows), pa.int64()))
+        with self._compiled() as (engine, project):
+            engine.register(_SPINE_RELATION, table)
+            try:
+                relation = exp.to_table(_SPINE_RELATION, quoted=True)
+                columns = engine.describe(exp.select("*").from_(relation))
+                plan = plan_training_set(project.spec, refs, relation, columns, timestamp,
+                                         naming, project.nodes, spine_output=(),
+                                         order_by=(ROW_ID,))
+                result = engine.fetch_arrow(_strategy(engine).query(plan))
+            finally:
+                engine.unregister(_SPINE_RELATION)
+        joined = _to_pandas(result)
+        joined.index = frame.index
+        return pd.concat([frame, joined], axis=1)
+
+    def _resolve_features(self, features: str | Sequence[str], timestamp: str | None
+                          ) -> tuple[list[FeatureRef], str, str]:
+        spec = self.load()
+        if isinstance(features, str):
+            ts = spec.training_sets.get(features)
+            if ts is None:
+                raise RequestError(f"'{features}' is not a training set; pass a list of "
+                                   "'view' or 'view.feature' names, or a training set name")
+            return list(ts.features), timestamp or ts.spine.timestamp, ts.naming
+        if timestamp is None:
+            raise RequestError("give timestamp= (the spine's event time column)")
+        try:
+            return [FeatureRef.parse(f) for f in features], timestamp, "plain"
+        except ValueError as err:
+            raise RequestError(str(err)) from None
+
+
+def _strategy(engine: Engine) -> AsofJoin:
+    if not engine.supports_asof:
+        raise RequestError(f"the {engine.dialect} engine has no point-in-time join strategy yet")
+    return AsofJoin()
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas keeping declared types: integers and booleans with nulls stay exact
+    (nullable ``Int64``/``boolean``), never a float round trip."""
+    import pandas as pd
+    import pyarrow as pa
+
+    exact = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(),
+             pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+             pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+             pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
+             pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=exact.get)

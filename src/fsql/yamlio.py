@@ -1,0 +1,92 @@
+"""Safe YAML loading that remembers where every key is and rejects duplicate keys.
+
+PyYAML silently keeps the last of two equal keys; a feature declared twice must instead be an
+error that points at both lines (dbt ``checked_load``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fsql.errors import DefinitionError
+
+
+class Mapping(dict[str, Any]):
+    """A YAML mapping that knows its own line and the line of each key (1-based)."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Mapping:
+    loader.flatten_mapping(node)
+    result = Mapping()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"keys must be strings, found {key!r}", key_node.start_mark
+            )
+        if key in result:
+            raise _DuplicateKey(key, result.key_lines[key], line)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = line
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, second: int) -> None:
+        self.key, self.first, self.second = key, first, second
+
+
+def _context(text: str, line: int) -> str:
+    lines = text.splitlines()
+    lo, hi = max(line - 2, 1), min(line + 1, len(lines))
+    return "\n".join(f"  {n:>4} | {lines[n - 1]}" for n in range(lo, hi + 1))
+
+
+def load_text(text: str, path: Path | str) -> Any:
+    """Parse YAML ``text`` from ``path``; syntax errors become ``DefinitionError`` with a line."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+    except _DuplicateKey as dup:
+        raise DefinitionError(
+            path,
+            f"duplicate key '{dup.key}' (first defined on line {dup.first})",
+            line=dup.second,
+            hint="YAML keeps only one of them; remove or rename one.",
+        ) from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else None
+        problem = err.problem or err.context or "invalid YAML"
+        detail = f"\n{_context(text, line)}" if line else ""
+        raise DefinitionError(
+            path,
+            f"invalid YAML: {problem}{detail}",
+            line=line,
+            hint="check indentation and quoting near this line.",
+        ) from None
+    except yaml.YAMLError as err:
+        raise DefinitionError(path, f"invalid YAML: {err}") from None
+
+
+def load_file(path: Path, display: Path | str | None = None) -> Any:
+    """Read and parse a YAML file; ``display`` is the path shown in messages."""
+    return load_text(path.read_text(encoding="utf-8"), display or path)
