@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlglot import exp
 
@@ -28,8 +28,21 @@ from fsql.compile import CompiledProject, CompiledTrainingSet
 from fsql.engines.base import Engine
 from fsql.errors import EngineError
 
-#: on_step(step_name, finished_seconds_or_None): called before (None) and after each step
-StepCallback = Callable[[str, float | None], None]
+class Progress(Protocol):
+    """Receives build progress (the CLI draws a bar; the API default ignores it)."""
+
+    def start(self, total: int) -> None: ...
+
+    def step(self, label: str, seconds: float | None) -> None:
+        """Called before (``seconds`` None) and after each step."""
+
+
+class _Silent:
+    def start(self, total: int) -> None:
+        pass
+
+    def step(self, label: str, seconds: float | None) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +78,25 @@ class BuildResult:
         }
 
 
-def _timed(on_step: StepCallback, label: str, action: Callable[[], Any]) -> tuple[Any, float]:
-    on_step(label, None)
+def _timed(progress: Progress, label: str, action: Callable[[], Any]) -> tuple[Any, float]:
+    progress.step(label, None)
     start = time.perf_counter()
     value = action()
     seconds = time.perf_counter() - start
-    on_step(label, seconds)
+    progress.step(label, seconds)
     return value, seconds
 
 
 def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (),
-          target: str = "dev", on_step: StepCallback | None = None) -> BuildResult:
+          target: str = "dev", progress: Progress | None = None) -> BuildResult:
     """Build the selected nodes (and everything they depend on)."""
-    step = on_step or (lambda _label, _seconds: None)
+    step = progress or _Silent()
     started = time.perf_counter()
     graph = project.graph
     selected = graph.select(selectors)
-    order = graph.with_upstream(selected)
+    order = [n for n in graph.with_upstream(selected)
+             if not n.startswith("training_set:") or n in selected]
+    step.start(len(order))
     relations: list[tuple[str, str, float]] = []
     staged: list[tuple[CompiledTrainingSet, Path, int, float]] = []
     try:
@@ -95,7 +110,7 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                                      n.relation, n.query, n.materialized))
                 relations.append((node_id, node.materialized, secs))
             for node_id in order:
-                if node_id.startswith("training_set:") and node_id in selected:
+                if node_id.startswith("training_set:"):
                     ts = project.training_sets[node_id.split(":", 1)[1]]
                     tmp = ts.output.with_name(f".{ts.output.name}.{os.getpid()}.tmp")
                     tmp.parent.mkdir(parents=True, exist_ok=True)

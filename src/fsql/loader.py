@@ -150,6 +150,13 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
             "does not exist", line=props.line, hint="fix the name or add the SQL file.",
         ))
 
+    for name, where in training.where.items():
+        if name in relations.items:
+            errors.add(DefinitionError(
+                where.split(":")[0], f"training set '{name}' has the same name as the "
+                f"{'feature view' if isinstance(relations.items[name], FeatureView) else 'model'}"
+                f" in {relations.where[name]}",
+                hint="the engine publishes both under that name; rename one."))
     macros = tuple((_rel(root, p), p.read_text(encoding="utf-8"))
                    for p in _files(root, "macros", (".sql",)))
     errors.raise_if_any()

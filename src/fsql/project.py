@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from fsql.build import BuildResult, StepCallback, build
+from fsql.build import BuildResult, Progress, build
 from fsql.compile import CompiledProject, Compiler, plan_training_set, write_target
 from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FeatureRef
@@ -76,12 +76,12 @@ class Project:
             write_target(project)
         return project
 
-    def build(self, select: Iterable[str] = (), on_step: StepCallback | None = None
+    def build(self, select: Iterable[str] = (), progress: Progress | None = None
               ) -> BuildResult:
         """``fsql build``: materialize models and views, write training sets."""
         project = self.compile(write=True)
         with self._engine() as engine:
-            return build(project, engine, list(select), self.target.name, on_step)
+            return build(project, engine, list(select), self.target.name, progress)
 
     def training_set(self, name: str) -> pd.DataFrame:
         """Compute a declared training set and return it as a DataFrame (nothing written)."""

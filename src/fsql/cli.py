@@ -1,0 +1,188 @@
+"""The ``fsql`` command line: a thin skin over ``fsql.Project``.
+
+Exit codes (for cron and CI):
+
+    0  success
+    1  an fsql error not covered below
+    2  bad input: project definitions, profiles, command-line arguments or requests
+    3  the engine failed while running valid SQL
+    70 internal error: a bug in fsql (shown with its traceback)
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from fsql import output
+from fsql.errors import FsqlError
+
+if TYPE_CHECKING:
+    from fsql.project import Project
+
+INTERNAL_ERROR = 70
+
+app = typer.Typer(
+    name="fsql",
+    help="SQL-first feature platform: declare features once in SQL + YAML, build "
+    "point-in-time-correct training sets on DuckDB.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Options shared by every command (set by the app callback)."""
+
+    project_dir: Path
+    profiles_dir: Path | None
+    target: str | None
+    debug: bool
+
+    def project(self) -> Project:
+        from fsql.project import Project
+
+        return Project(self.project_dir, target=self.target, profiles_dir=self.profiles_dir)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+SelectOption = Annotated[list[str] | None, typer.Option(
+    "--select", "-s", help="Node selector: NAME, +NAME (with upstream), NAME+ (with "
+    "downstream), tag:X, view:X, model:X, training_set:X. Repeatable. Default: everything.")]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.find_object(Settings)
+    assert settings is not None, "the app callback always sets Settings"
+    return settings
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    project_dir: Annotated[Path, typer.Option(
+        "--project-dir", envvar="FSQL_PROJECT_DIR",
+        help="Project directory (holding fsql_project.yml).")] = Path("."),
+    profiles_dir: Annotated[Path | None, typer.Option(
+        "--profiles-dir", envvar="FSQL_PROFILES_DIR",
+        help="Directory of profiles.yml (default: the project directory).")] = None,
+    target: Annotated[str | None, typer.Option(
+        "--target", "-t", envvar="FSQL_TARGET",
+        help="Target in profiles.yml (default: the profile's 'target').")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    ctx.obj = Settings(project_dir, profiles_dir, target, debug)
+
+
+@app.command()
+def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Validate the whole project and render all SQL to target/ (reads no data).
+
+    Writes target/compiled/<kind>/<name>.sql and target/manifest.json, like dbt.
+    """
+    from fsql.compile import manifest
+
+    project = _settings(ctx).project().compile(write=True)
+    if as_json:
+        output.print_json(manifest(project))
+        return
+    kinds: dict[str, int] = {}
+    for node in project.nodes.values():
+        kinds[node.kind] = kinds.get(node.kind, 0) + 1
+    kinds["training_set"] = len(project.training_sets)
+    summary = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in kinds.items())
+    output.stdout.print(f"Compiled {summary} -> {project.spec.root / 'target'}")
+
+
+@app.command()
+def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False) -> None:
+    """Materialize models and feature views, then write point-in-time training sets.
+
+    Each training set becomes a Parquet file (default target/training_sets/NAME.parquet), a
+    build record beside it (NAME.build.json: compiled SQL, definition hashes, row counts, time
+    range) and a DuckDB view over the file. Selected nodes are always built with everything
+    upstream of them. A failed build leaves previous outputs untouched.
+    """
+    project = _settings(ctx).project()
+    with output.step_bar(enabled=not as_json) as bar:
+        result = project.build(select or [], progress=bar)
+    if as_json:
+        output.print_json(result.to_json())
+        return
+    output.table("Training sets", ["name", "rows", "columns", "seconds", "output"],
+                 [(t.name, f"{t.rows:,}", t.columns, f"{t.seconds:.2f}", t.output)
+                  for t in result.training_sets])
+    output.stdout.print(f"Built {len(result.relations)} relations and "
+                        f"{len(result.training_sets)} training sets in {result.seconds:.2f}s")
+
+
+@app.command("ls")
+def list_(
+    ctx: typer.Context,
+    kind: Annotated[str | None, typer.Option(
+        "--kind", "-k", help="Only one kind: views, features, entities, training_sets, models, "
+        "sources.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List feature views, features, entities, training sets, models and sources."""
+    from fsql.listing import listing
+
+    sections = listing(_settings(ctx).project().load(), kind)
+    if as_json:
+        output.print_json(sections)
+        return
+    for title, rows in sections.items():
+        if rows:
+            output.table(title, list(rows[0]), [list(r.values()) for r in rows])
+
+
+@app.command()
+def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
+    help="A feature view, model, training set or source (src.table).")],
+         as_json: JsonOption = False) -> None:
+    """Show one definition and its compiled SQL."""
+    from rich.syntax import Syntax
+
+    from fsql.listing import describe
+
+    info = describe(_settings(ctx).project().compile(write=False), name)
+    if as_json:
+        output.print_json(info)
+        return
+    sql = info.pop("compiled_sql")
+    output.table(f"{info['kind']} {name}", ["property", "value"],
+                 [(k, _plain(v)) for k, v in info.items()])
+    output.stdout.print(Syntax(sql, "sql", word_wrap=True))
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {v}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+def main() -> None:
+    """Entry point: the one error boundary of the CLI."""
+    debug = "--debug" in sys.argv
+    try:
+        app()  # standalone: usage errors exit 2 with typer's own message
+    except FsqlError as err:
+        if debug:
+            raise
+        output.error(str(err))
+        sys.exit(err.exit_code)
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        output.error("internal error in fsql (a bug): please report it with the traceback above")
+        sys.exit(INTERNAL_ERROR)

@@ -1,0 +1,79 @@
+"""What ``fsql ls`` and ``fsql show`` report, as plain JSON-able data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fsql.compile import CompiledProject
+from fsql.definitions import FeatureView
+from fsql.errors import RequestError
+from fsql.loader import ProjectSpec
+
+SECTIONS = ("views", "features", "entities", "training_sets", "models", "sources")
+
+
+def _ttl(view: FeatureView) -> str:
+    return str(view.ttl) if view.ttl else "none"
+
+
+def listing(spec: ProjectSpec, kind: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Rows per section, in a stable order."""
+    if kind is not None and kind not in SECTIONS:
+        raise RequestError(f"unknown kind '{kind}'; use one of: {', '.join(SECTIONS)}")
+    views = sorted(spec.views.values(), key=lambda v: v.name)
+    sections: dict[str, list[dict[str, Any]]] = {
+        "views": [{"name": v.name, "entities": ", ".join(v.entities), "features": len(v.features),
+                   "ttl": _ttl(v), "online": v.online, "owner": v.owner,
+                   "description": v.description} for v in views],
+        "features": [{"feature": f"{v.name}.{f.name}", "type": f.dtype.name,
+                      "entities": ", ".join(v.entities), "ttl": _ttl(v),
+                      "description": f.description} for v in views for f in v.features],
+        "entities": [{"name": e.name, "join_keys": ", ".join(e.join_keys),
+                      "description": e.description}
+                     for e in sorted(spec.entities.values(), key=lambda e: e.name)],
+        "training_sets": [{"name": t.name, "spine": t.spine.target,
+                           "timestamp": t.spine.timestamp,
+                           "features": ", ".join(map(str, t.features)), "owner": t.owner,
+                           "description": t.description}
+                          for t in sorted(spec.training_sets.values(), key=lambda t: t.name)],
+        "models": [{"name": m.name, "path": m.sql_path, "tags": ", ".join(m.tags),
+                    "description": m.description}
+                   for m in sorted(spec.models.values(), key=lambda m: m.name)],
+        "sources": [{"name": s.name, "reads": s.location or s.table, "format": s.format,
+                     "description": s.description}
+                    for s in sorted(spec.sources.values(), key=lambda s: s.name)],
+    }
+    return {kind: sections[kind]} if kind else sections
+
+
+def describe(project: CompiledProject, name: str) -> dict[str, Any]:
+    """One definition with its columns and compiled SQL (``fsql show NAME``)."""
+    dialect = project.dialect
+    if name in project.training_sets:
+        ts = project.training_sets[name]
+        d = ts.definition
+        return {"kind": "training_set", "name": name, "path": d.path,
+                "description": d.description, "spine": d.spine.target,
+                "timestamp": d.spine.timestamp, "features": [str(f) for f in d.features],
+                "columns": [*ts.plan.output_spine, *ts.plan.feature_columns],
+                "output": str(ts.output), "hash": ts.hash,
+                "compiled_sql": ts.query.sql(dialect, pretty=True)}
+    candidates = [n for n in project.nodes.values() if n.name == name]
+    if not candidates:
+        known = sorted({n.name for n in project.nodes.values()} | set(project.training_sets))
+        raise RequestError(f"nothing named '{name}' (known: {', '.join(known)})")
+    node = candidates[0]
+    d = node.definition
+    info: dict[str, Any] = {"kind": node.kind, "name": node.name,
+                            "path": getattr(d, "sql_path", getattr(d, "path", None)),
+                            "relation": node.relation, "materialized": node.materialized,
+                            "depends_on": sorted(project.graph.deps[node.id])}
+    if isinstance(d, FeatureView):
+        info.update(entities=list(d.entities), timestamp=d.timestamp,
+                    created_timestamp=d.created_timestamp, ttl=_ttl(d), online=d.online,
+                    owner=d.owner, description=d.description,
+                    features={f.name: f.dtype.name for f in d.features})
+    info["columns"] = {c.name: c.dtype.sql(dialect) for c in node.columns}
+    info["hash"] = node.hash
+    info["compiled_sql"] = node.query.sql(dialect, pretty=True)
+    return info

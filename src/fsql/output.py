@@ -1,0 +1,64 @@
+"""Rendering for people (rich tables on stdout, progress on stderr) and machines (``--json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+
+def print_json(payload: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    out = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        out.add_row(*["" if v is None else str(v) for v in row])
+    stdout.print(out)
+
+
+def error(message: str) -> None:
+    stderr.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False)
+
+
+class StepBar:
+    """A rich progress bar on stderr implementing ``fsql.build.Progress``; steps that take a
+    second or more are also logged with their time."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                            TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                            console=stderr, transient=True, disable=not enabled)
+        self.task = self.bar.add_task("compiling", total=None)
+
+    def start(self, total: int) -> None:
+        self.bar.update(self.task, total=total)
+
+    def step(self, label: str, seconds: float | None) -> None:
+        if seconds is None:
+            self.bar.update(self.task, description=label)
+            return
+        self.bar.advance(self.task)
+        if seconds >= 1.0 and self.enabled:
+            self.bar.console.print(f"  {label} [dim]{seconds:.1f}s[/]")
+
+
+@contextmanager
+def step_bar(enabled: bool = True) -> Iterator[StepBar]:
+    bar = StepBar(enabled)
+    with bar.bar:
+        yield bar
