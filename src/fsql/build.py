@@ -28,6 +28,7 @@ from fsql.compile import CompiledProject, CompiledTrainingSet
 from fsql.engines.base import Engine
 from fsql.errors import EngineError
 
+
 class Progress(Protocol):
     """Receives build progress (the CLI draws a bar; the API default ignores it)."""
 
@@ -128,7 +129,7 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
     return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started)
 
 
-def _count(engine: Engine, relation: exp.Expression) -> int:
+def _count(engine: Engine, relation: exp.Expr) -> int:
     table = engine.fetch_arrow(exp.select(exp.func("count", exp.Star())).from_(relation))
     return int(table.column(0)[0].as_py())
 
@@ -173,8 +174,7 @@ def _publish(project: CompiledProject, engine: Engine, ts: CompiledTrainingSet, 
         "rows": rows,
         "seconds": round(seconds, 3),
         "spine": {"model": ts.definition.spine.model, "source": ts.definition.spine.source,
-                  "timestamp": ts.plan.spine_ts,
-                  "time_range": list(_time_range(ts.output, ts.plan.spine_ts))},
+                  "timestamp": ts.plan.spine_ts},
         "hash": ts.hash,
         "definitions": {n: project.nodes[n].hash for n in sorted(upstream)
                         if n in project.nodes},
@@ -184,6 +184,8 @@ def _publish(project: CompiledProject, engine: Engine, ts: CompiledTrainingSet, 
                                                                strict=True)],
         "compiled_sql": ts.query.sql(project.dialect, pretty=True),
     }
+    time_range = _time_range(ts.output, ts.plan.spine_ts)
+    record["spine"]["time_range"] = list(time_range)  # type: ignore[index]
     record_path = ts.output.with_suffix(".build.json")
     tmp_record = record_path.with_name(f".{record_path.name}.tmp")
     tmp_record.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -191,5 +193,4 @@ def _publish(project: CompiledProject, engine: Engine, ts: CompiledTrainingSet, 
     with engine.transaction():
         engine.replace_relation(name, engine.parquet_query(ts.output), "view")
     columns = len(ts.plan.output_spine) + len(ts.plan.feature_columns)
-    return TrainingSetResult(name, ts.output, record_path, rows, columns, seconds,
-                             tuple(record["spine"]["time_range"]))  # type: ignore[arg-type]
+    return TrainingSetResult(name, ts.output, record_path, rows, columns, seconds, time_range)

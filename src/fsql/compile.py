@@ -109,9 +109,10 @@ class Compiler:
         for src in spec.sources.values():
             queries[f"source:{src.name}"] = (self.engine.source_query(src, spec.root), "view",
                                              src, [])
-        for definition in (*spec.models.values(), *spec.views.values()):
-            node_id = f"{'view' if isinstance(definition, FeatureView) else 'model'}:" \
-                      f"{definition.name}"
+        templated: list[Model | FeatureView] = [*spec.models.values(), *spec.views.values()]
+        for definition in templated:
+            kind = "view" if isinstance(definition, FeatureView) else "model"
+            node_id = f"{kind}:{definition.name}"
             try:
                 rendered = renderer.render(definition.sql_path)
                 query = parse_query(rendered.sql, definition.sql_path, self.engine.dialect,

@@ -89,7 +89,7 @@ def load_project_config(root: Path) -> ProjectConfig:
             f"Run fsql from the project directory or pass --project-dir."
         )
     raw = load_file(path, PROJECT_FILE)
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
         raise DefinitionError(PROJECT_FILE, "needs a 'name:' (the project name)", line=1)
     unknown = set(raw) - {"name", "profile", "vars"}
     if unknown:

@@ -105,14 +105,14 @@ def _article(word: str) -> str:
 
 
 def read_list(
-    raw: Any, key: str, path: str, build: Callable[[Any, int], X], line: int = 0
+    raw: Any, key: str, path: str, build: Callable[[Any, str, int], X], line: int = 0
 ) -> list[X]:
-    """Build each item of the list ``raw``; ``build(item, line)`` gets the item's line."""
+    """Build each item of the list ``raw`` with ``build(item, path, item_line)``."""
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise DefinitionError(path, f"'{key}' must be a list", line=line or None)
-    return [build(item, item.line if isinstance(item, Mapping) else line) for item in raw]
+    return [build(item, path, item.line if isinstance(item, Mapping) else line) for item in raw]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +216,8 @@ class FeatureView:
         materialized = f.get("materialized", str, "view")
         if materialized not in ("view", "table"):
             raise f.error("materialized", f"{what}: materialized must be 'view' or 'table'")
-        features = read_list(
-            f.require("features", list), "features", path,
-            lambda item, ln: Feature.from_raw(item, path, ln), f.line_of("features"),
-        )
+        features = read_list(f.require("features", list), "features", path, Feature.from_raw,
+                             f.line_of("features"))
         if not features:
             raise f.error("features", f"{what}: declare at least one feature")
         seen: dict[str, Feature] = {}
@@ -307,10 +305,9 @@ def sources_from_raw(raw: Any, path: str, line: int = 0) -> list[Source]:
     f = _Fields(raw, path, "source", line)
     name = f.name()
     f.get("description", str)
-    tables = read_list(
-        f.require("tables", list), "tables", path,
-        lambda item, ln: Source.from_raw(item, path, name, ln), f.line_of("tables"),
-    )
+    tables = read_list(f.require("tables", list), "tables", path,
+                       lambda item, p, ln: Source.from_raw(item, p, name, ln),
+                       f.line_of("tables"))
     f.done()
     return tables
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlglot import exp
 
 T = exp.DataType.Type
 
 # declared name -> sqlglot type. One canonical spelling per type; aliases below.
-_SIMPLE: dict[str, exp.DataType.Type] = {
+_SIMPLE: dict[str, Any] = {
     "int8": T.TINYINT,
     "int16": T.SMALLINT,
     "int32": T.INT,
@@ -33,7 +34,8 @@ _DECIMAL = re.compile(r"^decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
 TYPE_NAMES = sorted(_SIMPLE) + ["decimal(p,s)"]
 
 # Column types accepted for event/created timestamps (compared as instants, see pit.py).
-TIME_TYPES = {T.TIMESTAMP, T.TIMESTAMPNTZ, T.TIMESTAMPTZ, T.TIMESTAMP_S, T.TIMESTAMP_MS, T.TIMESTAMP_NS, T.DATE}
+TIME_TYPES = {T.TIMESTAMP, T.TIMESTAMPNTZ, T.TIMESTAMPTZ, T.TIMESTAMP_S, T.TIMESTAMP_MS,
+              T.TIMESTAMP_NS, T.DATE}
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,16 +63,16 @@ def describe(project: CompiledProject, name: str) -> dict[str, Any]:
         known = sorted({n.name for n in project.nodes.values()} | set(project.training_sets))
         raise RequestError(f"nothing named '{name}' (known: {', '.join(known)})")
     node = candidates[0]
-    d = node.definition
+    view = node.definition
     info: dict[str, Any] = {"kind": node.kind, "name": node.name,
-                            "path": getattr(d, "sql_path", getattr(d, "path", None)),
+                            "path": getattr(view, "sql_path", getattr(view, "path", None)),
                             "relation": node.relation, "materialized": node.materialized,
                             "depends_on": sorted(project.graph.deps[node.id])}
-    if isinstance(d, FeatureView):
-        info.update(entities=list(d.entities), timestamp=d.timestamp,
-                    created_timestamp=d.created_timestamp, ttl=_ttl(d), online=d.online,
-                    owner=d.owner, description=d.description,
-                    features={f.name: f.dtype.name for f in d.features})
+    if isinstance(view, FeatureView):
+        info.update(entities=list(view.entities), timestamp=view.timestamp,
+                    created_timestamp=view.created_timestamp, ttl=_ttl(view), online=view.online,
+                    owner=view.owner, description=view.description,
+                    features={f.name: f.dtype.name for f in view.features})
     info["columns"] = {c.name: c.dtype.sql(dialect) for c in node.columns}
     info["hash"] = node.hash
     info["compiled_sql"] = node.query.sql(dialect, pretty=True)

@@ -100,11 +100,11 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
         try:
             raw = _load_mapping(path, rel, FEATURE_KEYS)
             for ent in read_list(raw.get("entities"), "entities", rel,
-                                 lambda r, ln: Entity.from_raw(r, rel, ln),
+                                 Entity.from_raw,
                                  raw.line_of("entities")):
                 entities.add(ent.name, ent, rel, ent.line)
             for ts in read_list(raw.get("training_sets"), "training_sets", rel,
-                                lambda r, ln: TrainingSet.from_raw(r, rel, ln),
+                                TrainingSet.from_raw,
                                 raw.line_of("training_sets")):
                 training.add(ts.name, ts, rel, ts.line)
             if "feature_view" in raw:
@@ -126,12 +126,12 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
         try:
             raw = _load_mapping(path, rel, MODEL_KEYS)
             for group in read_list(raw.get("sources"), "sources", rel,
-                                   lambda r, ln: sources_from_raw(r, rel, ln),
+                                   sources_from_raw,
                                    raw.line_of("sources")):
                 for src in group:
                     sources.add(src.name, src, rel, src.line)
             for props in read_list(raw.get("models"), "models", rel,
-                                   lambda r, ln: ModelProperties.from_raw(r, rel, ln),
+                                   ModelProperties.from_raw,
                                    raw.line_of("models")):
                 model_props[props.name] = props
         except DefinitionError as err:
@@ -139,9 +139,9 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
 
     for path in _files(root, "models", (".sql",)):
         rel = _rel(root, path)
-        props = model_props.pop(path.stem, None)
-        model = Model(path.stem, rel, props.description if props else "",
-                      props.tags if props else ())
+        found = model_props.pop(path.stem, None)
+        model = Model(path.stem, rel, found.description if found else "",
+                      found.tags if found else ())
         relations.add(model.name, model, rel, None)
         templates[rel] = path.read_text(encoding="utf-8")
     for props in model_props.values():

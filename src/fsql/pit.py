@@ -54,7 +54,7 @@ class ViewJoin:
 class PitPlan:
     """What to join: a spine relation, its columns, and the views to attach."""
 
-    spine: exp.Expression
+    spine: exp.Expr
     spine_columns: tuple[Column, ...]
     spine_ts: str
     joins: tuple[ViewJoin, ...]
@@ -86,7 +86,7 @@ def _common_time_type(types: Sequence[exp.DataType]) -> exp.DataType:
     return exp.DataType.build(T.TIMESTAMP)
 
 
-def _as(expression: exp.Expression, dtype: exp.DataType, target: exp.DataType) -> exp.Expression:
+def _as(expression: exp.Expr, dtype: exp.DataType, target: exp.DataType) -> exp.Expr:
     return expression if normalize(dtype) == target else exp.cast(expression, target)
 
 
@@ -117,8 +117,8 @@ class AsofJoin(PitStrategy):
             select = select.join(self._view_side(join, common), join_type="asof left",
                                  join_alias=alias,
                                  on=self._condition(join, alias, spine_ts, common))
-            for feature, name in zip(join.features, join.output_names, strict=True):
-                value: exp.Expression = _col(name, alias)
+            for name in join.output_names:
+                value: exp.Expr = _col(name, alias)
                 if join.view.ttl is not None:
                     horizon = exp.Sub(this=spine_ts, expression=exp.Interval(
                         this=exp.Literal.string(str(join.view.ttl.seconds)),
@@ -132,7 +132,7 @@ class AsofJoin(PitStrategy):
     @staticmethod
     def _view_side(join: ViewJoin, common: exp.DataType) -> exp.Subquery:
         view = join.view
-        columns: list[exp.Expression] = [exp.column(k, quoted=True) for k in join.keys]
+        columns: list[exp.Expr] = [exp.column(k, quoted=True) for k in join.keys]
         columns.append(exp.alias_(_as(exp.column(view.timestamp, quoted=True), join.ts_type,
                                       common), TS, quoted=True))
         if view.created_timestamp and join.created_type is not None:
@@ -151,13 +151,13 @@ class AsofJoin(PitStrategy):
         return inner.subquery()
 
     @staticmethod
-    def _condition(join: ViewJoin, alias: str, spine_ts: exp.Expression,
-                   common: exp.DataType) -> exp.Expression:
+    def _condition(join: ViewJoin, alias: str, spine_ts: exp.Expr,
+                   common: exp.DataType) -> exp.Expr:
         keys = [exp.EQ(this=_col(k, SPINE), expression=_col(k, alias)) for k in join.keys]
         if join.created_type is None:
             inequality = exp.GTE(this=spine_ts, expression=_col(TS, alias))
         else:
-            def pair(ts: exp.Expression, created: exp.Expression) -> exp.Struct:
+            def pair(ts: exp.Expr, created: exp.Expr) -> exp.Struct:
                 return exp.Struct(expressions=[
                     exp.PropertyEQ(this=exp.to_identifier("t"), expression=ts),
                     exp.PropertyEQ(this=exp.to_identifier("c"), expression=created)])

@@ -37,7 +37,7 @@ class _Loader(jinja2.DictLoader):
     """A DictLoader whose templates carry their project path as filename, so tracebacks and
     syntax errors point at the user's file."""
 
-    def get_source(
+    def get_source(  # type: ignore[override]  # jinja's stub says the filename is None
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Callable[[], bool] | None]:
         source, _, uptodate = super().get_source(environment, template)

@@ -84,6 +84,6 @@ class Engine(abc.ABC):
     def close(self) -> None:
         """Release the connection."""
 
-    def sql(self, expression: exp.Expression, pretty: bool = False) -> str:
+    def sql(self, expression: exp.Expr, pretty: bool = False) -> str:
         """Generate SQL text for this engine."""
         return expression.sql(dialect=self.dialect, pretty=pretty)

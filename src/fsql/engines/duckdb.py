@@ -50,7 +50,7 @@ class DuckDBEngine(Engine):
         self._in_transaction = False
 
     # -- statements ----------------------------------------------------------------------
-    def _run(self, expression: exp.Expression) -> duckdb.DuckDBPyConnection:
+    def _run(self, expression: exp.Expr) -> duckdb.DuckDBPyConnection:
         try:
             return self.con.execute(self.sql(expression))
         except duckdb.Error as err:
