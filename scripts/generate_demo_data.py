@@ -27,9 +27,11 @@ def _times(rng: np.random.Generator, n: int, start: pd.Timestamp, days: int) -> 
     return pd.Series(start + pd.to_timedelta(seconds, unit="s")).astype("datetime64[us]")
 
 
-def generate(n_customers: int = 2000, n_products: int = 300, seed: int = 7) -> None:
+def generate(out: Path = DATA, n_customers: int = 2000, n_products: int = 300, seed: int = 7
+             ) -> None:
+    """Write the demo Parquet files into ``out``."""
     rng = np.random.default_rng(seed)
-    DATA.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     customer_ids = np.arange(1, n_customers + 1, dtype=np.int64)
     signup = _times(rng, n_customers, START - pd.Timedelta(days=365), 365)
     customers = pd.DataFrame({
@@ -91,22 +93,23 @@ def generate(n_customers: int = 2000, n_products: int = 300, seed: int = 7) -> N
     })
 
     for name, frame in zip(FILES, (customers, snapshots, products, orders, reviews), strict=True):
-        tmp = DATA / f".{name}.parquet.tmp"
+        tmp = out / f".{name}.parquet.tmp"
         frame.to_parquet(tmp, index=False)
-        tmp.replace(DATA / f"{name}.parquet")
+        tmp.replace(out / f"{name}.parquet")
     print(f"wrote {n_customers} customers, {len(snapshots)} snapshots, {n_products} products, "
-          f"{n_orders} orders, {len(reviews)} reviews to {DATA}")
+          f"{n_orders} orders, {len(reviews)} reviews to {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--if-missing", action="store_true",
                         help="do nothing when every data file already exists")
+    parser.add_argument("--out", type=Path, default=DATA, help="output directory (default data/)")
     args = parser.parse_args()
-    if args.if_missing and all((DATA / f"{n}.parquet").exists() for n in FILES):
-        print(f"demo data present in {DATA}")
+    if args.if_missing and all((args.out / f"{n}.parquet").exists() for n in FILES):
+        print(f"demo data present in {args.out}")
         return
-    generate()
+    generate(args.out)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import fsql
+from tests.example import copy_example
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,3 +39,17 @@ def make_project(tmp_path: Path) -> MakeProject:
         return fsql.Project(root)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def example_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example project with demo data, made once per session."""
+    return copy_example(tmp_path_factory.mktemp("example") / "shop")
+
+
+@pytest.fixture
+def example_dir(example_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the example project for one test (safe to modify)."""
+    root = tmp_path / "shop"
+    shutil.copytree(example_template, root, ignore=shutil.ignore_patterns("target"))
+    return root

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from fsql.errors import DefinitionError, RequestError
+from fsql.graph import Graph, parse_selector
+
+DEPS = {
+    "source:s.a": [],
+    "model:m": ["source:s.a"],
+    "view:v": ["model:m"],
+    "view:w": ["source:s.a"],
+    "training_set:t": ["model:m", "view:v", "view:w"],
+}
+TAGS = {"view:v": ["orders"], "view:w": [], "model:m": ["orders"]}
+
+
+def graph() -> Graph:
+    return Graph(DEPS, TAGS, {})
+
+
+def test_topological_order_puts_dependencies_first() -> None:
+    order = graph().order
+    for node, deps in DEPS.items():
+        for dep in deps:
+            assert order.index(dep) < order.index(node)
+
+
+@pytest.mark.parametrize(("selectors", "expected"), [
+    (["v"], {"view:v"}),
+    (["+v"], {"view:v", "model:m", "source:s.a"}),
+    (["m+"], {"model:m", "view:v", "training_set:t"}),
+    (["tag:orders"], {"view:v", "model:m"}),
+    (["view:w"], {"view:w"}),
+    (["v", "w"], {"view:v", "view:w"}),
+])
+def test_select(selectors: list[str], expected: set[str]) -> None:
+    assert graph().select(selectors) == expected
+
+
+def test_no_selector_selects_everything() -> None:
+    assert graph().select([]) == set(DEPS)
+
+
+def test_with_upstream_is_ordered_and_complete() -> None:
+    nodes = graph().with_upstream({"training_set:t"})
+    assert set(nodes) == set(DEPS)
+    assert nodes[-1] == "training_set:t"
+
+
+def test_selector_matching_nothing_is_an_error() -> None:
+    with pytest.raises(RequestError, match="matches nothing"):
+        graph().select(["nope"])
+
+
+def test_bad_selector_method() -> None:
+    with pytest.raises(RequestError, match="unknown selector method"):
+        parse_selector("colour:red")
+
+
+def test_cycle_reports_the_path() -> None:
+    with pytest.raises(DefinitionError, match="dependency cycle: .*model:a.*model:b"):
+        Graph({"model:a": ["model:b"], "model:b": ["model:a"]}, {}, {"model:a": "models/a.sql"})
