@@ -1,7 +1,14 @@
--- One label row per customer per month start; churned when no order in the next N days.
-WITH months AS (
+-- One label row per customer per month start within the order history (leaving room for the
+-- label horizon); churned when the customer places no order in the next N days.
+WITH bounds AS (
+    SELECT
+        date_trunc('month', min(order_ts)) + INTERVAL 1 MONTH AS first_month,
+        max(order_ts) - {{ days(var('label_horizon_days')) }} AS last_label
+    FROM {{ ref('orders_enriched') }}
+),
+months AS (
     SELECT CAST(m AS TIMESTAMP) AS label_ts
-    FROM range(TIMESTAMP '2024-02-01', TIMESTAMP '2024-12-01', INTERVAL 1 MONTH) AS t(m)
+    FROM bounds, range(bounds.first_month, bounds.last_label, INTERVAL 1 MONTH) AS t(m)
 )
 SELECT
     c.customer_id,

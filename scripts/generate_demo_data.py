@@ -4,7 +4,9 @@
     python scripts/generate_demo_data.py --if-missing # only when data/ is incomplete
 
 An e-commerce shop: customers with profile snapshots (some corrected later, same snapshot time,
-later ingestion time), products, orders and reviews over 2024.
+later ingestion time), products, orders and reviews over the 366 days before --end (default:
+the start of today, UTC, so the online store has fresh values to serve; the same --end always
+gives the same data).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 FILES = ("customers", "customer_snapshots", "products", "orders", "reviews")
-START = pd.Timestamp("2024-01-01")
 DAYS = 366
 
 
@@ -27,13 +28,15 @@ def _times(rng: np.random.Generator, n: int, start: pd.Timestamp, days: int) -> 
     return pd.Series(start + pd.to_timedelta(seconds, unit="s")).astype("datetime64[us]")
 
 
-def generate(out: Path = DATA, n_customers: int = 2000, n_products: int = 300, seed: int = 7
-             ) -> None:
-    """Write the demo Parquet files into ``out``."""
+def generate(out: Path = DATA, end: pd.Timestamp | None = None, n_customers: int = 2000,
+             n_products: int = 300, seed: int = 7) -> None:
+    """Write the demo Parquet files into ``out``, covering the DAYS days before ``end``."""
+    end = end if end is not None else pd.Timestamp.now(tz="UTC").normalize().tz_localize(None)
+    start = end - pd.Timedelta(days=DAYS)
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     customer_ids = np.arange(1, n_customers + 1, dtype=np.int64)
-    signup = _times(rng, n_customers, START - pd.Timedelta(days=365), 365)
+    signup = _times(rng, n_customers, start - pd.Timedelta(days=365), 365)
     customers = pd.DataFrame({
         "customer_id": customer_ids,
         "signup_ts": signup,
@@ -43,7 +46,7 @@ def generate(out: Path = DATA, n_customers: int = 2000, n_products: int = 300, s
     # profile snapshots: a few per customer, ~3% corrected later at the same snapshot time
     per = rng.integers(1, 8, n_customers)
     snap_ids = np.repeat(customer_ids, per)
-    snap_ts = _times(rng, len(snap_ids), START, DAYS)
+    snap_ts = _times(rng, len(snap_ids), start, DAYS)
     snapshots = pd.DataFrame({
         "customer_id": snap_ids,
         "snapshot_ts": snap_ts,
@@ -71,7 +74,7 @@ def generate(out: Path = DATA, n_customers: int = 2000, n_products: int = 300, s
     counts = np.minimum(activity.astype(np.int64), 400)
     order_customers = np.repeat(customer_ids, counts)
     n_orders = len(order_customers)
-    order_ts = _times(rng, n_orders, START, DAYS)
+    order_ts = _times(rng, n_orders, start, DAYS)
     order_products = rng.zipf(1.3, n_orders) % n_products + 1
     quantity = rng.integers(1, 5, n_orders).astype(np.int64)
     orders = pd.DataFrame({
@@ -105,11 +108,13 @@ def main() -> None:
     parser.add_argument("--if-missing", action="store_true",
                         help="do nothing when every data file already exists")
     parser.add_argument("--out", type=Path, default=DATA, help="output directory (default data/)")
+    parser.add_argument("--end", type=pd.Timestamp, default=None,
+                        help="last day of the data (default: today, UTC)")
     args = parser.parse_args()
     if args.if_missing and all((args.out / f"{n}.parquet").exists() for n in FILES):
         print(f"demo data present in {args.out}")
         return
-    generate(args.out)
+    generate(args.out, args.end)
 
 
 if __name__ == "__main__":

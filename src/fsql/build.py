@@ -38,7 +38,7 @@ class Progress(Protocol):
         """Called before (``seconds`` None) and after each step."""
 
 
-class _Silent:
+class Silent:
     def start(self, total: int) -> None:
         pass
 
@@ -91,7 +91,7 @@ def _timed(progress: Progress, label: str, action: Callable[[], Any]) -> tuple[A
 def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (),
           target: str = "dev", progress: Progress | None = None) -> BuildResult:
     """Build the selected nodes (and everything they depend on)."""
-    step = progress or _Silent()
+    step = progress or Silent()
     started = time.perf_counter()
     graph = project.graph
     selected = graph.select(selectors)

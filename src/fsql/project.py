@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from fsql.online.redis_store import RedisStore
+    from fsql.online.sync import SyncResult
+    from fsql.serve import OnlineResult, OnlineService
+
 _SPINE_RELATION = "__fsql_spine"
 
 
@@ -128,6 +132,52 @@ class Project:
         joined = _to_pandas(result)
         joined.index = frame.index
         return pd.concat([frame, joined], axis=1)
+
+    # -- online ----------------------------------------------------------------------------
+    def store(self) -> RedisStore:
+        """A connection to this target's online store (close it when done)."""
+        from fsql.online.redis_store import RedisStore
+
+        return RedisStore(self.target.online)
+
+    def sync(self, select: Iterable[str] = (), full_refresh: bool = False,
+             dry_run: bool = False, progress: Progress | None = None,
+             now: float | None = None) -> SyncResult:
+        """``fsql sync``: write the latest row per entity of each online view to the store.
+
+        ``now`` (epoch seconds) overrides the clock, for tests and backfills.
+        """
+        from fsql.build import Silent
+        from fsql.online.sync import Syncer
+
+        store = self.store()
+        try:
+            with self._compiled() as (engine, project):
+                syncer = Syncer(project, engine, store, progress or Silent(),
+                                self.target.online.batch_size)
+                return syncer.run(select, full_refresh, dry_run, now)
+        finally:
+            store.close()
+
+    def online_service(self, max_entities: int | None = None) -> OnlineService:
+        """A long-lived reader (what ``fsql serve`` uses); needs no offline engine."""
+        from fsql.serve import DEFAULT_MAX_ENTITIES, OnlineService
+
+        return OnlineService(self.load(), self.store(),
+                             max_entities=max_entities or DEFAULT_MAX_ENTITIES)
+
+    def online_features(self, features: str | Sequence[str], entities: dict[str, Sequence[Any]]
+                        ) -> OnlineResult:
+        """Feature values for entities from the online store (Feast's get_online_features).
+
+        ``features``: a training set name (its feature list, as trained) or ``view`` /
+        ``view.feature`` names; ``entities``: join key -> list of values.
+        """
+        service = self.online_service()
+        try:
+            return service.get(features, entities)
+        finally:
+            service.store.close()
 
     def _resolve_features(self, features: str | Sequence[str], timestamp: str | None
                           ) -> tuple[list[FeatureRef], str, str]:

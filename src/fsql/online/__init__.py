@@ -1,0 +1,1 @@
+"""The online path: key/value encoding, the Redis store, sync."""
