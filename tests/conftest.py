@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import fsql
 from tests.example import copy_example
+from tests.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,3 +55,39 @@ def example_dir(example_template: Path, tmp_path: Path) -> Path:
     root = tmp_path / "shop"
     shutil.copytree(example_template, root, ignore=shutil.ignore_patterns("target"))
     return root
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server started for this test session on a free loopback port. Tests share it
+    through unique namespaces, so nothing is flushed."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+def online_profile(project_name: str, url: str, namespace: str | None = None,
+                   **online: object) -> str:
+    """profiles.yml text for a project whose online store is the Redis at ``url``."""
+    extra = "".join(f"\n        {k}: {v}" for k, v in online.items())
+    return (f"{project_name}:\n  target: dev\n  outputs:\n    dev:\n"
+            f"      offline: {{type: duckdb}}\n"
+            f"      online:\n        type: redis\n        url: {url}\n"
+            f"        namespace: {namespace or 'test-' + uuid.uuid4().hex[:12]}{extra}\n")
+
+
+@pytest.fixture(scope="session")
+def online_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example project with demo data ending today (online values are fresh)."""
+    return copy_example(tmp_path_factory.mktemp("online-example") / "shop", end=None)
+
+
+@pytest.fixture
+def online_example(online_template: Path, tmp_path: Path, redis_server: RedisServer
+                   ) -> fsql.Project:
+    """A private copy of the example project, its online store in its own namespace of the
+    session's redis-server."""
+    root = tmp_path / "shop"
+    shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
+    (root / "profiles.yml").write_text(online_profile("shop", redis_server.url))
+    return fsql.Project(root)

@@ -22,7 +22,7 @@ def test_build_writes_parquet_record_and_view(project: fsql.Project) -> None:
     assert names == {"churn_training", "purchase_training"}
     churn = next(t for t in result.training_sets if t.name == "churn_training")
     table = pq.read_table(churn.output)
-    assert table.num_rows == churn.rows == 2000 * 10  # customers x months
+    assert table.num_rows == churn.rows == 2000 * 11  # customers x months
     assert table.column_names == ["customer_id", "label_ts", "churned", "orders_30d",
                                   "spend_30d", "avg_amount_30d", "last_category", "segment",
                                   "credit_limit"]
@@ -32,7 +32,7 @@ def test_build_writes_parquet_record_and_view(project: fsql.Project) -> None:
     assert set(record["definitions"]) >= {"view:customer_orders", "view:customer_profile",
                                           "model:churn_labels", "model:orders_enriched"}
     assert "ASOF LEFT JOIN" in record["compiled_sql"]
-    assert record["spine"]["time_range"] == ["2024-02-01 00:00:00", "2024-11-01 00:00:00"]
+    assert record["spine"]["time_range"] == ["2024-02-01 00:00:00", "2024-12-01 00:00:00"]
     # the DuckDB view over the published file answers like the file
     import duckdb
 

@@ -44,7 +44,7 @@ def test_build_json(example_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     rows = {t["name"]: t["rows"] for t in payload["training_sets"]}
-    assert rows["churn_training"] == 20000
+    assert rows["churn_training"] == 22000
     assert Path(payload["training_sets"][0]["output"]).is_file()
 
 

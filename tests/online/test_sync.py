@@ -1,0 +1,305 @@
+"""fsql sync + online retrieval against a real redis-server, checked against brute force."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import fsql
+from fsql.errors import LockHeldError, StaleDefinitionError
+from tests.conftest import MakeProject, online_profile
+from tests.online.reference import latest_rows
+from tests.redis_server import RedisServer
+
+ONLINE_VIEWS = ["customer_orders", "customer_product", "customer_profile", "product_ratings"]
+
+
+def view_rows(project: fsql.Project, view: str) -> list[dict[str, Any]]:
+    project.build(select=[view])
+    con = duckdb.connect(str(project.target.offline.path), read_only=True)
+    try:
+        return con.sql(f'SELECT * FROM "{view}"').to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("view_name", ONLINE_VIEWS)
+def test_sync_then_get_equals_brute_force(online_example: fsql.Project, view_name: str) -> None:
+    now = time.time()
+    result = online_example.sync(select=[view_name], now=now)
+    assert [v.view for v in result.views] == [view_name]
+    spec = online_example.load()
+    view = spec.views[view_name]
+    keys = [k for e in view.entities for k in spec.entities[e].join_keys]
+    rows = view_rows(online_example, view_name)
+    expected = latest_rows(rows, keys, view.timestamp, view.created_timestamp,
+                           view.ttl.seconds if view.ttl else None,
+                           dt.datetime.fromtimestamp(now, dt.UTC))
+    entities = sorted({tuple(r[k] for k in keys) for r in rows if None not in
+                       (r[k] for k in keys)})[:1500]
+    entities.append(tuple(10**9 + i for i in range(len(keys))))  # never seen
+    present = 0
+    service = online_example.online_service(max_entities=5000)
+    try:
+        got = service.get([view_name], {k: [e[i] for e in entities] for i, k in enumerate(keys)})
+    finally:
+        service.store.close()
+    names = [f.name for f in view.features]
+    for i, entity in enumerate(entities):
+        values = [got.values[n][i] for n in names]
+        statuses = {got.statuses[n][i] for n in names}
+        choices = expected.get(entity)
+        if choices is None:
+            assert values == [None] * len(names), entity
+            assert statuses <= {"MISSING", "EXPIRED"}
+            continue
+        present += 1
+        assert statuses == {"PRESENT"}, entity
+        assert any(all(same(v, c[n]) for v, n in zip(values, names, strict=True))
+                   for c in choices), (entity, values, choices)
+    assert present > 0
+
+
+def test_rerun_is_idempotent_and_incremental(online_example: fsql.Project) -> None:
+    first = online_example.sync()
+    assert {v.mode for v in first.views} == {"full"}
+    second = online_example.sync()
+    assert {v.mode for v in second.views} == {"incremental"}
+    assert sum(v.written for v in second.views) == 0
+
+
+def test_full_refresh_replaces_generation(online_example: fsql.Project) -> None:
+    online_example.sync(select=["customer_profile"])
+    before = online_example.online_features(["customer_profile"], {"customer_id": [1, 2, 3]})
+    again = online_example.sync(select=["customer_profile"], full_refresh=True)
+    assert again.views[0].mode == "full" and again.views[0].dropped == 2000
+    after = online_example.online_features(["customer_profile"], {"customer_id": [1, 2, 3]})
+    assert before.to_dict() == after.to_dict()
+
+
+def test_lock_held_then_released(online_example: fsql.Project) -> None:
+    store = online_example.store()
+    try:
+        token = store.acquire_lock()
+        with pytest.raises(LockHeldError, match="another fsql sync is running"):
+            online_example.sync()
+        store.release_lock(token)
+    finally:
+        store.close()
+    assert online_example.sync().views
+
+
+def test_stale_lock_is_recovered_after_timeout(online_template: Path, tmp_path: Path,
+                                               redis_server: RedisServer) -> None:
+    import shutil
+
+    root = tmp_path / "shop"
+    shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
+    (root / "profiles.yml").write_text(online_profile("shop", redis_server.url,
+                                                      lock_timeout=0.5))
+    project = fsql.Project(root)
+    store = project.store()
+    store.acquire_lock()  # a run that "crashed": nobody releases it
+    store.close()
+    with pytest.raises(LockHeldError):
+        project.sync(select=["customer_profile"])
+    time.sleep(0.6)
+    assert project.sync(select=["customer_profile"]).views[0].written == 2000
+
+
+# -- a small project whose source we rewrite between syncs ----------------------------------
+
+VIEW_FILES = {
+    "features/entities.yml": """
+        entities:
+          - name: user
+            join_keys: [user_id]
+        """,
+    "features/scores.yml": """
+        feature_view:
+          entity: user
+          timestamp: ts
+          created_timestamp: created
+          ttl: 2h
+          online: true
+          features:
+            - {name: score, type: int64}
+            - {name: label, type: string}
+        """,
+    "features/scores.sql":
+        "SELECT user_id, ts, created, score, label FROM {{ source('raw', 'scores') }}\n",
+}
+
+
+Score = tuple[int, dt.datetime, dt.datetime | None, int | None, str]
+
+
+def write_scores(path: Path, rows: list[Score]) -> None:
+    table = pa.table({
+        "user_id": pa.array([r[0] for r in rows], pa.int64()),
+        "ts": pa.array([r[1] for r in rows], pa.timestamp("us")),
+        "created": pa.array([r[2] for r in rows], pa.timestamp("us")),
+        "score": pa.array([r[3] for r in rows], pa.int64()),
+        "label": pa.array([r[4] for r in rows], pa.string()),
+    })
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+@pytest.fixture
+def scores(make_project: MakeProject, redis_server: RedisServer, tmp_path: Path
+           ) -> tuple[fsql.Project, Path]:
+    data = tmp_path / "scores.parquet"
+    project = make_project({
+        **VIEW_FILES,
+        "models/sources.yml": f"""
+            sources:
+              - name: raw
+                tables:
+                  - name: scores
+                    path: {data}
+            """,
+        "profiles.yml": online_profile("test", redis_server.url, batch_size=7),
+    })
+    return project, data
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def get_scores(project: fsql.Project, users: list[int]) -> dict[str, list[Any]]:
+    return project.online_features(["scores"], {"user_id": users}).to_dict()
+
+
+def test_incremental_new_rows_and_late_rows(scores: tuple[fsql.Project, Path]) -> None:
+    project, data = scores
+    t0 = utc_now() - dt.timedelta(minutes=30)
+    base = [(u, t0, t0, u * 10, "v1") for u in range(1, 51)]
+    write_scores(data, base)
+    first = project.sync()
+    assert (first.views[0].mode, first.views[0].written) == ("full", 50)
+    # one newer row for user 1, and a late row for user 2 (older event, ingested now)
+    t1 = t0 + dt.timedelta(minutes=10)
+    late = (2, t0 - dt.timedelta(minutes=5), utc_now(), -1, "late")
+    write_scores(data, base + [(1, t1, t1, 999, "v2"), late])
+    second = project.sync().views[0]
+    assert second.mode == "incremental"
+    assert second.entities == 2  # only users 1 and 2 were recomputed
+    assert second.written == 1 and second.unchanged == 1
+    got = get_scores(project, [1, 2, 3])
+    assert got["score"] == [999, 20, 30]
+    assert got["label"] == ["v2", "v1", "v1"]
+
+
+def test_correction_with_later_created_timestamp_wins(scores: tuple[fsql.Project, Path]
+                                                      ) -> None:
+    project, data = scores
+    t0 = utc_now() - dt.timedelta(minutes=30)
+    write_scores(data, [(1, t0, t0, 1, "first")])
+    project.sync()
+    fixed = t0 + dt.timedelta(minutes=1)
+    write_scores(data, [(1, t0, t0, 1, "first"), (1, t0, fixed, 2, "fixed"),
+                        (1, t0, None, 3, "no created ts loses")])
+    assert project.sync().views[0].written == 1
+    assert get_scores(project, [1])["label"] == ["fixed"]
+
+
+def test_guard_never_writes_older_over_newer(scores: tuple[fsql.Project, Path]) -> None:
+    project, data = scores
+    t0 = utc_now() - dt.timedelta(minutes=30)
+    write_scores(data, [(1, t0, t0, 1, "new")])
+    project.sync()
+    # the source loses its newest row (say, a bad re-export): a full refresh writes a new
+    # generation, but an incremental run must never move user 1 back in time
+    write_scores(data, [(1, t0 - dt.timedelta(minutes=20), utc_now(), 0, "old")])
+    view = project.sync().views[0]
+    assert view.stale == 1 and view.written == 0
+    assert get_scores(project, [1])["label"] == ["new"]
+
+
+def test_ttl_expiry_with_controllable_clock(scores: tuple[fsql.Project, Path]) -> None:
+    project, data = scores
+    now = utc_now()
+    write_scores(data, [(1, now - dt.timedelta(minutes=119), now, 1, "fresh"),
+                        (2, now - dt.timedelta(hours=3), now, 2, "too old")])
+    synced = project.sync().views[0]
+    assert synced.entities == 1  # user 2 is beyond the 2h ttl already: never written
+    service = project.online_service()
+    try:
+        got = service.get(["scores"], {"user_id": [1, 2]})
+        assert got.statuses["score"] == ["PRESENT", "MISSING"]
+        service.clock = lambda: time.time() + 120  # two minutes later user 1 has expired
+        later = service.get(["scores"], {"user_id": [1, 2]})
+        assert later.statuses["score"] == ["EXPIRED", "MISSING"]
+        assert later.values["score"] == [None, None]
+        # and Redis drops the key itself at event time + ttl
+        ttl_ms = service.store.client.pttl(service._layouts["scores"].key(
+            int(service.store.meta(service._layouts["scores"])["generation"]), (1,)))
+        assert 0 < ttl_ms <= 60_000 + 1000
+    finally:
+        service.store.close()
+
+
+def test_definition_change_is_refused_then_refreshed(scores: tuple[fsql.Project, Path]) -> None:
+    project, data = scores
+    t0 = utc_now() - dt.timedelta(minutes=30)
+    write_scores(data, [(1, t0, t0, 7, "a")])
+    project.sync()
+    yml = project.root / "features" / "scores.yml"
+    yml.write_text(yml.read_text().replace("{name: score, type: int64}",
+                                           "{name: score, type: float64}"))
+    sql = project.root / "features" / "scores.sql"
+    sql.write_text(sql.read_text().replace("score,", "CAST(score AS DOUBLE) AS score,"))
+    with pytest.raises(StaleDefinitionError, match="different definition"):
+        project.online_features(["scores"], {"user_id": [1]})
+    assert project.sync().views[0].mode == "full"
+    assert get_scores(project, [1])["score"] == [7.0]
+
+
+def test_bad_requests(scores: tuple[fsql.Project, Path]) -> None:
+    project, data = scores
+    write_scores(data, [(1, utc_now(), utc_now(), 7, "a")])
+    project.sync()
+    with pytest.raises(fsql.RequestError, match="must be an integer"):
+        project.online_features(["scores"], {"user_id": ["1"]})
+    with pytest.raises(fsql.RequestError, match="missing entity key column"):
+        project.online_features(["scores"], {"customer_id": [1]})
+    with pytest.raises(fsql.RequestError, match="has no feature 'nope'"):
+        project.online_features(["scores.nope"], {"user_id": [1]})
+    with pytest.raises(fsql.RequestError, match="too many entities"):
+        project.online_features(["scores"], {"user_id": list(range(5000))})
+
+
+def test_embedded_default_target(make_project: MakeProject, tmp_path: Path) -> None:
+    data = tmp_path / "scores.parquet"
+    project = make_project({**VIEW_FILES, "models/sources.yml": f"""
+        sources:
+          - name: raw
+            tables:
+              - name: scores
+                path: {data}
+        """})
+    assert project.target.online.type == "embedded"
+    write_scores(data, [(1, utc_now(), utc_now(), 5, "embedded")])
+    assert project.sync().views[0].written == 1
+    assert get_scores(project, [1])["label"] == ["embedded"]  # a new process would reconnect
+    assert json.loads(json.dumps(project.online_features(["scores"], {"user_id": [1]})
+                                 .to_json()))["metadata"]["feature_names"] == ["user_id",
+                                                                               "score", "label"]
