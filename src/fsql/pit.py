@@ -193,18 +193,17 @@ class LatestPlan:
 
     join: ViewJoin
     as_of: int  # microseconds since the epoch, UTC
-    changed_since: int | None = None  # only entities with a row whose basis is newer
+    changed_since: int | None = None  # only rows whose basis is newer (incremental sync)
 
-    @property
-    def basis(self) -> str:
-        """The column a watermark follows: created timestamp if declared, else event time."""
-        return self.join.view.created_timestamp or self.join.view.timestamp
-
-    @property
-    def basis_type(self) -> exp.DataType:
-        join = self.join
-        return join.created_type if join.view.created_timestamp and join.created_type \
-            else join.ts_type
+    def basis(self) -> exp.Expr:
+        """What a watermark follows: the created timestamp if declared (the event time for a
+        row without one), else the event time."""
+        join, view, common = self.join, self.join.view, self.common
+        ts = _instant(view.timestamp, join.ts_type, common)
+        if view.created_timestamp and join.created_type is not None:
+            created = _instant(view.created_timestamp, join.created_type, common)
+            return exp.func("coalesce", created, ts)
+        return ts
 
     @property
     def common(self) -> exp.DataType:
@@ -220,8 +219,10 @@ def _instant(column: str, dtype: exp.DataType, common: exp.DataType,
 
 
 def latest_rows_query(plan: LatestPlan) -> exp.Select:
-    """Keys, ``__fsql_ts``/``__fsql_created`` (TIMESTAMPTZ) and features of the latest row per
-    entity with ``event_ts <= as_of`` and within ttl; entities without one are absent.
+    """Keys, ``__fsql_ts``/``__fsql_created`` and features of the latest row per entity with
+    ``event_ts <= as_of`` and within ttl; entities without one are absent. With
+    ``changed_since``, only rows whose basis is newer are considered: the latest of those, which
+    the store's guard then compares with the value it holds (see online/sync.py).
 
     Same rules as the training path: greatest event time, ties by greater created time (null
     lowest), ttl inclusive, values as they are. One ARG_MAX aggregate, no window or dedupe pass.
@@ -247,12 +248,8 @@ def latest_rows_query(plan: LatestPlan) -> exp.Select:
             this=as_of.copy(), expression=exp.Interval(
                 this=exp.Literal.string(str(view.ttl.seconds)), unit=exp.var("SECOND")))))
     if plan.changed_since is not None:
-        changed = exp.select("1").from_(exp.to_table(join.relation, quoted=True).as_("c")).where(
-            exp.and_(*[exp.EQ(this=exp.column(k, "c", quoted=True),
-                              expression=exp.column(k, "v", quoted=True)) for k in join.keys],
-                     exp.GT(this=_instant(plan.basis, plan.basis_type, common, "c"),
-                            expression=_instant_literal(plan.changed_since, common))))
-        conditions.append(exp.Exists(this=changed))
+        conditions.append(exp.GT(this=plan.basis(),
+                                 expression=_instant_literal(plan.changed_since, common)))
     latest = exp.ArgMax(this=exp.Struct(expressions=fields),
                         expression=exp.Struct(expressions=order))
     inner = (exp.select(*[exp.column(k, quoted=True) for k in join.keys],
@@ -274,7 +271,7 @@ def watermark_query(plan: LatestPlan) -> exp.Select:
     (event_ts <= as_of) and the smallest basis among future-dated rows, which must stay above
     the next watermark so they are picked up once their time comes."""
     join, view, common = plan.join, plan.join.view, plan.common
-    basis = _instant(plan.basis, plan.basis_type, common)
+    basis = plan.basis()
     ts = _instant(view.timestamp, join.ts_type, common)
     as_of = _instant_literal(plan.as_of, common)
     visible = exp.LTE(this=ts, expression=as_of)

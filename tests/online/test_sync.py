@@ -201,8 +201,8 @@ def test_incremental_new_rows_and_late_rows(scores: tuple[fsql.Project, Path]) -
     write_scores(data, base + [(1, t1, t1, 999, "v2"), late])
     second = project.sync().views[0]
     assert second.mode == "incremental"
-    assert second.entities == 2  # only users 1 and 2 were recomputed
-    assert second.written == 1 and second.unchanged == 1
+    assert second.entities == 2  # only the two new rows were read
+    assert second.written == 1 and second.stale == 1  # the late row lost to the newer value
     got = get_scores(project, [1, 2, 3])
     assert got["score"] == [999, 20, 30]
     assert got["label"] == ["v2", "v1", "v1"]
@@ -303,3 +303,17 @@ def test_embedded_default_target(make_project: MakeProject, tmp_path: Path) -> N
     assert json.loads(json.dumps(project.online_features(["scores"], {"user_id": [1]})
                                  .to_json()))["metadata"]["feature_names"] == ["user_id",
                                                                                "score", "label"]
+
+
+def test_rows_without_created_timestamp_are_seen_incrementally(
+        scores: tuple[fsql.Project, Path]) -> None:
+    project, data = scores
+    t0 = utc_now() - dt.timedelta(minutes=30)
+    rows: list[Score] = [(1, t0, t0, 1, "first")]
+    write_scores(data, rows)
+    project.sync()
+    # a newer event whose created timestamp is unknown: the watermark falls back to event time
+    write_scores(data, rows + [(1, t0 + dt.timedelta(minutes=5), None, 2, "no created ts")])
+    view = project.sync().views[0]
+    assert (view.mode, view.written) == ("incremental", 1)
+    assert get_scores(project, [1])["label"] == ["no created ts"]

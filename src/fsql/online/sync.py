@@ -4,11 +4,14 @@ Per online view, under the sync lock:
 
 1. A view never synced, or whose definition hash changed, or ``--full-refresh``: write a new
    generation with every entity's latest row, publish it atomically, delete the old one.
-2. Otherwise incremental: only entities with a row whose watermark column (created timestamp if
-   declared, else event timestamp) is newer than the stored watermark are recomputed (over all
-   their rows, so a late row never replaces a newer value), and written through the guard.
+2. Otherwise incremental: only rows whose watermark column (created timestamp if declared, else
+   event timestamp) is newer than the stored watermark are read; the latest of them per entity
+   goes through the store's guard, which keeps whichever of the stored and the new row is newer.
+   This is exact because the store always holds the latest row among the rows at or below the
+   watermark: a late row (old event time, new created time) is refused as stale.
 3. The watermark moves only after every batch of the view was written, and never past a
-   future-dated row, so an interrupted or crashed sync is completed by the next run.
+   future-dated row, so an interrupted or crashed sync is completed by the next run. Rows
+   deleted from a source are only dropped online by ``--full-refresh``.
 
 Rows stream from the engine in Arrow record batches, so memory stays bounded.
 """
