@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,13 +79,21 @@ class BuildResult:
         }
 
 
-def _timed(progress: Progress, label: str, action: Callable[[], Any]) -> tuple[Any, float]:
-    progress.step(label, None)
-    start = time.perf_counter()
-    value = action()
-    seconds = time.perf_counter() - start
-    progress.step(label, seconds)
-    return value, seconds
+class _Step:
+    """Times one step and reports it to the progress display."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self.progress, self.label, self.seconds = progress, label, 0.0
+
+    def __enter__(self) -> _Step:
+        self.progress.step(self.label, None)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start
+        if exc[0] is None:
+            self.progress.step(self.label, self.seconds)
 
 
 def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (),
@@ -106,20 +114,18 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                 if node_id.startswith("training_set:"):
                     continue
                 node = project.nodes[node_id]
-                _, secs = _timed(step, f"{node.materialized} {node_id}",
-                                 lambda n=node: engine.replace_relation(  # type: ignore[misc]
-                                     n.relation, n.query, n.materialized))
-                relations.append((node_id, node.materialized, secs))
+                with _Step(step, f"{node.materialized} {node_id}") as timer:
+                    engine.replace_relation(node.relation, node.query, node.materialized)
+                relations.append((node_id, node.materialized, timer.seconds))
             for node_id in order:
                 if node_id.startswith("training_set:"):
                     ts = project.training_sets[node_id.split(":", 1)[1]]
                     tmp = ts.output.with_name(f".{ts.output.name}.{os.getpid()}.tmp")
                     tmp.parent.mkdir(parents=True, exist_ok=True)
                     staged.append((ts, tmp, 0, 0.0))
-                    rows, secs = _timed(step, f"training set {ts.definition.name}",
-                                        lambda t=ts, p=tmp: _write_training_set(  # type: ignore[misc]
-                                            engine, t, p))
-                    staged[-1] = (ts, tmp, rows, secs)
+                    with _Step(step, f"training set {ts.definition.name}") as timer:
+                        rows = _write_training_set(engine, ts, tmp)
+                    staged[-1] = (ts, tmp, rows, timer.seconds)
     except BaseException:
         for _, tmp, _, _ in staged:
             tmp.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from sqlglot import exp
 from fsql import __version__
 from fsql.analyze import check_view, parse_query
 from fsql.definitions import Feature, FeatureView, Model, Source, TrainingSet
-from fsql.dtypes import FeatureType
+from fsql.dtypes import TIME_TYPES, FeatureType
 from fsql.engines.base import Column, Engine
 from fsql.errors import DefinitionError, EngineError, ErrorCollector, RequestError
 from fsql.graph import Graph
@@ -131,8 +131,9 @@ class Compiler:
         graph = self._graph(queries)
         nodes = self._check_on_engine(graph, queries)
         self.errors.raise_if_any()
-        training = {name: self._plan(ts, nodes) for name, ts in spec.training_sets.items()}
+        planned = {name: self._plan(ts, nodes) for name, ts in spec.training_sets.items()}
         self.errors.raise_if_any()
+        training = {name: ts for name, ts in planned.items() if ts is not None}
         return CompiledProject(spec, graph, MappingProxyType(nodes),
                                MappingProxyType(training), self.engine.dialect)
 
@@ -231,7 +232,8 @@ class Compiler:
         return DefinitionError(definition.sql_path, f"the engine rejected the SQL: {err}",
                                hint="see the rendered SQL with: fsql compile.")
 
-    def _plan(self, ts: TrainingSet, nodes: dict[str, CompiledNode]) -> CompiledTrainingSet:
+    def _plan(self, ts: TrainingSet, nodes: dict[str, CompiledNode]
+              ) -> CompiledTrainingSet | None:
         spine_node = nodes[self._spine_id(ts)]
         try:
             plan = plan_training_set(
@@ -240,7 +242,7 @@ class Compiler:
         except RequestError as err:
             self.errors.add(DefinitionError(ts.path, f"training set '{ts.name}': {err}",
                                             line=ts.line))
-            return None  # type: ignore[return-value]  # errors are raised by the caller
+            return None
         query = self.strategy.query(plan)
         output = Path(ts.output) if ts.output else Path("target", "training_sets",
                                                          f"{ts.name}.parquet")
@@ -260,8 +262,6 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
 
     Shared by compiled training sets and ``historical_features`` so both take one path.
     """
-    from fsql.dtypes import TIME_TYPES
-
     columns = {c.name: c.dtype for c in spine_columns}
     if spine_ts not in columns:
         raise RequestError(f"the spine has no timestamp column '{spine_ts}' "
@@ -325,8 +325,6 @@ _INTEGERS = {exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType
 
 
 def _key_compatible(a: exp.DataType, b: exp.DataType) -> bool:
-    from fsql.dtypes import FeatureType
-
     if a.this in _INTEGERS and b.this in _INTEGERS:
         return True
     return FeatureType("", a).matches(b)
