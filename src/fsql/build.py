@@ -107,7 +107,8 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
              if not n.startswith("training_set:") or n in selected]
     step.start(len(order))
     relations: list[tuple[str, str, float]] = []
-    staged: list[tuple[CompiledTrainingSet, Path, int, float]] = []
+    staged: list[_Staged] = []
+    temporary: list[Path] = []
     try:
         with engine.transaction():
             for node_id in order:
@@ -122,51 +123,51 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                     ts = project.training_sets[node_id.split(":", 1)[1]]
                     tmp = ts.output.with_name(f".{ts.output.name}.{os.getpid()}.tmp")
                     tmp.parent.mkdir(parents=True, exist_ok=True)
-                    staged.append((ts, tmp, 0, 0.0))
+                    temporary.append(tmp)
                     with _Step(step, f"training set {ts.definition.name}") as timer:
-                        rows = _write_training_set(engine, ts, tmp)
-                    staged[-1] = (ts, tmp, rows, timer.seconds)
+                        rows, time_range = _write_training_set(engine, ts, tmp)
+                    staged.append(_Staged(ts, tmp, rows, time_range, timer.seconds))
     except BaseException:
-        for _, tmp, _, _ in staged:
+        for tmp in temporary:
             tmp.unlink(missing_ok=True)
         raise
-    results = [_publish(project, engine, ts, tmp, rows, secs, target)
-               for ts, tmp, rows, secs in staged]
+    results = [_publish(project, engine, s, target) for s in staged]
     return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started)
 
 
-def _count(engine: Engine, relation: exp.Expr) -> int:
-    table = engine.fetch_arrow(exp.select(exp.func("count", exp.Star())).from_(relation))
-    return int(table.column(0)[0].as_py())
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """A training set written to its temporary file, not yet published."""
+
+    ts: CompiledTrainingSet
+    tmp: Path
+    rows: int
+    time_range: tuple[str | None, str | None]
+    seconds: float
 
 
-def _write_training_set(engine: Engine, ts: CompiledTrainingSet, tmp: Path) -> int:
+def _write_training_set(engine: Engine, ts: CompiledTrainingSet, tmp: Path
+                        ) -> tuple[int, tuple[str | None, str | None]]:
+    """Write the training set to ``tmp``; return its row count and spine time range."""
     engine.write_parquet(ts.query, tmp)
-    written = _count(engine, engine.parquet_query(tmp).subquery())
-    spine_rows = _count(engine, ts.plan.spine.copy())
+    spine_ts = exp.column(ts.plan.spine_ts, quoted=True)
+    stats = engine.fetch_arrow(exp.select(
+        exp.func("count", exp.Star()), exp.Min(this=spine_ts), exp.Max(this=spine_ts.copy()),
+    ).from_(engine.parquet_query(tmp).subquery()))
+    written, low, high = (stats.column(i)[0].as_py() for i in range(3))
+    spine_rows = engine.fetch_arrow(exp.select(exp.func("count", exp.Star())).from_(
+        ts.plan.spine.copy())).column(0)[0].as_py()
     if written != spine_rows:
         # The point-in-time join must keep every spine row exactly once; anything else is a
         # bug in fsql, and publishing it would silently corrupt training data.
         raise EngineError(f"training set '{ts.definition.name}': wrote {written} rows for "
                           f"{spine_rows} spine rows; nothing was published")
-    return written
+    return int(written), (None if low is None else str(low), None if high is None else str(high))
 
 
-def _time_range(path: Path, column: str) -> tuple[str | None, str | None]:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    values = pq.read_table(path, columns=[column]).column(0)
-    if len(values) == 0:
-        return None, None
-    bounds = pc.min_max(values)
-    lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-    return (None if lo is None else str(lo)), (None if hi is None else str(hi))
-
-
-def _publish(project: CompiledProject, engine: Engine, ts: CompiledTrainingSet, tmp: Path,
-             rows: int, seconds: float, target: str) -> TrainingSetResult:
-    tmp.replace(ts.output)
+def _publish(project: CompiledProject, engine: Engine, staged: _Staged, target: str
+             ) -> TrainingSetResult:
+    ts, rows, seconds = staged.ts, staged.rows, staged.seconds
     name = ts.definition.name
     graph_id = f"training_set:{name}"
     upstream = project.graph.upstream(graph_id)
@@ -180,7 +181,7 @@ def _publish(project: CompiledProject, engine: Engine, ts: CompiledTrainingSet, 
         "rows": rows,
         "seconds": round(seconds, 3),
         "spine": {"model": ts.definition.spine.model, "source": ts.definition.spine.source,
-                  "timestamp": ts.plan.spine_ts},
+                  "timestamp": ts.plan.spine_ts, "time_range": list(staged.time_range)},
         "hash": ts.hash,
         "definitions": {n: project.nodes[n].hash for n in sorted(upstream)
                         if n in project.nodes},
@@ -190,13 +191,14 @@ def _publish(project: CompiledProject, engine: Engine, ts: CompiledTrainingSet, 
                                                                strict=True)],
         "compiled_sql": ts.query.sql(project.dialect, pretty=True),
     }
-    time_range = _time_range(ts.output, ts.plan.spine_ts)
-    record["spine"]["time_range"] = list(time_range)  # type: ignore[index]
     record_path = ts.output.with_suffix(".build.json")
     tmp_record = record_path.with_name(f".{record_path.name}.tmp")
     tmp_record.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    # the data, then its record: two atomic renames, back to back
+    staged.tmp.replace(ts.output)
     tmp_record.replace(record_path)
     with engine.transaction():
         engine.replace_relation(name, engine.parquet_query(ts.output), "view")
     columns = len(ts.plan.output_spine) + len(ts.plan.feature_columns)
-    return TrainingSetResult(name, ts.output, record_path, rows, columns, seconds, time_range)
+    return TrainingSetResult(name, ts.output, record_path, rows, columns, seconds,
+                             staged.time_range)

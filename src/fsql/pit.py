@@ -34,6 +34,7 @@ T = exp.DataType.Type
 ROW_ID = "__fsql_row"
 TS = "__fsql_ts"
 CREATED = "__fsql_created"
+KEY = "__fsql_key"
 SPINE = "spine"
 
 
@@ -102,9 +103,18 @@ class PitStrategy(abc.ABC):
         """The point-in-time query for ``plan``."""
 
 
+def _pair(ts: exp.Expr, created: exp.Expr) -> exp.Struct:
+    """The (event time, created time) ordering key of a view with a created timestamp."""
+    return exp.Struct(expressions=[
+        exp.PropertyEQ(this=exp.to_identifier("t"), expression=ts),
+        exp.PropertyEQ(this=exp.to_identifier("c"), expression=created)])
+
+
 class AsofJoin(PitStrategy):
-    """``ASOF LEFT JOIN`` per view, ordered on (event_ts, created_ts) when the view has a
-    created timestamp, so the tie-break happens inside the join without a dedupe pass."""
+    """``ASOF LEFT JOIN`` per view, ordered on the ``{t: event_ts, c: created_ts}`` struct when
+    the view has a created timestamp, so the tie-break happens inside the join without a dedupe
+    pass. The struct is one column built on the view side (cheaper to carry through the join's
+    sort than two columns plus a struct built in the condition)."""
 
     def query(self, plan: PitPlan) -> exp.Select:
         select = exp.select(*[_col(c, SPINE) for c in plan.output_spine]).from_(
@@ -117,13 +127,15 @@ class AsofJoin(PitStrategy):
             select = select.join(self._view_side(join, common), join_type="asof left",
                                  join_alias=alias,
                                  on=self._condition(join, alias, spine_ts, common))
+            event = (_col(TS, alias) if join.created_type is None else
+                     exp.Dot(this=_col(KEY, alias), expression=exp.to_identifier("t")))
             for name in join.output_names:
                 value: exp.Expr = _col(name, alias)
                 if join.view.ttl is not None:
-                    horizon = exp.Sub(this=spine_ts, expression=exp.Interval(
+                    horizon = exp.Sub(this=spine_ts.copy(), expression=exp.Interval(
                         this=exp.Literal.string(str(join.view.ttl.seconds)),
                         unit=exp.var("SECOND")))
-                    value = exp.Case(ifs=[exp.If(this=exp.GTE(this=_col(TS, alias),
+                    value = exp.Case(ifs=[exp.If(this=exp.GTE(this=event.copy(),
                                                               expression=horizon),
                                                  true=value)])
                 select = select.select(exp.alias_(value, name, quoted=True))
@@ -133,14 +145,15 @@ class AsofJoin(PitStrategy):
     def _view_side(join: ViewJoin, common: exp.DataType) -> exp.Subquery:
         view = join.view
         columns: list[exp.Expr] = [exp.column(k, quoted=True) for k in join.keys]
-        columns.append(exp.alias_(_as(exp.column(view.timestamp, quoted=True), join.ts_type,
-                                      common), TS, quoted=True))
+        ts = _as(exp.column(view.timestamp, quoted=True), join.ts_type, common)
         if view.created_timestamp and join.created_type is not None:
             created = _as(exp.column(view.created_timestamp, quoted=True), join.created_type,
                           common)
             lowest = exp.cast(exp.Literal.string("-infinity"), common)
-            columns.append(exp.alias_(exp.func("coalesce", created, lowest), CREATED,
+            columns.append(exp.alias_(_pair(ts, exp.func("coalesce", created, lowest)), KEY,
                                       quoted=True))
+        else:
+            columns.append(exp.alias_(ts, TS, quoted=True))
         for feature, name in zip(join.features, join.output_names, strict=True):
             column = exp.column(feature.name, quoted=True)
             columns.append(column if name == feature.name else exp.alias_(column, name,
@@ -157,18 +170,12 @@ class AsofJoin(PitStrategy):
         if join.created_type is None:
             inequality = exp.GTE(this=spine_ts, expression=_col(TS, alias))
         else:
-            def pair(ts: exp.Expr, created: exp.Expr) -> exp.Struct:
-                return exp.Struct(expressions=[
-                    exp.PropertyEQ(this=exp.to_identifier("t"), expression=ts),
-                    exp.PropertyEQ(this=exp.to_identifier("c"), expression=created)])
-
             # A null spine timestamp must match nothing; a struct holding a null would
             # compare as the largest value, so the whole key is nulled instead.
             spine_key = exp.Case(ifs=[exp.If(
                 this=spine_ts.copy().is_(exp.null()).not_(),
-                true=pair(spine_ts, exp.cast(exp.Literal.string("infinity"), common)))])
-            inequality = exp.GTE(this=spine_key,
-                                 expression=pair(_col(TS, alias), _col(CREATED, alias)))
+                true=_pair(spine_ts, exp.cast(exp.Literal.string("infinity"), common)))])
+            inequality = exp.GTE(this=spine_key, expression=_col(KEY, alias))
         return exp.and_(*keys, inequality)
 
 
@@ -231,13 +238,12 @@ def latest_rows_query(plan: LatestPlan) -> exp.Select:
     ts = _instant(view.timestamp, join.ts_type, common)
     as_of = _instant_literal(plan.as_of, common)
     fields = [exp.PropertyEQ(this=exp.to_identifier(TS), expression=ts)]
-    order = [exp.PropertyEQ(this=exp.to_identifier("t"), expression=ts.copy())]
+    order: exp.Expr = ts.copy()
     if view.created_timestamp and join.created_type is not None:
         created = _instant(view.created_timestamp, join.created_type, common)
         fields.append(exp.PropertyEQ(this=exp.to_identifier(CREATED), expression=created))
         lowest = exp.cast(exp.Literal.string("-infinity"), common)
-        order.append(exp.PropertyEQ(this=exp.to_identifier("c"),
-                                    expression=exp.func("coalesce", created.copy(), lowest)))
+        order = _pair(ts.copy(), exp.func("coalesce", created.copy(), lowest))
     fields += [exp.PropertyEQ(this=exp.to_identifier(f.name),
                               expression=exp.column(f.name, quoted=True)) for f in join.features]
     conditions: list[exp.Expr] = [ts.copy().is_(exp.null()).not_()]
@@ -250,8 +256,7 @@ def latest_rows_query(plan: LatestPlan) -> exp.Select:
     if plan.changed_since is not None:
         conditions.append(exp.GT(this=plan.basis(),
                                  expression=_instant_literal(plan.changed_since, common)))
-    latest = exp.ArgMax(this=exp.Struct(expressions=fields),
-                        expression=exp.Struct(expressions=order))
+    latest = exp.ArgMax(this=exp.Struct(expressions=fields), expression=order)
     inner = (exp.select(*[exp.column(k, quoted=True) for k in join.keys],
                         exp.alias_(latest, LATEST, quoted=True))
              .from_(exp.to_table(join.relation, quoted=True).as_("v"))

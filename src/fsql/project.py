@@ -83,8 +83,11 @@ class Project:
     def build(self, select: Iterable[str] = (), progress: Progress | None = None
               ) -> BuildResult:
         """``fsql build``: materialize models and views, write training sets."""
-        project = self.compile(write=True)
-        with self._engine() as engine:
+        spec = self.load()
+        with self._engine() as engine:  # one connection: validate, then build
+            with engine.rollback_only():
+                project = Compiler(spec, engine, _strategy(engine)).compile()
+            write_target(project)
             return build(project, engine, list(select), self.target.name, progress)
 
     def training_set(self, name: str) -> pd.DataFrame:
