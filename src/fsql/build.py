@@ -26,7 +26,7 @@ from sqlglot import exp
 from fsql import __version__
 from fsql.compile import CompiledProject, CompiledTrainingSet
 from fsql.engines.base import Engine
-from fsql.errors import EngineError
+from fsql.errors import CheckFailed, EngineError
 
 
 class Progress(Protocol):
@@ -97,8 +97,11 @@ class _Step:
 
 
 def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (),
-          target: str = "dev", progress: Progress | None = None) -> BuildResult:
-    """Build the selected nodes (and everything they depend on)."""
+          target: str = "dev", progress: Progress | None = None, run_tests: bool = True
+          ) -> BuildResult:
+    """Build the selected nodes (and everything they depend on). With ``run_tests``, the data
+    tests of every built relation and staged training set must pass before anything is
+    committed or published."""
     step = progress or Silent()
     started = time.perf_counter()
     graph = project.graph
@@ -127,12 +130,35 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                     with _Step(step, f"training set {ts.definition.name}") as timer:
                         rows, time_range = _write_training_set(engine, ts, tmp)
                     staged.append(_Staged(ts, tmp, rows, time_range, timer.seconds))
+            if run_tests:
+                with _Step(step, "data tests"):
+                    _run_tests(project, engine, order, staged)
     except BaseException:
         for tmp in temporary:
             tmp.unlink(missing_ok=True)
         raise
     results = [_publish(project, engine, s, target) for s in staged]
     return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started)
+
+
+def _run_tests(project: CompiledProject, engine: Engine, order: list[str],
+               staged: list[_Staged]) -> None:
+    from fsql import quality
+
+    chosen = quality.targets(project, [n for n in order if not n.startswith("training_set:")])
+    for item in staged:
+        target = quality.training_set_target(
+            item.ts.definition, engine.parquet_query(item.tmp).subquery(),
+            (*item.ts.plan.output_spine, *item.ts.plan.feature_columns))
+        if target is not None:
+            chosen.append(target)
+    bad = [r for r in quality.run(project, engine, chosen) if r.status != "pass"]
+    if bad:
+        lines = "\n".join(f"- {r.status}: {r.test} on {r.object} ({r.path}:{r.line})"
+                          f"{': ' + r.message if r.message else ''}"
+                          f"{' e.g. ' + repr(r.examples) if r.examples else ''}" for r in bad)
+        raise CheckFailed(f"{len(bad)} data test(s) did not pass; nothing was published:\n"
+                          f"{lines}\n  hint: run fsql test for details, or build with --no-test")
 
 
 @dataclass(frozen=True, slots=True)

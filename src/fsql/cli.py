@@ -7,6 +7,7 @@ Exit codes (for cron and CI):
     2  bad input: project definitions, profiles, command-line arguments or requests
     3  the engine failed while running valid SQL
     4  the online store is unreachable or failed (or holds data of another definition)
+    5  a check failed: data tests, a freshness SLA, online/offline skew
     70 internal error: a bug in fsql (shown with its traceback)
     75 another `fsql sync` holds the lock: nothing was done, try again later
 """
@@ -104,17 +105,21 @@ def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False) -> None:
+def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False,
+          no_test: Annotated[bool, typer.Option(
+              "--no-test", help="Skip the data tests that normally gate publishing.")] = False,
+          ) -> None:
     """Materialize models and feature views, then write point-in-time training sets.
 
     Each training set becomes a Parquet file (default target/training_sets/NAME.parquet), a
     build record beside it (NAME.build.json: compiled SQL, definition hashes, row counts, time
     range) and a DuckDB view over the file. Selected nodes are always built with everything
-    upstream of them. A failed build leaves previous outputs untouched.
+    upstream of them. The data tests of everything built must pass first (exit 5 otherwise).
+    A failed build leaves previous outputs untouched.
     """
     project = _settings(ctx).project()
     with output.step_bar(enabled=not as_json) as bar:
-        result = project.build(select or [], progress=bar)
+        result = project.build(select or [], progress=bar, test=not no_test)
     if as_json:
         output.print_json(result.to_json())
         return
@@ -123,6 +128,28 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
                   for t in result.training_sets])
     output.stdout.print(f"Built {len(result.relations)} relations and "
                         f"{len(result.training_sets)} training sets in {result.seconds:.2f}s")
+
+
+@app.command()
+def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False) -> None:
+    """Run the data tests declared in the YAML (great-expectations); exit 5 on any failure.
+
+    Results are also written to target/test_results.json.
+    """
+    from fsql.errors import CheckFailed
+
+    results = _settings(ctx).project().test(select or [])
+    if as_json:
+        output.print_json([r.to_json() for r in results])
+    else:
+        output.table("Data tests", ["status", "test", "object", "failing", "examples / message"],
+                     [(r.status.upper(), r.test, r.object, r.failing,
+                       r.message or ", ".join(map(repr, r.examples))) for r in results])
+    bad = [r for r in results if r.status != "pass"]
+    if bad:
+        raise CheckFailed(f"{len(bad)} of {len(results)} data tests did not pass")
+    if not as_json:
+        output.stdout.print(f"All {len(results)} data tests passed")
 
 
 @app.command()

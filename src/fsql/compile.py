@@ -28,7 +28,8 @@ from fsql.loader import ProjectSpec
 from fsql.pit import AsofJoin, PitPlan, PitStrategy, ViewJoin, default_order
 from fsql.render import Renderer
 
-_COSMETIC = {"path", "line", "sql_path", "description", "owner", "tags"}
+# Fields that do not change a definition's values: they do not change its hash.
+_COSMETIC = {"path", "line", "sql_path", "description", "owner", "tags", "tests", "freshness"}
 
 
 @dataclass(frozen=True, slots=True)

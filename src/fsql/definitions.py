@@ -137,6 +137,66 @@ class Ttl:
 
 
 @dataclass(frozen=True, slots=True)
+class DataTest:
+    """One declared data test: a built-in (``not_null``, ``unique``, ``accepted_values``,
+    ``accepted_range``, ``relationships``, ``row_count``, ``max_null_fraction``) or any
+    great-expectations expectation by name (``expect_column_values_to_match_regex``), with its
+    arguments. ``column`` is set for tests declared under a feature or column."""
+
+    name: str
+    args: tuple[tuple[str, Any], ...]
+    column: str | None
+    path: str
+    line: int
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.args)
+
+    def label(self) -> str:
+        return f"{self.name}({self.column})" if self.column else self.name
+
+
+def tests_from_raw(raw: Any, path: str, line: int, column: str | None = None
+                   ) -> tuple[DataTest, ...]:
+    """``tests:`` -> DataTests. Each item is a name or a one-key mapping ``name: {args}``
+    (a bare value is the single argument of tests that take one, e.g. max_null_fraction)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise DefinitionError(path, "'tests' must be a list", line=line or None,
+                              hint="tests: [not_null, {accepted_range: {min: 0}}]")
+    tests = []
+    for item in raw:
+        item_line = item.line if isinstance(item, Mapping) else line
+        if isinstance(item, str):
+            tests.append(DataTest(item, (), column, path, item_line or line))
+            continue
+        if not isinstance(item, dict) or len(item) != 1:
+            raise DefinitionError(path, f"a test is a name or a one-key mapping, found {item!r}",
+                                  line=item_line or None,
+                                  hint="e.g. - not_null  or  - accepted_range: {min: 0}")
+        name, args = next(iter(item.items()))
+        if args is None:
+            args = {}
+        elif not isinstance(args, dict):
+            args = {"value": args}
+        tests.append(DataTest(str(name), tuple(sorted(args.items())), column, path,
+                              item_line or line))
+    return tuple(tests)
+
+
+def _table_and_column_tests(f: _Fields) -> tuple[DataTest, ...]:
+    """``tests: [...]`` for the whole relation plus ``columns: {name: [tests]}``."""
+    tests = tests_from_raw(f.get("tests", list), f.path, f.line_of("tests"))
+    columns = f.get("columns", dict, {})
+    for column, raw in columns.items():
+        line = columns.line_of(column) if isinstance(columns, Mapping) else f.line
+        tests += tests_from_raw(raw, f.path, line, column=str(column))
+    return tests
+
+
+@dataclass(frozen=True, slots=True)
 class Entity:
     """Something features describe, identified by one or more join keys."""
 
@@ -166,6 +226,7 @@ class Feature:
     dtype: FeatureType
     description: str
     line: int
+    tests: tuple[DataTest, ...] = ()
 
     @classmethod
     def from_raw(cls, raw: Any, path: str, line: int = 0) -> Feature:
@@ -176,7 +237,8 @@ class Feature:
             dtype = FeatureType.parse(type_text)
         except ValueError as err:
             raise f.error("type", f"feature '{name}': {err}") from None
-        feature = cls(name, dtype, f.get("description", str, ""), f.line)
+        tests = tests_from_raw(f.get("tests", list), path, f.line_of("tests"), column=name)
+        feature = cls(name, dtype, f.get("description", str, ""), f.line, tests)
         f.done()
         return feature
 
@@ -199,6 +261,8 @@ class FeatureView:
     path: str
     sql_path: str
     line: int
+    tests: tuple[DataTest, ...] = ()
+    freshness: Ttl | None = None
 
     @classmethod
     def from_raw(cls, raw: Any, path: str, sql_path: str, stem: str) -> FeatureView:
@@ -213,6 +277,12 @@ class FeatureView:
             ttl = Ttl.parse(ttl_raw) if ttl_raw is not None else None
         except ValueError as err:
             raise f.error("ttl", f"{what}: {err}") from None
+        fresh_raw = f.get("freshness", str)
+        try:
+            freshness = Ttl.parse(fresh_raw) if fresh_raw is not None else None
+        except ValueError as err:
+            raise f.error("freshness", f"{what}: freshness: {err}".replace("ttl", "duration")
+                          ) from None
         materialized = f.get("materialized", str, "view")
         if materialized not in ("view", "table"):
             raise f.error("materialized", f"{what}: materialized must be 'view' or 'table'")
@@ -243,6 +313,8 @@ class FeatureView:
             path=path,
             sql_path=sql_path,
             line=f.line,
+            tests=tests_from_raw(f.get("tests", list), path, f.line_of("tests")),
+            freshness=freshness,
         )
         f.done()
         return view
@@ -321,11 +393,13 @@ class ModelProperties:
     tags: tuple[str, ...]
     path: str
     line: int
+    tests: tuple[DataTest, ...] = ()
 
     @classmethod
     def from_raw(cls, raw: Any, path: str, line: int = 0) -> ModelProperties:
         f = _Fields(raw, path, "model", line)
-        props = cls(f.name(), f.get("description", str, ""), f.names("tags"), path, f.line)
+        props = cls(f.name(), f.get("description", str, ""), f.names("tags"), path, f.line,
+                    _table_and_column_tests(f))
         f.done()
         return props
 
@@ -338,6 +412,7 @@ class Model:
     sql_path: str
     description: str = ""
     tags: tuple[str, ...] = ()
+    tests: tuple[DataTest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +463,7 @@ class TrainingSet:
     path: str
     line: int
     owner: str = field(default="")
+    tests: tuple[DataTest, ...] = ()
 
     @classmethod
     def from_raw(cls, raw: Any, path: str, line: int = 0) -> TrainingSet:
@@ -418,6 +494,6 @@ class TrainingSet:
                           "'prefixed' (view__feature)")
         ts = cls(name, spine, tuple(refs), naming, f.get("output", str),
                  f.get("description", str, ""), f.names("tags"), path, f.line,
-                 f.get("owner", str, ""))
+                 f.get("owner", str, ""), _table_and_column_tests(f))
         f.done()
         return ts

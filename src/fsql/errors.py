@@ -8,6 +8,7 @@
     ├── EngineError               exit 3   the offline engine failed while running valid SQL
     ├── OnlineStoreError          exit 4   the online store is unreachable or failed
     │   └── StaleDefinitionError  exit 4   online data written by another definition of a view
+    ├── CheckFailed               exit 5   data tests failed, freshness SLA breached, skew found
     └── LockHeldError             exit 75  another sync holds the lock (cron: try again later)
 
 The CLI maps each class to its exit code in one place (``cli.py``); anything that is not an
@@ -109,6 +110,13 @@ class OnlineStoreError(FsqlError):
 
 class StaleDefinitionError(OnlineStoreError):
     """Online data was written by a definition that no longer matches the project."""
+
+
+class CheckFailed(FsqlError):
+    """A data check failed: data tests, a freshness SLA, online/offline skew, or a breaking
+    definition change."""
+
+    exit_code = 5
 
 
 class LockHeldError(FsqlError):

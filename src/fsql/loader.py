@@ -141,7 +141,7 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
         rel = _rel(root, path)
         found = model_props.pop(path.stem, None)
         model = Model(path.stem, rel, found.description if found else "",
-                      found.tags if found else ())
+                      found.tags if found else (), found.tests if found else ())
         relations.add(model.name, model, rel, None)
         templates[rel] = path.read_text(encoding="utf-8")
     for props in model_props.values():

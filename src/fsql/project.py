@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from fsql.online.redis_store import RedisStore
     from fsql.online.sync import SyncResult
+    from fsql.quality import TestResult
     from fsql.serve import OnlineResult, OnlineService
 
 _SPINE_RELATION = "__fsql_spine"
@@ -70,7 +71,7 @@ class Project:
         nothing is committed."""
         spec = self.load()
         with self._engine() as engine, engine.rollback_only():
-            yield engine, Compiler(spec, engine, _strategy(engine)).compile()
+            yield engine, _compile(spec, engine)
 
     def compile(self, write: bool = True) -> CompiledProject:
         """Validate everything and render all SQL; with ``write``, fill ``target/``."""
@@ -80,15 +81,17 @@ class Project:
             write_target(project)
         return project
 
-    def build(self, select: Iterable[str] = (), progress: Progress | None = None
-              ) -> BuildResult:
-        """``fsql build``: materialize models and views, write training sets."""
+    def build(self, select: Iterable[str] = (), progress: Progress | None = None,
+              test: bool = True) -> BuildResult:
+        """``fsql build``: materialize models and views, write training sets. With ``test``,
+        the data tests of everything built run first; a failure publishes nothing."""
         spec = self.load()
         with self._engine() as engine:  # one connection: validate, then build
             with engine.rollback_only():
-                project = Compiler(spec, engine, _strategy(engine)).compile()
+                project = _compile(spec, engine)
             write_target(project)
-            return build(project, engine, list(select), self.target.name, progress)
+            return build(project, engine, list(select), self.target.name, progress,
+                         run_tests=test)
 
     def training_set(self, name: str) -> pd.DataFrame:
         """Compute a declared training set and return it as a DataFrame (nothing written)."""
@@ -135,6 +138,18 @@ class Project:
         joined = _to_pandas(result)
         joined.index = frame.index
         return pd.concat([frame, joined], axis=1)
+
+    def test(self, select: Iterable[str] = ()) -> list[TestResult]:
+        """``fsql test``: run the declared data tests of the selected nodes (default: all) and
+        write ``target/test_results.json``. Returns every result; failures do not raise."""
+        from fsql.quality import run, targets
+
+        with self._compiled() as (engine, project):
+            chosen = project.graph.select(list(select))
+            results = run(project, engine, targets(project, chosen))
+        _write_json(self.root / "target" / "test_results.json",
+                    [r.to_json() for r in results])
+        return results
 
     # -- online ----------------------------------------------------------------------------
     def store(self) -> RedisStore:
@@ -199,6 +214,18 @@ class Project:
             raise RequestError(str(err)) from None
 
 
+def _compile(spec: ProjectSpec, engine: Engine) -> CompiledProject:
+    """Compile inside the caller's rollback-only session, data-test declarations included."""
+    from fsql.errors import ProjectErrors
+    from fsql.quality import check_declarations
+
+    project = Compiler(spec, engine, _strategy(engine)).compile()
+    problems = check_declarations(project)
+    if problems:
+        raise problems[0] if len(problems) == 1 else ProjectErrors(problems)
+    return project
+
+
 def _strategy(engine: Engine) -> AsofJoin:
     if not engine.supports_asof:
         raise RequestError(f"the {engine.dialect} engine has no point-in-time join strategy yet")
@@ -217,3 +244,12 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
              pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
              pa.bool_(): pd.BooleanDtype()}
     return table.to_pandas(types_mapper=exact.get)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,298 @@
+"""Data tests (``fsql test``), executed by great-expectations.
+
+Declared in YAML next to features, views, models and training sets (see definitions.DataTest).
+Each test becomes one GX expectation; fsql adds only what GX does not do: reading the needed
+columns of a relation from the engine, and telling a test that *raised* (status ``error``)
+apart from one that found bad rows (``fail``).
+
+GX runs on its pandas data source: its SQL data source over duckdb-engine was seen returning
+empty metrics (every expectation "failed" with the real error hidden in ``exception_info``).
+Only the columns the tests of a relation need are fetched, so memory is the size of those
+columns.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+
+from fsql.compile import CompiledProject
+from fsql.definitions import DataTest, FeatureView, TrainingSet
+from fsql.engines.base import Engine
+from fsql.errors import DefinitionError
+
+BUILTIN = ("not_null", "unique", "accepted_values", "accepted_range", "relationships",
+           "row_count", "max_null_fraction")
+_COLUMN_ONLY = {"not_null", "accepted_values", "accepted_range", "relationships",
+                "max_null_fraction"}
+_ARGS: dict[str, set[str]] = {
+    "not_null": set(), "unique": {"columns"}, "accepted_values": {"values"},
+    "accepted_range": {"min", "max"}, "relationships": {"to", "field"},
+    "row_count": {"min", "max"}, "max_null_fraction": {"value"},
+}
+EXAMPLES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TestTarget:
+    """A relation with its declared tests."""
+
+    id: str  # node id or training_set:name
+    relation: exp.Expr
+    columns: tuple[str, ...]
+    tests: tuple[DataTest, ...]
+
+
+@dataclass
+class TestResult:
+    """The outcome of one test."""
+
+    test: str
+    object: str
+    status: str  # pass | fail | error
+    failing: int | None = None
+    examples: list[Any] = field(default_factory=list)
+    message: str = ""
+    path: str = ""
+    line: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"test": self.test, "object": self.object, "status": self.status,
+                "failing": self.failing, "examples": [repr(e) for e in self.examples],
+                "message": self.message, "path": self.path, "line": self.line}
+
+
+def _gx() -> Any:
+    with warnings.catch_warnings():  # GX imports deprecated stdlib modules
+        warnings.simplefilter("ignore")
+        import great_expectations as gx
+    return gx
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def default_unique_columns(view: FeatureView, project: CompiledProject) -> list[str]:
+    keys = [k for e in view.entities for k in project.spec.entities[e].join_keys]
+    return [*keys, view.timestamp]
+
+
+def targets(project: CompiledProject, node_ids: Iterable[str] | None = None
+            ) -> list[TestTarget]:
+    """Every relation with tests (or only those in ``node_ids``), in DAG order."""
+    wanted = set(node_ids) if node_ids is not None else None
+    found: list[TestTarget] = []
+    for node_id in project.graph.order:
+        if wanted is not None and node_id not in wanted:
+            continue
+        if node_id.startswith("training_set:"):
+            ts = project.training_sets[node_id.split(":", 1)[1]]
+            columns = (*ts.plan.output_spine, *ts.plan.feature_columns)
+            if ts.definition.tests:
+                found.append(TestTarget(node_id, ts.query.subquery(), columns,
+                                        ts.definition.tests))
+            continue
+        node = project.nodes.get(node_id)
+        if node is None:
+            continue
+        d = node.definition
+        tests: tuple[DataTest, ...] = getattr(d, "tests", ())
+        if isinstance(d, FeatureView):
+            tests = d.tests + tuple(t for f in d.features for t in f.tests)
+        if tests:
+            found.append(TestTarget(node_id, exp.to_table(node.relation, quoted=True),
+                                    tuple(c.name for c in node.columns), tests))
+    return found
+
+
+def check_declarations(project: CompiledProject) -> list[DefinitionError]:
+    """Compile-time checks: known test, right arguments, existing columns and targets."""
+    errors: list[DefinitionError] = []
+    all_targets = targets(project)
+    if not all_targets:
+        return errors
+    gx = _gx()
+    for target in all_targets:
+        for test in target.tests:
+            try:
+                _expectation(gx, test, target, project, check_only=True)
+            except (ValueError, TypeError) as err:
+                errors.append(DefinitionError(test.path, f"test '{test.label()}' on "
+                                              f"{target.id}: {err}", line=test.line or None))
+    return errors
+
+
+def _expectation(gx: Any, test: DataTest, target: TestTarget, project: CompiledProject,
+                 check_only: bool = False, engine: Engine | None = None) -> Any:
+    """The GX expectation for one declared test (raises ValueError on a bad declaration)."""
+    args = test.kwargs
+    column = test.column or args.get("column")
+    E = gx.expectations
+    if column is not None and column not in target.columns:
+        raise ValueError(f"column '{column}' does not exist (columns: "
+                         f"{', '.join(target.columns)})")
+    if test.name in BUILTIN:
+        unknown = set(args) - _ARGS[test.name] - {"column"}
+        if unknown:
+            raise ValueError(f"unknown argument(s) {', '.join(sorted(unknown))}; "
+                             f"allowed: {', '.join(sorted(_ARGS[test.name])) or 'none'}")
+        if test.name in _COLUMN_ONLY and column is None:
+            raise ValueError("declare it under a feature (or columns:), or give column:")
+    name = test.name
+    if name == "not_null":
+        return E.ExpectColumnValuesToNotBeNull(column=column)
+    if name == "unique":
+        if column is not None:
+            return E.ExpectColumnValuesToBeUnique(column=column)
+        columns = args.get("columns")
+        if columns is None:
+            view = project.nodes[target.id].definition if target.id in project.nodes else None
+            if not isinstance(view, FeatureView):
+                raise ValueError("give columns: [...] (the default, join keys + event "
+                                 "timestamp, exists only for feature views)")
+            columns = default_unique_columns(view, project)
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise ValueError("columns must be a list of column names")
+        missing = [c for c in columns if c not in target.columns]
+        if missing:
+            raise ValueError(f"column(s) {', '.join(missing)} do not exist")
+        if len(columns) == 1:
+            return E.ExpectColumnValuesToBeUnique(column=columns[0])
+        return E.ExpectCompoundColumnsToBeUnique(column_list=columns)
+    if name == "accepted_values":
+        values = args.get("values")
+        if not isinstance(values, list) or not values:
+            raise ValueError("give values: [a, b, ...]")
+        return E.ExpectColumnValuesToBeInSet(column=column, value_set=values)
+    if name in ("accepted_range", "row_count"):
+        low, high = args.get("min"), args.get("max")
+        if low is None and high is None:
+            raise ValueError("give min:, max: or both")
+        for bound in (low, high):
+            if bound is not None and (isinstance(bound, bool)
+                                      or not isinstance(bound, int | float)):
+                raise ValueError(f"min/max must be numbers, got {bound!r}")
+        if name == "row_count":
+            return E.ExpectTableRowCountToBeBetween(min_value=low, max_value=high)
+        return E.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+    if name == "max_null_fraction":
+        value = args.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"give a fraction between 0 and 1, got {value!r}")
+        return E.ExpectColumnValuesToNotBeNull(column=column, mostly=1 - float(value))
+    if name == "relationships":
+        other, other_field = args.get("to"), args.get("field", column)
+        node = next((n for n in project.nodes.values()
+                     if n.name == other and n.kind in ("model", "view")), None)
+        if node is None:
+            raise ValueError(f"'to: {other}' names no model or feature view")
+        if other_field not in {c.name for c in node.columns}:
+            raise ValueError(f"'{other}' has no column '{other_field}'")
+        if check_only or engine is None:
+            return None
+        distinct = engine.fetch_arrow(exp.select(exp.column(other_field, quoted=True))
+                                      .distinct().from_(exp.to_table(node.relation, quoted=True))
+                                      .where(exp.column(other_field, quoted=True)
+                                             .is_(exp.null()).not_()))
+        return E.ExpectColumnValuesToBeInSet(column=column,
+                                             value_set=distinct.column(0).to_pylist())
+    if not re.fullmatch(r"expect_[a-z0-9_]+", name) or not hasattr(E, _camel(name)):
+        raise ValueError(f"unknown test '{name}'; use one of {', '.join(BUILTIN)} or a "
+                         "great-expectations expectation name (expect_...)")
+    if column is not None and "column" not in args and test.column is not None:
+        args["column"] = column
+    try:
+        return getattr(E, _camel(name))(**args)
+    except Exception as err:  # noqa: BLE001 - pydantic validation of the user's arguments
+        raise ValueError(f"bad arguments for {name}: {str(err).splitlines()[-1]}") from None
+
+
+def _needed_columns(tests: Iterable[Any], target: TestTarget) -> list[str]:
+    """Columns the expectations read (at least one, for row counts)."""
+    needed: list[str] = []
+    for expectation in tests:
+        config = expectation.configuration.kwargs
+        for key in ("column", "column_A", "column_B"):
+            if key in config and config[key] not in needed:
+                needed.append(config[key])
+        for column in config.get("column_list") or []:
+            if column not in needed:
+                needed.append(column)
+    return needed or [target.columns[0]]
+
+
+def run(project: CompiledProject, engine: Engine, selected: list[TestTarget]
+        ) -> list[TestResult]:
+    """Run the tests of ``selected`` relations (views must exist in the engine session)."""
+    if not selected:
+        return []
+    gx = _gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False,
+                                                         metric_calculations=False)
+    asset = context.data_sources.add_pandas("fsql").add_dataframe_asset("relation")
+    batch_definition = asset.add_batch_definition_whole_dataframe("all")
+    results: list[TestResult] = []
+    for target in selected:
+        planned = []
+        for test in target.tests:
+            try:
+                planned.append((test, _expectation(gx, test, target, project, engine=engine)))
+            except ValueError as err:
+                results.append(TestResult(test.label(), target.id, "error", message=str(err),
+                                          path=test.path, line=test.line))
+        if not planned:
+            continue
+        columns = _needed_columns((e for _, e in planned), target)
+        frame = engine.fetch_arrow(
+            exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(
+                target.relation.copy())).to_pandas()
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        for test, expectation in planned:
+            results.append(_outcome(test, target, batch.validate(expectation)))
+    return results
+
+
+def _raised(info: Any) -> str | None:
+    """The message of an exception GX caught while validating, if any."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "raised an exception")
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message") or "raised an exception")
+    return None
+
+
+def _outcome(test: DataTest, target: TestTarget, validation: Any) -> TestResult:
+    raised = _raised(validation.exception_info)
+    result = TestResult(test.label(), target.id, "pass", path=test.path, line=test.line)
+    if raised is not None:
+        result.status, result.message = "error", raised
+        return result
+    details = validation.result or {}
+    result.failing = details.get("unexpected_count")
+    if validation.success:
+        return result
+    result.status = "fail"
+    result.examples = list(details.get("partial_unexpected_list") or [])[:EXAMPLES]
+    if "observed_value" in details:
+        result.message = f"observed {details['observed_value']}"
+    return result
+
+
+def training_set_target(ts: TrainingSet, relation: exp.Expr, columns: tuple[str, ...]
+                        ) -> TestTarget | None:
+    """A training set's tests against a relation (its staged Parquet file during a build)."""
+    if not ts.tests:
+        return None
+    return TestTarget(f"training_set:{ts.name}", relation, columns, ts.tests)
