@@ -27,6 +27,7 @@ from fsql import __version__
 from fsql.compile import CompiledProject, CompiledTrainingSet
 from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, EngineError
+from fsql.pit import leakage_guard_query
 
 
 class Progress(Protocol):
@@ -128,8 +129,8 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                     tmp.parent.mkdir(parents=True, exist_ok=True)
                     temporary.append(tmp)
                     with _Step(step, f"training set {ts.definition.name}") as timer:
-                        rows, time_range = _write_training_set(engine, ts, tmp)
-                    staged.append(_Staged(ts, tmp, rows, time_range, timer.seconds))
+                        rows, time_range, guard = _write_training_set(engine, ts, tmp)
+                    staged.append(_Staged(ts, tmp, rows, time_range, timer.seconds, guard))
             if run_tests:
                 with _Step(step, "data tests"):
                     _run_tests(project, engine, order, staged)
@@ -170,25 +171,47 @@ class _Staged:
     rows: int
     time_range: tuple[str | None, str | None]
     seconds: float
+    leakage_guard: dict[str, Any]
 
 
 def _write_training_set(engine: Engine, ts: CompiledTrainingSet, tmp: Path
-                        ) -> tuple[int, tuple[str | None, str | None]]:
-    """Write the training set to ``tmp``; return its row count and spine time range."""
-    engine.write_parquet(ts.query, tmp)
-    spine_ts = exp.column(ts.plan.spine_ts, quoted=True)
-    stats = engine.fetch_arrow(exp.select(
-        exp.func("count", exp.Star()), exp.Min(this=spine_ts), exp.Max(this=spine_ts.copy()),
-    ).from_(engine.parquet_query(tmp).subquery()))
-    written, low, high = (stats.column(i)[0].as_py() for i in range(3))
-    spine_rows = engine.fetch_arrow(exp.select(exp.func("count", exp.Star())).from_(
-        ts.plan.spine.copy())).column(0)[0].as_py()
-    if written != spine_rows:
-        # The point-in-time join must keep every spine row exactly once; anything else is a
-        # bug in fsql, and publishing it would silently corrupt training data.
-        raise EngineError(f"training set '{ts.definition.name}': wrote {written} rows for "
-                          f"{spine_rows} spine rows; nothing was published")
-    return int(written), (None if low is None else str(low), None if high is None else str(high))
+                        ) -> tuple[int, tuple[str | None, str | None], dict[str, Any]]:
+    """Write the training set to ``tmp`` after checking it; return its row count, spine time
+    range and the leakage guard's record.
+
+    The point-in-time query runs once, with each view's chosen event time (audit columns) into
+    a side file. Two checks read that file: the leakage guard (no feature from a row stamped
+    after its spine time, none from a row older than the ttl) and one row per spine row. Only
+    then is the published file cut from it, without the audit columns.
+    """
+    audited = tmp.with_name(tmp.name + ".audit")
+    try:
+        engine.write_parquet(ts.audit_query, audited)
+        source = engine.parquet_query(audited).subquery()
+        stats = engine.fetch_arrow(leakage_guard_query(ts.plan, source)).to_pylist()[0]
+        written = int(stats.pop("rows"))
+        low, high = stats.pop("min_ts"), stats.pop("max_ts")
+        violations = {k.split("__", 1)[1]: int(v or 0) for k, v in stats.items()}
+        if any(violations.values()):
+            # a feature value from the future or past its ttl is a bug in fsql: never publish
+            raise EngineError(f"training set '{ts.definition.name}': the leakage guard found "
+                              f"rows joined outside [spine time - ttl, spine time]: "
+                              f"{violations}; nothing was published")
+        spine_rows = engine.fetch_arrow(exp.select(exp.func("count", exp.Star())).from_(
+            ts.plan.spine.copy())).column(0)[0].as_py()
+        if written != spine_rows:
+            # every spine row exactly once: anything else would silently corrupt training data
+            raise EngineError(f"training set '{ts.definition.name}': wrote {written} rows for "
+                              f"{spine_rows} spine rows; nothing was published")
+        columns = [*ts.plan.output_spine, *ts.plan.feature_columns]
+        engine.write_parquet(exp.select(*[exp.column(c, quoted=True) for c in columns])
+                             .from_(engine.parquet_query(audited).subquery()), tmp)
+    finally:
+        audited.unlink(missing_ok=True)
+    guard = {"checked_rows": written, "violations": violations,
+             "rule": "every joined row has spine_ts - ttl <= event_ts <= spine_ts"}
+    return written, (None if low is None else str(low), None if high is None else str(high)), \
+        guard
 
 
 def _publish(project: CompiledProject, engine: Engine, staged: _Staged, target: str
@@ -209,6 +232,7 @@ def _publish(project: CompiledProject, engine: Engine, staged: _Staged, target: 
         "spine": {"model": ts.definition.spine.model, "source": ts.definition.spine.source,
                   "timestamp": ts.plan.spine_ts, "time_range": list(staged.time_range)},
         "hash": ts.hash,
+        "leakage_guard": staged.leakage_guard,
         "definitions": {n: project.nodes[n].hash for n in sorted(upstream)
                         if n in project.nodes},
         "features": [{"view": j.view.name, "feature": f.name, "column": out,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -56,6 +56,8 @@ class CompiledTrainingSet:
     query: exp.Select
     output: Path
     hash: str
+    #: the same query plus each view's chosen event time, for the build's leakage guard
+    audit_query: exp.Select
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +253,8 @@ class Compiler:
                           if n.id in {self._spine_id(ts), *(f"view:{j.view.name}"
                                                             for j in plan.joins)})
         return CompiledTrainingSet(ts, plan, query, self.spec.root / output,
-                                   fingerprint(ts, query.sql(self.engine.dialect), upstream))
+                                   fingerprint(ts, query.sql(self.engine.dialect), upstream),
+                                   self.strategy.query(replace(plan, audit=True)))
 
 
 def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,

@@ -63,6 +63,8 @@ class PitPlan:
     output_spine: tuple[str, ...]
     #: spine columns the output is sorted by
     order_by: tuple[str, ...]
+    #: also output each view's chosen event time (``audit_column``), for the leakage guard
+    audit: bool = False
 
     @property
     def spine_ts_type(self) -> exp.DataType:
@@ -71,6 +73,43 @@ class PitPlan:
     @property
     def feature_columns(self) -> tuple[str, ...]:
         return tuple(name for j in self.joins for name in j.output_names)
+
+
+def audit_column(view: str) -> str:
+    return f"__fsql_event__{view}"
+
+
+def common_time(plan: PitPlan, join: ViewJoin) -> exp.DataType:
+    return _common_time_type([plan.spine_ts_type, join.ts_type,
+                              *([join.created_type] if join.created_type else [])])
+
+
+def leakage_guard_query(plan: PitPlan, relation: exp.Expr) -> exp.Select:
+    """Checks an audited point-in-time result (``plan.audit``) from its output columns only,
+    independently of the strategy that produced it: per view, how many rows carry a row
+    stamped after the spine time, or a non-null feature from a row older than the ttl.
+    Also returns the row count and the spine time range."""
+    spine = exp.column(plan.spine_ts, quoted=True)
+    columns: list[exp.Expr] = [exp.alias_(exp.func("count", exp.Star()), "rows", quoted=True),
+                               exp.alias_(exp.Min(this=spine.copy()), "min_ts", quoted=True),
+                               exp.alias_(exp.Max(this=spine.copy()), "max_ts", quoted=True)]
+    for join in plan.joins:
+        common = common_time(plan, join)
+        spine_ts = _as(spine.copy(), plan.spine_ts_type, common)
+        event = exp.column(audit_column(join.view.name), quoted=True)
+        bad: exp.Expr = exp.GT(this=event, expression=spine_ts)
+        if join.view.ttl is not None:
+            horizon = exp.Sub(this=spine_ts.copy(), expression=exp.Interval(
+                this=exp.Literal.string(str(join.view.ttl.seconds)), unit=exp.var("SECOND")))
+            served = exp.or_(*[exp.column(n, quoted=True).is_(exp.null()).not_()
+                               for n in join.output_names])
+            bad = exp.or_(bad, exp.and_(exp.LT(this=event.copy(), expression=horizon),
+                                        exp.paren(served)))
+        columns.append(exp.alias_(
+            exp.func("sum", exp.Case(ifs=[exp.If(this=bad, true=exp.Literal.number(1))],
+                                     default=exp.Literal.number(0))),
+            f"violations__{join.view.name}", quoted=True))
+    return exp.select(*columns).from_(relation)
 
 
 def default_order(spine_ts: str, keys: Sequence[str], columns: Sequence[str]) -> tuple[str, ...]:
@@ -121,14 +160,16 @@ class AsofJoin(PitStrategy):
             exp.alias_(plan.spine, SPINE, table=True))
         for i, join in enumerate(plan.joins):
             alias = f"v{i}"
-            common = _common_time_type([plan.spine_ts_type, join.ts_type,
-                                        *([join.created_type] if join.created_type else [])])
+            common = common_time(plan, join)
             spine_ts = _as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)
             select = select.join(self._view_side(join, common), join_type="asof left",
                                  join_alias=alias,
                                  on=self._condition(join, alias, spine_ts, common))
             event = (_col(TS, alias) if join.created_type is None else
                      exp.Dot(this=_col(KEY, alias), expression=exp.to_identifier("t")))
+            if plan.audit:
+                select = select.select(exp.alias_(event.copy(), audit_column(join.view.name),
+                                                  quoted=True))
             for name in join.output_names:
                 value: exp.Expr = _col(name, alias)
                 if join.view.ttl is not None:

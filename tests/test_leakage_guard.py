@@ -1,0 +1,97 @@
+"""The build's leakage guard checks the joined result itself, so it catches a join strategy
+that leaks future (or expired) rows, whatever strategy produced them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlglot import exp
+
+import fsql
+from fsql.build import build
+from fsql.compile import Compiler
+from fsql.engines import connect
+from fsql.errors import EngineError
+from fsql.pit import AsofJoin, PitPlan, ViewJoin
+from tests.conftest import MakeProject
+
+DAY = 86_400_000_000
+
+
+class FutureLeakingJoin(AsofJoin):
+    """A broken strategy: matches rows up to a day *after* the spine time."""
+
+    @staticmethod
+    def _condition(join: ViewJoin, alias: str, spine_ts: exp.Expr,
+                   common: exp.DataType) -> exp.Expr:
+        shifted = exp.Add(this=spine_ts, expression=exp.Interval(
+            this=exp.Literal.string("1"), unit=exp.var("DAY")))
+        return AsofJoin._condition(join, alias, shifted, common)
+
+
+class TtlIgnoringJoin(AsofJoin):
+    """A broken strategy: forgets the ttl."""
+
+    def query(self, plan: PitPlan) -> exp.Select:
+        joins = tuple(replace(j, view=replace(j.view, ttl=None)) for j in plan.joins)
+        return super().query(replace(plan, joins=joins))
+
+
+@pytest.fixture
+def project(make_project: MakeProject, tmp_path: Path) -> fsql.Project:
+    ts = pa.timestamp("us")
+    pq.write_table(pa.table({"user_id": pa.array([1, 1], pa.int64()),
+                             "ts": pa.array([10 * DAY, 12 * DAY], ts),
+                             "score": pa.array([1, 2], pa.int64())}), tmp_path / "f.parquet")
+    pq.write_table(pa.table({"user_id": pa.array([1], pa.int64()),
+                             "ts": pa.array([11 * DAY + 1], ts)}), tmp_path / "s.parquet")
+    return make_project({
+        "models/sources.yml": f"""
+            sources:
+              - name: raw
+                tables:
+                  - {{name: f, path: {tmp_path / 'f.parquet'}}}
+                  - {{name: s, path: {tmp_path / 's.parquet'}}}
+            """,
+        "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
+        "features/v.yml": """
+            feature_view:
+              entity: user
+              timestamp: ts
+              ttl: 1h
+              features: [{name: score, type: int64}]
+            """,
+        "features/v.sql": "SELECT * FROM {{ source('raw', 'f') }}\n",
+        "features/t.yml": """
+            training_sets:
+              - {name: t, spine: {source: raw.s, timestamp: ts}, features: [v]}
+            """,
+    })
+
+
+@pytest.mark.parametrize("strategy", [FutureLeakingJoin, TtlIgnoringJoin])
+def test_guard_fails_the_build_and_publishes_nothing(project: fsql.Project,
+                                                     strategy: type[AsofJoin]) -> None:
+    engine = connect(project.target.offline, str(project.root))
+    try:
+        with engine.rollback_only():
+            compiled = Compiler(project.load(), engine, strategy()).compile()
+        with pytest.raises(EngineError, match="leakage guard found rows joined outside"):
+            build(compiled, engine)
+    finally:
+        engine.close()
+    out = project.root / "target" / "training_sets"
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_correct_build_records_the_guard(project: fsql.Project) -> None:
+    import json
+
+    result = project.build().training_sets[0]
+    guard = json.loads(result.record.read_text())["leakage_guard"]
+    assert guard == {"checked_rows": 1, "violations": {"v": 0},
+                     "rule": "every joined row has spine_ts - ttl <= event_ts <= spine_ts"}
