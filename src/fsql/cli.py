@@ -153,6 +153,33 @@ def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = 
 
 
 @app.command()
+def freshness(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Check each view's freshness SLA (YAML `freshness: 26h`); exit 5 on a breach.
+
+    Data age is now minus the newest event time in the view; for online views the last
+    successful sync must also be younger than the SLA.
+    """
+    from fsql.errors import CheckFailed
+
+    results = _settings(ctx).project().freshness()
+    if as_json:
+        output.print_json([r.to_json() for r in results])
+    else:
+        output.table("Freshness", ["view", "sla", "newest event", "data age", "last sync",
+                                   "sync age", "status"],
+                     [(r.view, _hours(r.sla_seconds), r.newest_event, _hours(r.data_age),
+                       r.last_sync, _hours(r.sync_age),
+                       ("BREACH: " + r.reason) if r.breached else "ok") for r in results])
+    breached = [r.view for r in results if r.breached]
+    if breached:
+        raise CheckFailed(f"freshness SLA breached: {', '.join(breached)}")
+
+
+def _hours(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 3600:.1f}h"
+
+
+@app.command()
 def sync(
     ctx: typer.Context,
     select: SelectOption = None,

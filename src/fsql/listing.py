@@ -23,8 +23,9 @@ def listing(spec: ProjectSpec, kind: str | None = None) -> dict[str, list[dict[s
     views = sorted(spec.views.values(), key=lambda v: v.name)
     sections: dict[str, list[dict[str, Any]]] = {
         "views": [{"name": v.name, "entities": ", ".join(v.entities), "features": len(v.features),
-                   "ttl": _ttl(v), "online": v.online, "owner": v.owner,
-                   "description": v.description} for v in views],
+                   "ttl": _ttl(v), "online": v.online,
+                   "freshness": str(v.freshness) if v.freshness else "",
+                   "owner": v.owner, "description": v.description} for v in views],
         "features": [{"feature": f"{v.name}.{f.name}", "type": f.dtype.name,
                       "entities": ", ".join(v.entities), "ttl": _ttl(v),
                       "description": f.description} for v in views for f in v.features],

@@ -266,6 +266,13 @@ def _instant(column: str, dtype: exp.DataType, common: exp.DataType,
     return _as(exp.column(column, table, quoted=True), dtype, common)
 
 
+def common_instant(join: ViewJoin, micros_utc: int) -> tuple[exp.Expr, exp.Expr]:
+    """The view's event time and an instant literal, in one comparable type."""
+    plan = LatestPlan(join, micros_utc)
+    return (_instant(join.view.timestamp, join.ts_type, plan.common),
+            _instant_literal(micros_utc, plan.common))
+
+
 def latest_rows_query(plan: LatestPlan) -> exp.Select:
     """Keys, ``__fsql_ts``/``__fsql_created`` and features of the latest row per entity with
     ``event_ts <= as_of`` and within ttl; entities without one are absent. With

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from fsql.freshness import Freshness
     from fsql.online.redis_store import RedisStore
     from fsql.online.sync import SyncResult
     from fsql.quality import TestResult
@@ -150,6 +151,20 @@ class Project:
         _write_json(self.root / "target" / "test_results.json",
                     [r.to_json() for r in results])
         return results
+
+    def freshness(self, now: float | None = None) -> list[Freshness]:
+        """``fsql freshness``: data and sync age of every view with a freshness SLA."""
+        from fsql.freshness import check
+
+        spec = self.load()
+        online = any(v.online and v.freshness for v in spec.views.values())
+        store = self.store() if online else None
+        try:
+            with self._compiled() as (engine, project):
+                return check(project, engine, store, now)
+        finally:
+            if store is not None:
+                store.close()
 
     # -- online ----------------------------------------------------------------------------
     def store(self) -> RedisStore:

@@ -1,0 +1,91 @@
+"""``fsql freshness``: is each view's data, and its online copy, younger than its SLA?
+
+For every feature view with ``freshness: <duration>`` in its YAML:
+
+* data age = now - the newest event timestamp in the view (at or before now);
+* for online views, sync age = now - the last successful sync of that view, plus its watermark.
+
+A view breaches when its data age, or (online) its sync age, exceeds the SLA.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+
+from fsql.compile import CompiledProject
+from fsql.definitions import FeatureView
+from fsql.engines.base import Engine
+from fsql.online.keys import from_micros
+from fsql.online.redis_store import RedisStore
+from fsql.online.sync import layout_for, view_join
+from fsql.pit import common_instant
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """One view's freshness against its SLA (ages in seconds)."""
+
+    view: str
+    sla_seconds: int
+    newest_event: str | None
+    data_age: float | None
+    last_sync: str | None
+    sync_age: float | None
+    watermark: str | None
+    breached: bool
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def _iso(micros: int | None) -> str | None:
+    return None if micros is None else from_micros(micros, zoned=True).isoformat()
+
+
+def check(project: CompiledProject, engine: Engine, store: RedisStore | None,
+          now: float | None = None) -> list[Freshness]:
+    """Freshness of every view that declares an SLA."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    now_s = time.time() if now is None else now
+    now_us = int(now_s * 1_000_000)
+    results = []
+    for node in sorted(project.nodes.values(), key=lambda n: n.name):
+        view = node.definition
+        if not isinstance(view, FeatureView) or view.freshness is None:
+            continue
+        join = view_join(node, project)
+        ts, as_of = common_instant(join, now_us)
+        newest_table = engine.fetch_arrow(
+            exp.select(exp.alias_(exp.Max(this=ts), "newest", quoted=True))
+            .from_(exp.to_table(node.relation, quoted=True))
+            .where(exp.LTE(this=ts.copy(), expression=as_of)))
+        column = newest_table.column(0).cast(pa.timestamp("us", tz="UTC"))
+        newest = pc.cast(column, pa.int64())[0].as_py()
+        data_age = None if newest is None else (now_us - newest) / 1e6
+        sla = view.freshness.seconds
+        reasons = []
+        if data_age is None:
+            reasons.append("the view has no rows")
+        elif data_age > sla:
+            reasons.append(f"newest event is {data_age / 3600:.1f}h old")
+        last_sync = watermark = sync_age = None
+        if view.online and store is not None:
+            meta = store.meta(layout_for(node, join, store.config.namespace))
+            synced = int(meta["synced_at"]) if meta.get("synced_at") else None
+            last_sync = _iso(synced)
+            watermark = _iso(int(meta["watermark"])) if meta.get("watermark") else None
+            sync_age = None if synced is None else (now_us - synced) / 1e6
+            if sync_age is None:
+                reasons.append("never synced")
+            elif sync_age > sla:
+                reasons.append(f"last sync was {sync_age / 3600:.1f}h ago")
+        results.append(Freshness(view.name, sla, _iso(newest), data_age, last_sync, sync_age,
+                                 watermark, bool(reasons), "; ".join(reasons) or "ok"))
+    return results
