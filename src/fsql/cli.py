@@ -180,6 +180,39 @@ def _hours(seconds: float | None) -> str:
 
 
 @app.command()
+def verify(
+    ctx: typer.Context,
+    select: SelectOption = None,
+    sample: Annotated[int, typer.Option(help="Entities to check per online view.")] = 1000,
+    check_all: Annotated[bool, typer.Option("--all", help="Check every entity.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check training-serving skew: online values vs the training path, exit 5 on mismatch.
+
+    For each online view, reads sampled entities from the online store and recomputes their
+    values with the point-in-time join as of the view's last sync (rows known at its
+    watermark). Floats compare with a relative tolerance of 1e-9; types must match exactly.
+    """
+    from fsql.errors import CheckFailed
+
+    checks = _settings(ctx).project().verify(select or [], None if check_all else sample)
+    if as_json:
+        output.print_json([c.to_json() for c in checks])
+    else:
+        output.table("Online vs offline", ["view", "as of", "entities", "matched",
+                                           "mismatched", "expired since sync"],
+                     [(c.view, c.as_of, c.entities, c.matched, c.mismatched,
+                       c.expired_since_sync) for c in checks])
+        for c in checks:
+            for e in c.examples:
+                output.stdout.print(f"  {c.view} {e['entity']} {e['feature']}: online "
+                                    f"{e['online']!r} != expected {e['expected']!r}")
+    bad = [c.view for c in checks if c.mismatched]
+    if bad:
+        raise CheckFailed(f"online values differ from the training path in: {', '.join(bad)}")
+
+
+@app.command()
 def sync(
     ctx: typer.Context,
     select: SelectOption = None,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fsql.online.sync import SyncResult
     from fsql.quality import TestResult
     from fsql.serve import OnlineResult, OnlineService
+    from fsql.verify import ViewCheck
 
 _SPINE_RELATION = "__fsql_spine"
 
@@ -165,6 +166,18 @@ class Project:
         finally:
             if store is not None:
                 store.close()
+
+    def verify(self, select: Iterable[str] = (), sample: int | None = 1000) -> list[ViewCheck]:
+        """``fsql verify``: compare the online values of ``sample`` entities per online view
+        (all with ``sample=None``) with the training path's values as of the sync."""
+        from fsql.verify import verify
+
+        store = self.store()
+        try:
+            with self._compiled() as (engine, project):
+                return verify(project, engine, store, _strategy(engine), list(select), sample)
+        finally:
+            store.close()
 
     # -- online ----------------------------------------------------------------------------
     def store(self) -> RedisStore:

@@ -1,0 +1,184 @@
+"""``fsql verify``: prove on real data that serving equals training.
+
+For each online view: take N entities (or all), read their stored values from Redis, and
+recompute the expected values offline through the *training* path — the point-in-time join of
+a spine (entity, the sync's as-of time) against the view restricted to rows known at the sync's
+watermark. The sync itself used a different query (latest row per entity), so agreement checks
+one path against the other. Floats are compared with a relative tolerance of 1e-9 (both paths
+read the same doubles; the tolerance only absorbs summation order); types must match exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlglot import exp
+
+from fsql.compile import CompiledNode, CompiledProject, plan_training_set
+from fsql.definitions import FeatureRef, FeatureView
+from fsql.engines.base import Engine
+from fsql.errors import OnlineStoreError, RequestError
+from fsql.online.keys import ViewLayout, from_micros, micros
+from fsql.online.redis_store import RedisStore
+from fsql.online.sync import layout_for, view_join
+from fsql.pit import ROW_ID, LatestPlan, PitStrategy, audit_column, common_instant
+
+REL_TOL = 1e-9
+EXAMPLES = 5
+_SPINE = "__fsql_verify_spine"
+_KNOWN = "__fsql_verify_known"
+
+
+@dataclass
+class ViewCheck:
+    """Verification of one view."""
+
+    view: str
+    as_of: str
+    entities: int = 0
+    matched: int = 0
+    mismatched: int = 0
+    expired_since_sync: int = 0
+    by_feature: dict[str, int] = field(default_factory=dict)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"view": self.view, "as_of": self.as_of, "entities": self.entities,
+                "matched": self.matched, "mismatched": self.mismatched,
+                "expired_since_sync": self.expired_since_sync,
+                "mismatches_by_feature": self.by_feature,
+                "examples": [{k: repr(v) if k in ("online", "expected") else v
+                              for k, v in e.items()} for e in self.examples]}
+
+
+def same(online: Any, expected: Any) -> bool:
+    """Equal values of exactly the same type (floats within ``REL_TOL``)."""
+    if online is None or expected is None:
+        return online is None and expected is None
+    if type(online) is not type(expected):
+        return False
+    if isinstance(online, float):
+        return online == expected or math.isclose(online, expected, rel_tol=REL_TOL) or (
+            math.isnan(online) and math.isnan(expected))
+    return bool(online == expected)
+
+
+def _sample_keys(engine: Engine, node: CompiledNode, keys: tuple[str, ...],
+                 sample: int | None) -> list[tuple[Any, ...]]:
+    columns = [exp.column(k, quoted=True) for k in keys]
+    query = (exp.select(*columns).distinct()
+             .from_(exp.to_table(node.relation, quoted=True))
+             .where(exp.and_(*[c.copy().is_(exp.null()).not_() for c in columns])))
+    if sample is not None:  # a fixed pseudo-random sample, the same on every run
+        query = (exp.select("*").from_(query.subquery("k"))
+                 .order_by(exp.func("hash", *[c.copy() for c in columns])).limit(sample))
+    table = engine.fetch_arrow(query)
+    return list(zip(*(table.column(k).to_pylist() for k in keys), strict=True))
+
+
+def check_view(project: CompiledProject, engine: Engine, store: RedisStore,
+               strategy: PitStrategy, node: CompiledNode, sample: int | None) -> ViewCheck:
+    import pyarrow as pa
+
+    view = node.definition
+    assert isinstance(view, FeatureView)
+    join = view_join(node, project)
+    layout = layout_for(node, join, store.config.namespace)
+    meta = store.meta(layout)
+    if "generation" not in meta:
+        raise OnlineStoreError(f"view '{view.name}' has never been synced; run fsql sync")
+    if meta.get("schema") != layout.schema_fingerprint:
+        raise OnlineStoreError(f"view '{view.name}': the online data was written by another "
+                               "definition (features or types changed); run fsql sync")
+    as_of = int(meta["as_of"])
+    result = ViewCheck(view.name, from_micros(as_of, zoned=True).isoformat())
+    keys = _sample_keys(engine, node, join.keys, sample)
+    result.entities = len(keys)
+    if not keys:
+        return result
+
+    # the view as it was at the sync: rows known at the watermark
+    known = exp.select("*").from_(exp.to_table(node.relation, quoted=True))
+    if meta.get("watermark"):
+        plan = LatestPlan(join, as_of)
+        known = known.where(exp.LTE(this=plan.basis(), expression=common_instant(
+            join, int(meta["watermark"]))[1]))
+    engine.replace_relation(_KNOWN, known, "view")
+    known_node = replace(node, relation=_KNOWN)
+    spine = pa.table({**{k: pa.array([key[i] for key in keys]) for i, k in enumerate(join.keys)},
+                      "__fsql_as_of": pa.array([as_of] * len(keys), pa.timestamp("us", "UTC")),
+                      ROW_ID: pa.array(range(len(keys)), pa.int64())})
+    engine.register(_SPINE, spine)
+    try:
+        relation = exp.to_table(_SPINE, quoted=True)
+        columns = engine.describe(exp.select("*").from_(relation))
+        nodes = {**project.nodes, node.id: known_node}
+        pit = plan_training_set(project.spec, [FeatureRef(view.name, None, 0)], relation, columns,
+                                "__fsql_as_of", "plain", nodes, spine_output=(),
+                                order_by=(ROW_ID,))
+        expected = engine.fetch_arrow(strategy.query(replace(pit, audit=True))).to_pylist()
+    finally:
+        engine.unregister(_SPINE)
+    [(_, raws)] = store.read([(layout, keys)])
+    _compare(result, layout, view, as_of, keys, raws, expected)
+    return result
+
+
+def _compare(result: ViewCheck, layout: ViewLayout, view: FeatureView, as_of: int,
+             keys: list[tuple[Any, ...]], raws: list[bytes | None],
+             expected: list[dict[str, Any]]) -> None:
+    now = int(time.time() * 1_000_000)
+    ttl = view.ttl.seconds * 1_000_000 if view.ttl else None
+    names = [f.name for f in view.features]
+    for key, raw, row in zip(keys, raws, expected, strict=True):
+        event = row[audit_column(view.name)]
+        event_us = None if event is None else micros(event)
+        wanted_present = event_us is not None and (ttl is None or event_us >= as_of - ttl)
+        wanted = [row[n] for n in names]
+        if raw is None:
+            if not wanted_present:
+                result.matched += 1
+            elif ttl is not None and event_us is not None and event_us + ttl < now:
+                result.expired_since_sync += 1  # Redis dropped it at event time + ttl
+            else:
+                _mismatch(result, key, "(missing online)", None, wanted)
+            continue
+        _, _, got = layout.decode(raw)
+        if not wanted_present:
+            _mismatch(result, key, "(not expected online)", got, None)
+            continue
+        bad = [(n, g, w) for n, g, w in zip(names, got, wanted, strict=True) if not same(g, w)]
+        if not bad:
+            result.matched += 1
+            continue
+        result.mismatched += 1
+        for name, got_value, wanted_value in bad:
+            result.by_feature[name] = result.by_feature.get(name, 0) + 1
+            _example(result, key, name, got_value, wanted_value)
+
+
+def _mismatch(result: ViewCheck, key: tuple[Any, ...], what: str, got: Any,
+              wanted: Any) -> None:
+    result.mismatched += 1
+    result.by_feature[what] = result.by_feature.get(what, 0) + 1
+    _example(result, key, what, got, wanted)
+
+
+def _example(result: ViewCheck, key: tuple[Any, ...], feature: str, got: Any,
+             wanted: Any) -> None:
+    if len(result.examples) < EXAMPLES:
+        result.examples.append({"entity": list(key), "feature": feature, "online": got,
+                                "expected": wanted})
+
+
+def verify(project: CompiledProject, engine: Engine, store: RedisStore, strategy: PitStrategy,
+           selectors: list[str], sample: int | None) -> list[ViewCheck]:
+    chosen = project.graph.select(selectors)
+    nodes = [n for n in sorted(project.nodes.values(), key=lambda n: n.name)
+             if n.id in chosen and isinstance(n.definition, FeatureView) and n.definition.online]
+    if not nodes:
+        raise RequestError("no online feature views selected")
+    return [check_view(project, engine, store, strategy, node, sample) for node in nodes]

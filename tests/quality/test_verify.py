@@ -1,0 +1,122 @@
+"""fsql verify: online values against the training path, on real DuckDB and Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import fsql
+from fsql.online.keys import ViewLayout
+from tests.conftest import MakeProject, online_profile
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture
+def project(make_project: MakeProject, tmp_path: Path, redis_server: RedisServer
+            ) -> fsql.Project:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    n = 200
+    pq.write_table(pa.table({
+        "user_id": pa.array([i % 50 for i in range(n)], pa.int64()),
+        "ts": pa.array([now - dt.timedelta(minutes=n - i) for i in range(n)],
+                       pa.timestamp("us")),
+        "created": pa.array([now - dt.timedelta(minutes=n - i) for i in range(n)],
+                            pa.timestamp("us")),
+        "score": pa.array([i if i % 7 else None for i in range(n)], pa.int64()),
+        "ratio": pa.array([i / 3 for i in range(n)], pa.float64()),
+        "grade": pa.array([f"g{i % 5}" for i in range(n)], pa.string())}),
+        tmp_path / "f.parquet")
+    return make_project({
+        "models/sources.yml": f"""
+            sources:
+              - name: raw
+                tables: [{{name: f, path: {tmp_path / 'f.parquet'}}}]
+            """,
+        "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
+        "features/v.yml": """
+            feature_view:
+              entity: user
+              timestamp: ts
+              created_timestamp: created
+              ttl: 1d
+              online: true
+              features:
+                - {name: score, type: int64}
+                - {name: ratio, type: float64}
+                - {name: grade, type: string}
+            """,
+        "features/v.sql": "SELECT * FROM {{ source('raw', 'f') }}\n",
+        "profiles.yml": online_profile("test", redis_server.url),
+    })
+
+
+def test_synced_store_matches_training_path(project: fsql.Project) -> None:
+    project.sync()
+    [check] = project.verify(sample=None)
+    assert (check.entities, check.matched, check.mismatched) == (50, 50, 0)
+
+
+def tamper(project: fsql.Project, user: int, position: int, value: object) -> None:
+    service = project.online_service()
+    try:
+        service.get(["v"], {"user_id": [user]})  # learns the layout
+        layout: ViewLayout = service._layouts["v"]
+        store = service.store
+        key = layout.key(int(store.meta(layout)["generation"]), (user,))
+        event, created, values = layout.decode(store.client.get(key))
+        values[position] = value
+        store.client.set(key, layout.encode(event, created, values), keepttl=True)
+    finally:
+        service.store.close()
+
+
+@pytest.mark.parametrize(("position", "value", "feature"), [
+    (0, 123456, "score"),      # a different value
+    (0, 1.0, "score"),         # right value shape, wrong type (float for int64)
+    (1, None, "ratio"),        # a null where the training path has a value
+    (2, "g9", "grade"),
+])
+def test_tampered_value_is_reported(project: fsql.Project, position: int, value: object,
+                                    feature: str) -> None:
+    project.sync()
+    tamper(project, 7, position, value)
+    [check] = project.verify(sample=None)
+    assert check.mismatched == 1 and check.matched == 49
+    assert check.by_feature == {feature: 1}
+    assert check.examples[0]["entity"] == [7]
+
+
+def test_missing_online_value_is_reported_and_cli_exits_5(project: fsql.Project) -> None:
+    project.sync()
+    service = project.online_service()
+    try:
+        service.get(["v"], {"user_id": [3]})
+        layout = service._layouts["v"]
+        service.store.client.delete(layout.key(int(service.store.meta(layout)["generation"]),
+                                               (3,)))
+    finally:
+        service.store.close()
+    done = subprocess.run([str(Path(sys.executable).parent / "fsql"), "--project-dir",
+                           str(project.root), "verify", "--all"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 5, done.stderr
+    assert "(missing online)" in done.stdout
+    assert "online values differ from the training path in: v" in done.stderr
+
+
+def test_retyped_feature_is_an_error_not_a_silent_pass(project: fsql.Project) -> None:
+    project.sync()
+    yml = project.root / "features" / "v.yml"
+    yml.write_text(yml.read_text().replace("{name: score, type: int64}",
+                                           "{name: score, type: float64}"))
+    sql = project.root / "features" / "v.sql"
+    sql.write_text("SELECT * REPLACE (CAST(score AS DOUBLE) AS score) "
+                   "FROM {{ source('raw', 'f') }}\n")
+    with pytest.raises(fsql.errors.OnlineStoreError, match="written by another definition"):
+        project.verify()
