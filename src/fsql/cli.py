@@ -213,6 +213,41 @@ def verify(
 
 
 @app.command()
+def diff(
+    ctx: typer.Context,
+    fail_on_breaking: Annotated[bool, typer.Option(
+        "--fail-on-breaking", help="Exit 5 when a change is breaking (for CI).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare the definitions with the last build and the last sync of each online view.
+
+    Lists added, removed and changed views, features, models and training sets (SQL, type,
+    ttl, key changes). Breaking changes — a removed or retyped feature still used, changed
+    keys, a feature whose computation changed (sqlglot column lineage through upstream
+    models) — are flagged with the training sets and online views they affect.
+    """
+    from fsql.errors import CheckFailed
+
+    result = _settings(ctx).project().diff()
+    if as_json:
+        output.print_json({k: [c.to_json() for c in v] for k, v in result.items()})
+    else:
+        if not result:
+            output.stdout.print("Nothing to compare with yet: run fsql build or fsql sync.")
+        for baseline, changes in result.items():
+            title = "Since the last build" if baseline == "build" else "Since the last sync"
+            if not changes:
+                output.stdout.print(f"{title}: no changes")
+                continue
+            output.table(title, ["change", "object", "what", "detail", "breaking", "affects"],
+                         [(c.kind, c.object, c.what, c.detail, "BREAKING" if c.breaking
+                           else "", ", ".join(c.affects)) for c in changes])
+    broken = [c for v in result.values() for c in v if c.breaking]
+    if broken and fail_on_breaking:
+        raise CheckFailed(f"{len(broken)} breaking change(s)")
+
+
+@app.command()
 def sync(
     ctx: typer.Context,
     select: SelectOption = None,

@@ -351,6 +351,8 @@ def manifest(project: CompiledProject) -> dict[str, Any]:
         }
         if isinstance(d, FeatureView):
             entry.update(entities=list(d.entities), timestamp=d.timestamp,
+                         join_keys=[k for e in d.entities
+                                    for k in project.spec.entities[e].join_keys],
                          created_timestamp=d.created_timestamp,
                          ttl_seconds=d.ttl.seconds if d.ttl else None, online=d.online,
                          owner=d.owner, tags=list(d.tags), description=d.description,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from fsql.build import BuildResult, Progress, build
-from fsql.compile import CompiledProject, Compiler, plan_training_set, write_target
+from fsql.compile import CompiledProject, Compiler, manifest, plan_training_set, write_target
 from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FeatureRef
 from fsql.engines import Engine, connect
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from fsql.diff import Change
     from fsql.freshness import Freshness
     from fsql.online.redis_store import RedisStore
     from fsql.online.sync import SyncResult
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from fsql.verify import ViewCheck
 
 _SPINE_RELATION = "__fsql_spine"
+#: the manifest the last successful ``fsql build`` used (``fsql diff`` compares with it)
+BUILD_MANIFEST = Path("target", "run", "build_manifest.json")
 
 
 class Project:
@@ -92,8 +95,10 @@ class Project:
             with engine.rollback_only():
                 project = _compile(spec, engine)
             write_target(project)
-            return build(project, engine, list(select), self.target.name, progress,
-                         run_tests=test)
+            result = build(project, engine, list(select), self.target.name, progress,
+                           run_tests=test)
+        _write_json(self.root / BUILD_MANIFEST, manifest(project))
+        return result
 
     def training_set(self, name: str) -> pd.DataFrame:
         """Compute a declared training set and return it as a DataFrame (nothing written)."""
@@ -178,6 +183,33 @@ class Project:
                 return verify(project, engine, store, _strategy(engine), list(select), sample)
         finally:
             store.close()
+
+    def diff(self) -> dict[str, list[Change]]:
+        """``fsql diff``: changes since the last build and since each view's last sync."""
+        import json
+
+        from fsql.diff import diff, view_manifest
+
+        current = manifest(self.compile(write=False))
+        result: dict[str, list[Change]] = {}
+        built = self.root / BUILD_MANIFEST
+        if built.is_file():
+            result["build"] = diff(json.loads(built.read_text()), current)
+        online = [v for v in self.load().views.values() if v.online]
+        if online:
+            store = self.store()
+            try:
+                changes: list[Change] = []
+                for view in sorted(online, key=lambda v: v.name):
+                    node = f"view:{view.name}"
+                    meta = store.meta(_meta_layout(self, view.name))
+                    if "manifest" in meta and node in current["nodes"]:
+                        changes += diff(json.loads(meta["manifest"]),
+                                        view_manifest(current, view.name))
+                result["online"] = list(dict.fromkeys(changes))  # shared upstream: once
+            finally:
+                store.close()
+        return result
 
     # -- online ----------------------------------------------------------------------------
     def store(self) -> RedisStore:
@@ -281,3 +313,10 @@ def _write_json(path: Path, payload: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def _meta_layout(project: Project, view: str) -> Any:
+    """Enough of a view's online layout to read its metadata hash."""
+    from fsql.online.keys import ViewLayout
+
+    return ViewLayout(project.target.online.namespace, view, (), (), ())

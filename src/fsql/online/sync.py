@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from fsql.build import Progress
-from fsql.compile import CompiledNode, CompiledProject
+from fsql.compile import CompiledNode, CompiledProject, manifest
 from fsql.definitions import FeatureView
+from fsql.diff import breaking, diff, view_manifest
 from fsql.engines.base import Engine
-from fsql.errors import RequestError
+from fsql.errors import CheckFailed, RequestError
 from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column
 from fsql.online.redis_store import RedisStore, Row, WriteCounts
 from fsql.pit import CREATED, TS, LatestPlan, ViewJoin, latest_rows_query, watermark_query
@@ -136,8 +137,27 @@ class Syncer:
         self.project, self.engine, self.store = project, engine, store
         self.progress = progress
         self.batch_size = batch_size
+        self.manifest = manifest(project)
         self._token: str | None = None
         self._lock_refreshed = 0.0
+
+    def refuse_breaking(self, nodes: list[CompiledNode]) -> None:
+        """Refuse to overwrite live online data with a breaking definition change (a feature
+        removed or retyped, keys changed, a feature's computation changed): the model reading
+        it was trained on the old meaning. ``--full-refresh`` overrides."""
+        problems = []
+        for node in nodes:
+            join = view_join(node, self.project)
+            meta = self.store.meta(layout_for(node, join, self.store.config.namespace))
+            if "manifest" not in meta or meta.get("definition") == node.hash:
+                continue
+            current = view_manifest(self.manifest, node.name)
+            problems += [f"- {c.object}: {c.what} {c.detail}"
+                         for c in breaking(diff(json.loads(meta["manifest"]), current))]
+        if problems:
+            raise CheckFailed("breaking changes to live online views; nothing was synced:\n"
+                              + "\n".join(problems) + "\n  hint: review with fsql diff; run "
+                              "fsql sync --full-refresh to replace the online data")
 
     def online_nodes(self, selectors: Iterable[str]) -> list[CompiledNode]:
         chosen = self.project.graph.select(list(selectors))
@@ -159,6 +179,8 @@ class Syncer:
             self._token = self.store.acquire_lock()
             self._lock_refreshed = time.monotonic()
         try:
+            if not full_refresh:
+                self.refuse_breaking(nodes)
             for node in nodes:
                 self.progress.step(f"sync {node.name}", None)
                 result = self.sync_view(node, as_of, full_refresh, dry_run)
@@ -210,7 +232,9 @@ class Syncer:
             self.store.publish(layout, {**fields, "generation": str(generation),
                                         "definition": node.hash,
                                         "schema": layout.schema_fingerprint, "format": FORMAT,
-                                        "key_kinds": json.dumps(layout.key_kinds)})
+                                        "key_kinds": json.dumps(layout.key_kinds),
+                                        "manifest": json.dumps(view_manifest(self.manifest,
+                                                                             node.name))})
             if "generation" in meta:
                 dropped = self.store.drop_generation(layout, int(meta["generation"]))
         elif not dry_run:

@@ -1,0 +1,183 @@
+"""``fsql diff``: what changed since the last build or sync, and what it breaks.
+
+Compares two manifests (``compile.manifest``): the current one and the one recorded by the last
+``fsql build`` (``target/run/build_manifest.json``) or stored with each view's online data by
+``fsql sync``. Reports added, removed and changed views, features, models and training sets.
+
+A change is **breaking** when something trained or served would silently change meaning:
+
+* a feature that a training set uses (or an online view serves) is removed or retyped;
+* a view's entity keys change;
+* a feature's computation changes: its column lineage (sqlglot, through every upstream model)
+  differs between the two manifests — e.g. an upstream model now computes ``amount`` another
+  way. Features whose lineage does not touch the change are not flagged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot.errors import SqlglotError
+from sqlglot.lineage import lineage
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between two manifests."""
+
+    kind: str  # added | removed | changed
+    object: str  # view:x, view:x.feature, model:m, training_set:t
+    what: str  # view, feature, model, training set, sql, type, ttl, keys, features
+    detail: str
+    breaking: bool = False
+    affects: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "object": self.object, "what": self.what,
+                "detail": self.detail, "breaking": self.breaking, "affects": list(self.affects)}
+
+
+def _views(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k.split(":", 1)[1]: v for k, v in manifest.get("nodes", {}).items()
+            if k.startswith("view:")}
+
+
+def _users(manifest: dict[str, Any]) -> dict[str, set[str]]:
+    """``view.feature`` -> the training sets and online views that use it."""
+    users: dict[str, set[str]] = {}
+    views = _views(manifest)
+    for name, ts in manifest.get("training_sets", {}).items():
+        for ref in ts.get("features", []):
+            view, _, feature = ref.partition(".")
+            for f in ([feature] if feature else list(views.get(view, {}).get("features", {}))):
+                users.setdefault(f"{view}.{f}", set()).add(f"training_set:{name}")
+    for view, entry in views.items():
+        if entry.get("online"):
+            for f in entry.get("features", {}):
+                users.setdefault(f"{view}.{f}", set()).add(f"online:{view}")
+    return users
+
+
+def feature_lineage(manifest: dict[str, Any], view: str, feature: str) -> str | None:
+    """A fingerprint of everything a feature's value is computed from (None if unknown)."""
+    nodes = manifest.get("nodes", {})
+    entry = nodes.get(f"view:{view}")
+    if entry is None:
+        return None
+    sources = {n["relation"]: n["compiled_sql"] for k, n in nodes.items()
+               if k.startswith(("model:", "view:")) and k != f"view:{view}"}
+    try:
+        root = lineage(feature, entry["compiled_sql"], {}, sources=sources,
+                       dialect=manifest.get("dialect"))
+    except (SqlglotError, KeyError, ValueError):
+        return None
+    parts = sorted(f"{n.name}={n.expression.sql(dialect=manifest.get('dialect'))}"
+                   for n in root.walk())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    """Every change from ``old`` to ``new``, breaking ones flagged with what they affect."""
+    changes: list[Change] = []
+    users = _users(old)
+    for key in sorted(set(old.get("nodes", {})) | set(new.get("nodes", {}))):
+        if key.startswith("view:"):
+            continue
+        before, after = old.get("nodes", {}).get(key), new.get("nodes", {}).get(key)
+        if before is None:
+            changes.append(Change("added", key, key.split(":")[0], "new"))
+        elif after is None:
+            changes.append(Change("removed", key, key.split(":")[0], "removed"))
+        elif before.get("compiled_sql") != after.get("compiled_sql"):
+            changes.append(Change("changed", key, "sql", "compiled SQL changed"))
+    old_views, new_views = _views(old), _views(new)
+    for view in sorted(set(old_views) | set(new_views)):
+        before, after = old_views.get(view), new_views.get(view)
+        if before is None:
+            changes.append(Change("added", f"view:{view}", "view", "new feature view"))
+            continue
+        if after is None:
+            affected = sorted(set().union(*(users.get(f"{view}.{f}", set())
+                                            for f in before.get("features", {}))))
+            changes.append(Change("removed", f"view:{view}", "view", "feature view removed",
+                                  bool(affected), tuple(affected)))
+            continue
+        changes += _view_changes(old, new, view, before, after, users)
+    for name in sorted(set(old.get("training_sets", {})) | set(new.get("training_sets", {}))):
+        before = old.get("training_sets", {}).get(name)
+        after = new.get("training_sets", {}).get(name)
+        if before is None:
+            changes.append(Change("added", f"training_set:{name}", "training set", "new"))
+        elif after is None:
+            changes.append(Change("removed", f"training_set:{name}", "training set",
+                                  "removed"))
+        elif before.get("features") != after.get("features"):
+            changes.append(Change("changed", f"training_set:{name}", "features",
+                                  f"{before.get('features')} -> {after.get('features')}"))
+    return changes
+
+
+def _view_changes(old: dict[str, Any], new: dict[str, Any], view: str, before: dict[str, Any],
+                  after: dict[str, Any], users: dict[str, set[str]]) -> list[Change]:
+    changes: list[Change] = []
+    obj = f"view:{view}"
+    all_users = sorted(set().union(*(users.get(f"{view}.{f}", set())
+                                     for f in before.get("features", {}))))
+    if before.get("join_keys") != after.get("join_keys"):
+        changes.append(Change("changed", obj, "keys", f"{before.get('join_keys')} -> "
+                              f"{after.get('join_keys')}", bool(all_users), tuple(all_users)))
+    if before.get("ttl_seconds") != after.get("ttl_seconds"):
+        changes.append(Change("changed", obj, "ttl", f"{before.get('ttl_seconds')}s -> "
+                              f"{after.get('ttl_seconds')}s"))
+    if before.get("compiled_sql") != after.get("compiled_sql"):
+        changes.append(Change("changed", obj, "sql", "compiled SQL changed"))
+    old_features, new_features = before.get("features", {}), after.get("features", {})
+    for feature in sorted(set(old_features) | set(new_features)):
+        ref = f"{obj}.{feature}"
+        affected = tuple(sorted(users.get(f"{view}.{feature}", set())))
+        if feature not in old_features:
+            changes.append(Change("added", ref, "feature", new_features[feature]))
+        elif feature not in new_features:
+            changes.append(Change("removed", ref, "feature", "removed", bool(affected),
+                                  affected))
+        elif old_features[feature] != new_features[feature]:
+            changes.append(Change("changed", ref, "type", f"{old_features[feature]} -> "
+                                  f"{new_features[feature]}", bool(affected), affected))
+        elif _inputs_changed(old, new, view) and \
+                feature_lineage(old, view, feature) != feature_lineage(new, view, feature):
+            changes.append(Change("changed", ref, "sql", "its computation changed (column "
+                                  "lineage through upstream models)", bool(affected),
+                                  affected))
+    return changes
+
+
+def _closure(manifest: dict[str, Any], node: str) -> set[str]:
+    nodes = manifest.get("nodes", {})
+    seen, stack = {node}, [node]
+    while stack:
+        for dep in nodes.get(stack.pop(), {}).get("depends_on", []):
+            if dep not in seen:
+                seen.add(dep)
+                stack.append(dep)
+    return seen
+
+
+def _inputs_changed(old: dict[str, Any], new: dict[str, Any], view: str) -> bool:
+    """Whether the SQL of the view or of anything upstream of it differs."""
+    nodes = _closure(old, f"view:{view}") | _closure(new, f"view:{view}")
+    old_nodes, new_nodes = old.get("nodes", {}), new.get("nodes", {})
+    return any(old_nodes.get(n, {}).get("compiled_sql") != new_nodes.get(n, {}).get(
+        "compiled_sql") for n in nodes)
+
+
+def view_manifest(manifest: dict[str, Any], view: str) -> dict[str, Any]:
+    """The part of a manifest one view depends on (stored with its online data)."""
+    nodes = manifest.get("nodes", {})
+    return {"dialect": manifest.get("dialect"), "training_sets": {},
+            "nodes": {n: nodes[n] for n in _closure(manifest, f"view:{view}") if n in nodes}}
+
+
+def breaking(changes: list[Change]) -> list[Change]:
+    return [c for c in changes if c.breaking]
