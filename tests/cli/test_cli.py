@@ -118,7 +118,8 @@ def test_not_a_project(tmp_path: Path) -> None:
 def test_engine_failure_exit_code_3(example_dir: Path) -> None:
     sql = example_dir / "features" / "customer_profile.sql"
     sql.write_text(sql.read_text().replace(
-        "s.credit_limit,", "CAST(CAST(s.credit_limit AS VARCHAR) || 'x' AS BIGINT) AS credit_limit,"))
+        "s.credit_limit,",
+        "CAST(CAST(s.credit_limit AS VARCHAR) || 'x' AS BIGINT) AS credit_limit,"))
     result = run("build", cwd=example_dir)
     assert result.returncode == 3
     assert "Conversion Error" in result.stderr

@@ -26,7 +26,8 @@ def test_ttl_rejects_bad_strings(text: str) -> None:
     ("int64", "BIGINT", True), ("int64", "HUGEINT", False), ("int32", "INTEGER", True),
     ("float64", "DOUBLE", True), ("float32", "DOUBLE", False), ("string", "VARCHAR", True),
     ("bool", "BOOLEAN", True), ("timestamp", "TIMESTAMP", True),
-    ("timestamp", "TIMESTAMP WITH TIME ZONE", False), ("timestamptz", "TIMESTAMP WITH TIME ZONE", True),
+    ("timestamp", "TIMESTAMP WITH TIME ZONE", False),
+    ("timestamptz", "TIMESTAMP WITH TIME ZONE", True),
     ("decimal(18,2)", "DECIMAL(18,2)", True), ("decimal(18,2)", "DECIMAL(18,3)", False),
     ("date", "DATE", True), ("bigint", "BIGINT", True),
 ])
