@@ -91,3 +91,9 @@ def online_example(online_template: Path, tmp_path: Path, redis_server: RedisSer
     shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
     (root / "profiles.yml").write_text(online_profile("shop", redis_server.url))
     return fsql.Project(root)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/*/expected/ from the current compiled SQL "
+                     "instead of comparing with it")

@@ -1,0 +1,11 @@
+SELECT
+  customer_id,
+  product_id,
+  ts
+FROM (VALUES
+  (1, 10, CAST('2024-01-02 00:00:00' AS TIMESTAMP)),
+  (1, 11, CAST('2024-01-02 00:00:00' AS TIMESTAMP)),
+  (1, 10, CAST('2024-01-04 00:00:00' AS TIMESTAMP)),
+  (2, 11, CAST('2024-01-05 00:00:00' AS TIMESTAMP)),
+  (2, 10, CAST('2024-01-01 00:00:00' AS TIMESTAMP)),
+  (1, NULL, CAST('2024-01-05 00:00:00' AS TIMESTAMP))) AS t(customer_id, product_id, ts)

@@ -1,0 +1,10 @@
+SELECT
+    customer_id,
+    product_id,
+    order_ts,
+    CAST(count(*) OVER (
+        PARTITION BY customer_id, product_id ORDER BY order_ts
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS BIGINT) AS times_bought,
+    qty AS last_qty
+FROM {{ ref('orders') }}

@@ -1,0 +1,7 @@
+SELECT customer_id, product_id, order_ts, qty
+FROM (VALUES
+    (1, 10, TIMESTAMP '2024-01-01 00:00:00', 1),
+    (1, 11, TIMESTAMP '2024-01-02 00:00:00', 3),
+    (1, 10, TIMESTAMP '2024-01-03 00:00:00', 2),
+    (2, 10, TIMESTAMP '2024-01-02 00:00:00', 4)
+) AS t(customer_id, product_id, order_ts, qty)

@@ -1,0 +1,9 @@
+-- Profile snapshots; a correction re-uses snapshot_ts with a later ingested_at.
+SELECT customer_id, snapshot_ts, ingested_at, segment, tier
+FROM (VALUES
+    (1, TIMESTAMP '2024-01-01 00:00:00', TIMESTAMP '2024-01-01 01:00:00', 'a', 1),
+    (1, TIMESTAMP '2024-01-01 00:00:00', TIMESTAMP '2024-01-03 00:00:00', 'a2', 2),
+    (1, TIMESTAMP '2024-01-05 00:00:00', NULL, 'b', 3),
+    (1, TIMESTAMP '2024-01-05 00:00:00', TIMESTAMP '2024-01-04 00:00:00', 'b_created', 4),
+    (2, TIMESTAMP '2024-01-02 00:00:00', NULL, 'x', 5)
+) AS t(customer_id, snapshot_ts, ingested_at, segment, tier)

@@ -1,0 +1,5 @@
+SELECT
+  key,
+  day,
+  value AS daily_value
+FROM "daily_events"

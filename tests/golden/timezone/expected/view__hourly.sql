@@ -1,0 +1,5 @@
+SELECT
+  key,
+  event_ts,
+  value AS hourly_value
+FROM "hourly_events"

@@ -1,0 +1,5 @@
+SELECT
+  key,
+  event_ts,
+  tag
+FROM "zoned_events"

@@ -1,0 +1,2 @@
+SELECT key, day, value AS daily_value
+FROM {{ ref('daily_events') }}

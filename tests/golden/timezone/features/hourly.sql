@@ -1,0 +1,2 @@
+SELECT key, event_ts, value AS hourly_value
+FROM {{ ref('hourly_events') }}

@@ -1,0 +1,2 @@
+SELECT key, event_ts, tag
+FROM {{ ref('zoned_events') }}

@@ -1,0 +1,7 @@
+SELECT key, ts
+FROM (VALUES
+    ('k1', TIMESTAMP '2024-01-01 07:00:00'),
+    ('k1', TIMESTAMP '2024-01-01 08:00:00'),
+    ('k1', TIMESTAMP '2024-01-01 09:29:00'),
+    ('k1', TIMESTAMP '2024-01-01 09:30:00')
+) AS t(key, ts)

@@ -1,0 +1,2 @@
+SELECT sensor_id, read_ts, CAST(reading AS DOUBLE) AS recent_value
+FROM {{ ref('readings') }}

@@ -1,0 +1,8 @@
+SELECT
+  item_id,
+  event_ts,
+  score,
+  color
+FROM (VALUES
+  ('i1', CAST('2024-01-02 00:00:00' AS TIMESTAMP), 10.0, 'red'),
+  ('i2', CAST('2024-01-01 00:00:00' AS TIMESTAMP), 20.0, 'blue')) AS t(item_id, event_ts, score, color)

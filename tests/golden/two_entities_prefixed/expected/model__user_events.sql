@@ -1,0 +1,7 @@
+SELECT
+  user_id,
+  event_ts,
+  score
+FROM (VALUES
+  ('u1', CAST('2024-01-01 00:00:00' AS TIMESTAMP), 0.5),
+  ('u1', CAST('2024-01-03 00:00:00' AS TIMESTAMP), 0.75)) AS t(user_id, event_ts, score)

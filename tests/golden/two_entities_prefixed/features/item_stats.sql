@@ -1,0 +1,2 @@
+SELECT item_id, event_ts, CAST(score AS DOUBLE) AS score, color
+FROM {{ ref('item_events') }}
