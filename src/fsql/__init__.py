@@ -14,22 +14,30 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from fsql.errors import (  # noqa: E402
+    CheckFailed,
     ConfigError,
     DefinitionError,
     EngineError,
     FsqlError,
+    LockHeldError,
+    OnlineStoreError,
     ProjectErrors,
     RequestError,
+    StaleDefinitionError,
 )
 from fsql.project import Project  # noqa: E402
 
 __all__ = [
+    "CheckFailed",
     "ConfigError",
     "DefinitionError",
     "EngineError",
     "FsqlError",
+    "LockHeldError",
+    "OnlineStoreError",
     "Project",
     "ProjectErrors",
     "RequestError",
+    "StaleDefinitionError",
     "__version__",
 ]

@@ -269,7 +269,9 @@ def test_definition_change_is_refused_then_refreshed(scores: tuple[fsql.Project,
     sql.write_text(sql.read_text().replace("score,", "CAST(score AS DOUBLE) AS score,"))
     with pytest.raises(StaleDefinitionError, match="different definition"):
         project.online_features(["scores"], {"user_id": [1]})
-    assert project.sync().views[0].mode == "full"
+    with pytest.raises(fsql.CheckFailed, match=r"(?s)breaking changes.*score: type int64 -> float64"):
+        project.sync()
+    assert project.sync(full_refresh=True).views[0].mode == "full"
     assert get_scores(project, [1])["score"] == [7.0]
 
 
