@@ -81,9 +81,16 @@ def check_view(view: FeatureView, entities: dict[str, Entity],
                 view.path, f"{label} column '{column}' has type {produced[column].sql(dialect)} "
                 f"in {sql}; it must be a timestamp or date", line=view.line,
                 hint=f"cast it: CAST({column} AS TIMESTAMP)."))
+    own_columns = {view.timestamp, view.created_timestamp} | {
+        key for name in view.entities if name in entities for key in entities[name].join_keys}
     for feature in view.features:
         actual = produced.get(feature.name)
-        if actual is None:
+        if feature.name in own_columns:
+            errors.append(DefinitionError(
+                view.path, f"feature '{feature.name}' is also a join key or timestamp column of "
+                f"view '{view.name}'", line=feature.line,
+                hint="a feature is a separate column: select it under another name."))
+        elif actual is None:
             missing("feature", feature.name, feature.line,
                     f"add it to the SELECT of {sql} or remove it from the YAML.")
         elif not feature.dtype.matches(actual):

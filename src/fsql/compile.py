@@ -310,10 +310,6 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
                 raise RequestError(f"output column '{out}' of view '{view_name}' collides with "
                                    f"{clash}; use naming: prefixed (view__feature)")
             seen_outputs[out] = f"view '{view_name}'"
-        for f in feats:
-            if f.name in keys or f.name in (view.timestamp, view.created_timestamp):
-                raise RequestError(f"feature '{f.name}' of view '{view_name}' is also its key or "
-                                   "timestamp column; rename it in the SQL")
         created = view_types.get(view.created_timestamp) if view.created_timestamp else None
         joins.append(ViewJoin(view, node.relation, keys, tuple(feats), outputs,
                               view_types[view.timestamp], created))

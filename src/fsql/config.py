@@ -119,10 +119,15 @@ def load_project_config(root: Path) -> ProjectConfig:
             PROJECT_FILE, f"unknown key '{key}'", line=raw.line_of(key),
             hint="allowed keys: name, profile, vars.",
         )
+    profile = raw.get("profile")
+    if profile is not None and not isinstance(profile, str):
+        raise DefinitionError(PROJECT_FILE, f"'profile' must be a profile name (a string), found "
+                              f"{type(profile).__name__} {profile!r}", line=raw.line_of("profile"),
+                              hint=f"e.g. profile: {raw['name']}")
     variables = raw.get("vars") or {}
     if not isinstance(variables, dict):
         raise DefinitionError(PROJECT_FILE, "'vars' must be a mapping", line=raw.line_of("vars"))
-    return ProjectConfig(raw["name"], raw.get("profile") or raw["name"], dict(variables), root)
+    return ProjectConfig(raw["name"], profile or raw["name"], dict(variables), root)
 
 
 def load_target(
@@ -159,8 +164,16 @@ def load_target(
     out = outputs[name]
     if not isinstance(out, dict):
         raise ConfigError(f"{path}: target '{name}' must be a mapping")
-    return Target(name, _offline(out.get("offline") or {}, project, path, name),
-                  _online(out.get("online") or {}, project, path, name))
+    return Target(name, _offline(_section(out, "offline", path, name), project, path, name),
+                  _online(_section(out, "online", path, name), project, path, name))
+
+
+def _section(out: dict[str, Any], key: str, path: Path, target: str) -> dict[str, Any]:
+    value = out.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: target '{target}' {key} must be a mapping (type: ..., "
+                          f"...), found {type(value).__name__} {value!r}")
+    return value
 
 
 def _offline(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str) -> OfflineConfig:

@@ -21,6 +21,7 @@ X = TypeVar("X")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TTL = re.compile(r"^\s*(\d+)\s*(w|d|h|m|s)\s*$")
 _TTL_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_TTL_MAX_SECONDS = 100 * 366 * 86400  # past a century, leave the ttl out (no lower bound)
 
 
 class _Fields:
@@ -130,7 +131,11 @@ class Ttl:
                 f"invalid ttl '{text}'; write a positive number and a unit: "
                 "'30d', '12h', '90m', '45s', '2w' (or leave it out for no ttl)"
             )
-        return cls(int(m.group(1)) * _TTL_SECONDS[m.group(2)], text.strip())
+        seconds = int(m.group(1)) * _TTL_SECONDS[m.group(2)]
+        if seconds > _TTL_MAX_SECONDS:
+            raise ValueError(f"ttl '{text}' is longer than 100 years; leave ttl out for no "
+                             "lower bound")
+        return cls(seconds, text.strip())
 
     def __str__(self) -> str:
         return self.text

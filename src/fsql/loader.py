@@ -29,7 +29,7 @@ from fsql.definitions import (
     sources_from_raw,
 )
 from fsql.errors import DefinitionError, ErrorCollector
-from fsql.yamlio import Mapping, load_file
+from fsql.yamlio import Mapping, load_file, read_text
 
 FEATURE_KEYS = ("entities", "feature_view", "training_sets")
 MODEL_KEYS = ("sources", "models")
@@ -70,7 +70,8 @@ class _Registry:
     def __init__(self, kind: str, errors: ErrorCollector) -> None:
         self.kind, self.errors = kind, errors
         self.items: dict[str, Any] = {}
-        self.where: dict[str, str] = {}
+        self.where: dict[str, str] = {}  # "path:line" for messages
+        self.at: dict[str, tuple[str, int | None]] = {}
 
     def add(self, name: str, item: Any, path: str, line: int | None) -> None:
         location = f"{path}:{line}" if line else path
@@ -82,6 +83,7 @@ class _Registry:
             return
         self.items[name] = item
         self.where[name] = location
+        self.at[name] = (path, line)
 
 
 def load_project(config: ProjectConfig) -> ProjectSpec:
@@ -117,7 +119,7 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
                     )
                 view = FeatureView.from_raw(raw["feature_view"], rel, _rel(root, sql), path.stem)
                 relations.add(view.name, view, rel, view.line)
-                templates[view.sql_path] = sql.read_text(encoding="utf-8")
+                templates[view.sql_path] = read_text(sql, view.sql_path)
         except DefinitionError as err:
             errors.add(err)
 
@@ -143,22 +145,37 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
         model = Model(path.stem, rel, found.description if found else "",
                       found.tags if found else (), found.tests if found else ())
         relations.add(model.name, model, rel, None)
-        templates[rel] = path.read_text(encoding="utf-8")
+        try:
+            templates[rel] = read_text(path, rel)
+        except DefinitionError as err:
+            errors.add(err)
     for props in model_props.values():
         errors.add(DefinitionError(
             props.path, f"properties for model '{props.name}' but models/{props.name}.sql "
             "does not exist", line=props.line, hint="fix the name or add the SQL file.",
         ))
 
-    for name, where in training.where.items():
+    for name, ts in training.items.items():
         if name in relations.items:
             errors.add(DefinitionError(
-                where.split(":")[0], f"training set '{name}' has the same name as the "
+                ts.path, f"training set '{name}' has the same name as the "
                 f"{'feature view' if isinstance(relations.items[name], FeatureView) else 'model'}"
-                f" in {relations.where[name]}",
+                f" in {relations.where[name]}", line=ts.line,
                 hint="the engine publishes both under that name; rename one."))
-    macros = tuple((_rel(root, p), p.read_text(encoding="utf-8"))
-                   for p in _files(root, "macros", (".sql",)))
+    for src in sources.items.values():
+        if src.relation in relations.items:
+            where, line = relations.at[src.relation]
+            errors.add(DefinitionError(
+                where, f"'{src.relation}' is the engine's name for source {src.name} "
+                f"({sources.where[src.name]}); a model or view of that name would replace it",
+                line=line,
+                hint="rename the model or view."))
+    macros = []
+    for path in _files(root, "macros", (".sql",)):
+        try:
+            macros.append((_rel(root, path), read_text(path, _rel(root, path))))
+        except DefinitionError as err:
+            errors.add(err)
     errors.raise_if_any()
     return ProjectSpec(
         config=config,
@@ -170,7 +187,7 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
         sources=MappingProxyType(sources.items),
         training_sets=MappingProxyType(training.items),
         templates=MappingProxyType(templates),
-        macros=macros,
+        macros=tuple(macros),
     )
 
 

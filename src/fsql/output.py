@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
@@ -31,7 +32,7 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 
 
 def error(message: str) -> None:
-    stderr.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False)
+    stderr.print(Text.assemble(("Error:", "bold red"), " ", message), highlight=False)
 
 
 class StepBar:

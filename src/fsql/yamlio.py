@@ -1,7 +1,7 @@
-"""Safe YAML loading that remembers where every key is and rejects duplicate keys.
+"""Reading users' files: UTF-8 text, and YAML that remembers where every key is.
 
-PyYAML silently keeps the last of two equal keys; a feature declared twice must instead be an
-error that points at both lines (dbt ``checked_load``).
+Duplicate keys are rejected: PyYAML silently keeps the last of two equal keys; a feature
+declared twice must instead be an error that points at both lines (dbt ``checked_load``).
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def load_text(text: str, path: Path | str) -> Any:
             hint="YAML keeps only one of them; remove or rename one.",
         ) from None
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
+        at_end = err.problem is not None and "end of stream" in err.problem
+        mark = (err.context_mark if at_end else None) or err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         problem = err.problem or err.context or "invalid YAML"
         detail = f"\n{_context(text, line)}" if line else ""
@@ -87,6 +88,18 @@ def load_text(text: str, path: Path | str) -> Any:
         raise DefinitionError(path, f"invalid YAML: {err}") from None
 
 
+def read_text(path: Path, display: Path | str | None = None) -> str:
+    """A user's file as text; anything but UTF-8 is a ``DefinitionError`` with its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DefinitionError(
+            display or path, f"is not UTF-8 text (byte 0x{data[err.start]:02x})", line=line,
+            hint="save the file as UTF-8.") from None
+
+
 def load_file(path: Path, display: Path | str | None = None) -> Any:
     """Read and parse a YAML file; ``display`` is the path shown in messages."""
-    return load_text(path.read_text(encoding="utf-8"), display or path)
+    return load_text(read_text(path, display), display or path)
