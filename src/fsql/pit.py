@@ -126,8 +126,40 @@ def _common_time_type(types: Sequence[exp.DataType]) -> exp.DataType:
     return exp.DataType.build(T.TIMESTAMP)
 
 
-def _as(expression: exp.Expr, dtype: exp.DataType, target: exp.DataType) -> exp.Expr:
-    return expression if normalize(dtype) == target else exp.cast(expression, target)
+def _as(expression: exp.Expr, dtype: exp.DataType, target: exp.DataType,
+        view_side: bool = False) -> exp.Expr:
+    """``expression`` (of type ``dtype``) as an instant of the ``target`` type.
+
+    Engines round nanosecond timestamps to the nearest microsecond; rounding could let a row
+    stamped a nanosecond after the spine time through. So nanoseconds go the safe way: spine
+    times down, view times (``view_side``) up."""
+    if normalize(dtype) == target:
+        return expression
+    cast = exp.cast(expression, target)
+    if not _is_nanos(dtype):
+        return cast
+    # compared with the original in its own family (naive or zoned), at full precision
+    family = _micros_family(dtype)
+    same_family = cast.copy() if target == family else exp.cast(cast.copy(), family)
+    step = exp.Interval(this=exp.Literal.string("1"), unit=exp.var("MICROSECOND"))
+    if view_side:
+        rounded_wrong: exp.Expr = exp.LT(this=same_family, expression=expression.copy())
+        fixed: exp.Expr = exp.Add(this=cast.copy(), expression=step)
+    else:
+        rounded_wrong = exp.GT(this=same_family, expression=expression.copy())
+        fixed = exp.Sub(this=cast.copy(), expression=step)
+    return exp.Case(ifs=[exp.If(this=rounded_wrong, true=fixed)], default=cast)
+
+
+def _micros_family(dtype: exp.DataType) -> exp.DataType:
+    """The microsecond type of the same family (naive or zoned) as a nanosecond ``dtype``."""
+    return exp.DataType.build(T.TIMESTAMP if dtype.this == T.TIMESTAMP_NS else T.TIMESTAMPTZ)
+
+
+def _is_nanos(dtype: exp.DataType) -> bool:
+    if dtype.this == T.TIMESTAMP_NS:
+        return True
+    return dtype.this == T.TIMESTAMPTZ and [e.name for e in dtype.expressions] == ["9"]
 
 
 def _col(name: str, table: str) -> exp.Column:
@@ -186,10 +218,10 @@ class AsofJoin(PitStrategy):
     def _view_side(join: ViewJoin, common: exp.DataType) -> exp.Subquery:
         view = join.view
         columns: list[exp.Expr] = [exp.column(k, quoted=True) for k in join.keys]
-        ts = _as(exp.column(view.timestamp, quoted=True), join.ts_type, common)
+        ts = _as(exp.column(view.timestamp, quoted=True), join.ts_type, common, view_side=True)
         if view.created_timestamp and join.created_type is not None:
             created = _as(exp.column(view.created_timestamp, quoted=True), join.created_type,
-                          common)
+                          common, view_side=True)
             lowest = exp.cast(exp.Literal.string("-infinity"), common)
             columns.append(exp.alias_(_pair(ts, exp.func("coalesce", created, lowest)), KEY,
                                       quoted=True))
@@ -263,7 +295,7 @@ class LatestPlan:
 
 def _instant(column: str, dtype: exp.DataType, common: exp.DataType,
              table: str | None = None) -> exp.Expr:
-    return _as(exp.column(column, table, quoted=True), dtype, common)
+    return _as(exp.column(column, table, quoted=True), dtype, common, view_side=True)
 
 
 def common_instant(join: ViewJoin, micros_utc: int) -> tuple[exp.Expr, exp.Expr]:

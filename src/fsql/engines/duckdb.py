@@ -61,7 +61,7 @@ class DuckDBEngine(Engine):
             rel = self.con.sql(self.sql(query))
         except duckdb.Error as err:
             raise EngineError(str(err)) from None
-        return [Column(name, engine_type(str(t), self.dialect))
+        return [Column(name, _column_type(str(t), self.dialect))
                 for name, t in zip(rel.columns, rel.types, strict=True)]
 
     @contextmanager
@@ -145,3 +145,18 @@ class DuckDBEngine(Engine):
 
     def close(self) -> None:
         self.con.close()
+
+
+def _column_type(type_text: str, dialect: str) -> exp.DataType:
+    """A DuckDB column type as sqlglot sees it. Two names DuckDB prints are not sqlglot types:
+    ``TIMESTAMPTZ_NS`` (a zoned nanosecond timestamp, e.g. a pandas ``datetime64[ns, tz]``
+    spine) and ``"NULL"`` (an untyped all-null column, e.g. an empty or all-None object column
+    of a pandas spine)."""
+    if type_text == "TIMESTAMPTZ_NS":
+        # an instant like TIMESTAMPTZ, but not equal to it: compared columns get cast to
+        # TIMESTAMPTZ (see pit._as), as TIMESTAMP_NS gets cast to TIMESTAMP
+        return exp.DataType(this=exp.DataType.Type.TIMESTAMPTZ,
+                            expressions=[exp.DataTypeParam(this=exp.Literal.number(9))])
+    if type_text.strip('"') == "NULL":
+        return exp.DataType(this=exp.DataType.Type.NULL)
+    return engine_type(type_text, dialect)
