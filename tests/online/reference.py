@@ -1,11 +1,16 @@
 """Brute-force reference for the online path: the latest row per entity as of an instant,
-within ttl, written with plain loops (independent of fsql's SQL)."""
+within ttl, written with plain loops (independent of fsql's SQL), from a view's rows."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 from typing import Any
+
+import duckdb
+
+import fsql
 
 UTC = dt.UTC
 
@@ -40,3 +45,20 @@ def latest_rows(rows: list[dict[str, Any]], keys: list[str], ts: str, created: s
         best = max(order(r) for r in candidates)
         result[key] = [r for r in candidates if order(r) == best]
     return result
+
+
+def view_rows(project: fsql.Project, view: str) -> list[dict[str, Any]]:
+    """Every row of a feature view, as built offline (the input of ``latest_rows``)."""
+    project.build(select=[view])
+    con = duckdb.connect(str(project.target.offline.path), read_only=True)
+    try:
+        return con.sql(f'SELECT * FROM "{view}"').to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values, NaN equal to NaN."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return bool(a == b)

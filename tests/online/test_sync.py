@@ -4,38 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import time
 from pathlib import Path
-from typing import Any
 
-import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import fsql
 from fsql.errors import LockHeldError, StaleDefinitionError
 from tests.conftest import MakeProject, online_profile
-from tests.online.reference import latest_rows
+from tests.online.reference import latest_rows, same, view_rows
+from tests.online.scores import (
+    VIEW_FILES,
+    Score,
+    get_scores,
+    scores_project,
+    utc_now,
+    write_scores,
+)
 from tests.redis_server import RedisServer
 
 ONLINE_VIEWS = ["customer_orders", "customer_product", "customer_profile", "product_ratings"]
-
-
-def view_rows(project: fsql.Project, view: str) -> list[dict[str, Any]]:
-    project.build(select=[view])
-    con = duckdb.connect(str(project.target.offline.path), read_only=True)
-    try:
-        return con.sql(f'SELECT * FROM "{view}"').to_arrow_table().to_pylist()
-    finally:
-        con.close()
-
-
-def same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    return bool(a == b)
 
 
 @pytest.mark.parametrize("view_name", ONLINE_VIEWS)
@@ -111,81 +99,27 @@ def test_stale_lock_is_recovered_after_timeout(online_template: Path, tmp_path: 
     root = tmp_path / "shop"
     shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
     (root / "profiles.yml").write_text(online_profile("shop", redis_server.url,
-                                                      lock_timeout=0.5))
+                                                      lock_timeout=30))
     project = fsql.Project(root)
     store = project.store()
     store.acquire_lock()  # a run that "crashed": nobody releases it
-    store.close()
+    # the lock carries lock_timeout as its expiry, so it cannot outlive a crashed run by more
+    assert 29_000 < store.client.pttl(store.lock_key) <= 30_000
     with pytest.raises(LockHeldError):
         project.sync(select=["customer_profile"])
-    time.sleep(0.6)
+    store.client.pexpire(store.lock_key, 1)  # 30 s later (without waiting for them)
+    time.sleep(0.01)
+    store.close()
     assert project.sync(select=["customer_profile"]).views[0].written == 2000
 
 
 # -- a small project whose source we rewrite between syncs ----------------------------------
 
-VIEW_FILES = {
-    "features/entities.yml": """
-        entities:
-          - name: user
-            join_keys: [user_id]
-        """,
-    "features/scores.yml": """
-        feature_view:
-          entity: user
-          timestamp: ts
-          created_timestamp: created
-          ttl: 2h
-          online: true
-          features:
-            - {name: score, type: int64}
-            - {name: label, type: string}
-        """,
-    "features/scores.sql":
-        "SELECT user_id, ts, created, score, label FROM {{ source('raw', 'scores') }}\n",
-}
-
-
-Score = tuple[int, dt.datetime, dt.datetime | None, int | None, str]
-
-
-def write_scores(path: Path, rows: list[Score]) -> None:
-    table = pa.table({
-        "user_id": pa.array([r[0] for r in rows], pa.int64()),
-        "ts": pa.array([r[1] for r in rows], pa.timestamp("us")),
-        "created": pa.array([r[2] for r in rows], pa.timestamp("us")),
-        "score": pa.array([r[3] for r in rows], pa.int64()),
-        "label": pa.array([r[4] for r in rows], pa.string()),
-    })
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-
-
 @pytest.fixture
 def scores(make_project: MakeProject, redis_server: RedisServer, tmp_path: Path
            ) -> tuple[fsql.Project, Path]:
     data = tmp_path / "scores.parquet"
-    project = make_project({
-        **VIEW_FILES,
-        "models/sources.yml": f"""
-            sources:
-              - name: raw
-                tables:
-                  - name: scores
-                    path: {data}
-            """,
-        "profiles.yml": online_profile("test", redis_server.url, batch_size=7),
-    })
-    return project, data
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def get_scores(project: fsql.Project, users: list[int]) -> dict[str, list[Any]]:
-    return project.online_features(["scores"], {"user_id": users}).to_dict()
+    return scores_project(make_project, data, redis_server.url, batch_size=7), data
 
 
 def test_incremental_new_rows_and_late_rows(scores: tuple[fsql.Project, Path]) -> None:
@@ -269,7 +203,8 @@ def test_definition_change_is_refused_then_refreshed(scores: tuple[fsql.Project,
     sql.write_text(sql.read_text().replace("score,", "CAST(score AS DOUBLE) AS score,"))
     with pytest.raises(StaleDefinitionError, match="different definition"):
         project.online_features(["scores"], {"user_id": [1]})
-    with pytest.raises(fsql.CheckFailed, match=r"(?s)breaking changes.*score: type int64 -> float64"):
+    with pytest.raises(fsql.CheckFailed,
+                       match=r"(?s)breaking changes.*score: type int64 -> float64"):
         project.sync()
     assert project.sync(full_refresh=True).views[0].mode == "full"
     assert get_scores(project, [1])["score"] == [7.0]

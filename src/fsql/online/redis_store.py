@@ -12,7 +12,12 @@ Guarantees, and how:
   the microsecond.
 * **Atomic full refresh.** A full refresh writes a new *generation* of keys, then flips the
   view's ``generation`` in its meta hash; readers fetch meta and values in one MULTI/EXEC, so they
-  see the old or the new generation, never a half-loaded one. Old generations are then deleted.
+  see the old or the new generation, never a half-loaded one. Old generations are then deleted
+  (the flip records the replaced generation as retired, so a run dying before the delete leaves
+  it for the next run to delete).
+* **Nothing published without the lock.** The flip and watermark updates check, in the same
+  script, that the sync still holds its lock: a run whose lock expired, or whose Redis restarted
+  and lost the data written so far (and the lock), fails instead of publishing a partial view.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ import redis
 from fsql.config import OnlineConfig
 from fsql.errors import LockHeldError, OnlineStoreError
 from fsql.online.keys import FORMAT, ViewLayout
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:  # hiredis packs a whole command in C (redis-py makes a Python pass over the arguments)
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a dependency; redis-py packs without it
+    _hiredis_pack = None
 
 _WRITE = """
 local written, unchanged, stale = 0, 0, 0
@@ -63,6 +74,25 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+
+# Meta updates of a sync happen only while it still holds the lock (KEYS[2] == ARGV[1]): a run
+# whose lock expired, or whose store restarted and lost its data (and the lock with it) while
+# the client reconnected transparently, must not publish a generation or move a watermark.
+_SET_META = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+# Publishing also clears the pending generation and records the one it replaces as retired,
+# in the same step, so a run dying before that one is deleted leaves it findable.
+_PUBLISH = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HDEL', KEYS[1], 'pending_generation')
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'retired_generation', ARGV[2]) end
+return 1
 """
 
 
@@ -123,7 +153,9 @@ class RedisStore:
         self._write = self.client.register_script(_WRITE)
         self._release = self.client.register_script(_RELEASE)
         self._refresh = self.client.register_script(_REFRESH)
-        self._generations: dict[str, int] = {}
+        self._set_meta = self.client.register_script(_SET_META)
+        self._publish = self.client.register_script(_PUBLISH)
+        self._generations: dict[str, tuple[bytes, str]] = {}  # view -> generation, key prefix
 
     @property
     def where(self) -> str:
@@ -165,8 +197,7 @@ class RedisStore:
             ok = self._refresh(keys=[self.lock_key],
                                args=[token, int(self.config.lock_timeout * 1000)])
         if not ok:
-            raise OnlineStoreError("lost the sync lock (it expired; lock_timeout is too short "
-                                   "for this sync?); stopping without moving the watermark")
+            raise self._lost_lock("while writing")
 
     def release_lock(self, token: str) -> None:
         with self.errors("releasing the sync lock"):
@@ -178,9 +209,13 @@ class RedisStore:
             raw = self.client.hgetall(layout.meta_key)
         return {_text(k): _text(v) for k, v in raw.items()}
 
-    def set_meta(self, layout: ViewLayout, fields: dict[str, str]) -> None:
+    def set_meta(self, layout: ViewLayout, fields: dict[str, str], token: str) -> None:
+        """Update a view's state (watermark...), only while the sync lock ``token`` is held."""
+        args = [token, *(x for item in fields.items() for x in item)]
         with self.errors(f"updating the state of view '{layout.view}'"):
-            self.client.hset(layout.meta_key, mapping=fields)  # type: ignore[arg-type]
+            held = self._set_meta(keys=[layout.meta_key, self.lock_key], args=args)
+        if not held:
+            raise self._lost_lock(f"before updating the state of view '{layout.view}'")
 
     def new_generation(self, layout: ViewLayout) -> int:
         """Reserve a generation number for a full refresh (recorded as pending until published,
@@ -190,16 +225,28 @@ class RedisStore:
             self.client.hset(layout.meta_key, "pending_generation", str(generation))
         return generation
 
-    def publish(self, layout: ViewLayout, fields: dict[str, str]) -> None:
-        """Switch readers to a new generation, atomically with its metadata."""
+    def publish(self, layout: ViewLayout, fields: dict[str, str], token: str,
+                retired: int | None = None) -> None:
+        """Switch readers to a new generation, atomically with its metadata, only while the
+        sync lock ``token`` is held. ``retired`` (the generation replaced) is recorded as
+        ``retired_generation`` until ``drop_generation`` has deleted it."""
+        args = [token, "" if retired is None else str(retired),
+                *(x for item in fields.items() for x in item)]
         with self.errors(f"publishing view '{layout.view}'"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(layout.meta_key, mapping=fields)  # type: ignore[arg-type]
-            pipe.hdel(layout.meta_key, "pending_generation")
-            pipe.execute()
+            held = self._publish(keys=[layout.meta_key, self.lock_key], args=args)
+        if not held:
+            raise self._lost_lock(f"before publishing view '{layout.view}'")
 
-    def drop_generation(self, layout: ViewLayout, generation: int) -> int:
-        """Delete every key of one generation (SCAN + UNLINK, in batches)."""
+    def _lost_lock(self, when: str) -> OnlineStoreError:
+        return OnlineStoreError(
+            f"lost the sync lock {when}: it expired (lock_timeout too short for this sync?) or "
+            "the online store restarted and lost it, with the data written so far; stopping "
+            "without publishing or moving the watermark: run fsql sync again")
+
+    def drop_generation(self, layout: ViewLayout, generation: int,
+                        forget: str | None = None) -> int:
+        """Delete every key of one generation (SCAN + UNLINK, in batches); then delete the
+        meta field ``forget`` that recorded it (pending or retired), if given."""
         deleted = 0
         with self.errors(f"deleting old data of view '{layout.view}'"):
             batch: list[bytes] = []
@@ -211,6 +258,8 @@ class RedisStore:
                     batch = []
             if batch:
                 deleted += int(self.client.unlink(*batch))
+            if forget is not None:
+                self.client.hdel(layout.meta_key, forget)
         return deleted
 
     # -- writes ------------------------------------------------------------------------------
@@ -232,36 +281,90 @@ class RedisStore:
             counts.add(self._write(keys=keys, args=args))
 
     # -- reads -------------------------------------------------------------------------------
+    READ_META = ("generation", "key_kinds", "schema")  # the meta fields readers need
+
     def read(self, requests: Sequence[tuple[ViewLayout, Sequence[tuple[Any, ...]]]]
              ) -> list[tuple[dict[str, str], list[bytes | None]]]:
-        """Meta and raw values for each (view, entity keys), in one MULTI/EXEC round trip.
+        """Meta (``READ_META``) and raw values for each (view, entity keys): ``read_keys``
+        with key tuples."""
+        return self.read_keys([(layout, [layout.key_suffix(k) for k in keys])
+                               for layout, keys in requests])
 
-        The generation of each view is cached; if a full refresh flipped it since, the read is
-        repeated once with the new generation (so the usual cost is one round trip).
+    def read_keys(self, requests: Sequence[tuple[ViewLayout, Sequence[str]]]
+                  ) -> list[tuple[dict[str, str], list[bytes | None]]]:
+        """Meta (``READ_META``) and raw values for each (view, key suffixes as made by
+        ``ViewLayout.key_suffixes``), in one pipelined round trip: one MGET of every value
+        key, then an HMGET of each view's meta hash.
+
+        The generation of each view is cached. The meta is read *after* the values, on the same
+        connection: when it still names the cached generation, that generation was the live one
+        when the values were read too (generations only move forward, and a generation's keys
+        are deleted only after another one is published), so the values are consistent without
+        MULTI/EXEC. When a full refresh flipped it since, the read is repeated once with the new
+        generation (so the usual cost is one round trip).
         """
+        live, fields = self._generations, self.READ_META
         for _ in range(3):
-            pipe = self.client.pipeline(transaction=True)
-            for layout, keys in requests:
-                pipe.hgetall(layout.meta_key)
-                generation = self._generations.get(layout.view)
-                if generation is not None and keys:
-                    pipe.mget([layout.key(generation, k) for k in keys])
+            keys: list[str] = []
+            spans: list[tuple[int, int] | None] = []
+            for layout, suffixes in requests:
+                known = live.get(layout.view)
+                if known is None or not suffixes:
+                    spans.append(None)
+                    continue
+                prefix = known[1]
+                start = len(keys)
+                keys += [prefix + suffix for suffix in suffixes]
+                spans.append((start, len(keys)))
+            commands: list[tuple[Any, ...]] = [("MGET", *keys)] if keys else []
+            commands += [("HMGET", layout.meta_key, *fields) for layout, _ in requests]
             with self.errors("reading features"):
-                replies = iter(pipe.execute())
+                replies = self._round_trip(commands)
+            values: list[bytes | None] = replies[0] if keys else []
+            metas = replies[1:] if keys else replies
             results: list[tuple[dict[str, str], list[bytes | None]]] = []
             retry = False
-            for layout, keys in requests:
-                meta = {_text(k): _text(v) for k, v in next(replies).items()}
-                cached = self._generations.get(layout.view)
-                values = next(replies) if cached is not None and keys else [None] * len(keys)
-                current = int(meta["generation"]) if "generation" in meta else None
-                if current != cached:
-                    if current is not None:
-                        self._generations[layout.view] = current
+            for (layout, suffixes), span, found in zip(requests, spans, metas, strict=True):
+                generation = found[0]
+                known = live.get(layout.view)
+                if known is None or known[0] != generation:
+                    if generation is None:
+                        live.pop(layout.view, None)
                     else:
-                        self._generations.pop(layout.view, None)
-                    retry = retry or (current is not None and bool(keys))
-                results.append((meta, list(values)))
+                        live[layout.view] = (generation, f"{layout.prefix}:{int(generation)}:")
+                        retry = retry or bool(suffixes)
+                results.append(({name: _text(value) for name, value in zip(fields, found,
+                                                                        strict=True)
+                                 if value is not None},
+                                values[span[0]:span[1]] if span is not None
+                                else [None] * len(suffixes)))
             if not retry:
                 return results
         raise OnlineStoreError("the online store kept changing generations during a read")
+
+    def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write on one pooled connection and read their replies: a
+        pipeline without redis-py's per-command bookkeeping (which costs as much as the round
+        trip itself for small reads). Retried like any redis-py command on connection errors
+        (reads are idempotent); a connection that failed mid-way is closed, never reused with
+        unread replies."""
+        pool = self.client.connection_pool
+        connection: Any = pool.get_connection()
+
+        def attempt() -> list[Any]:
+            if _hiredis_pack is not None:
+                packed: Any = [b"".join([_hiredis_pack(command) for command in commands])]
+            else:
+                packed = connection.pack_commands(commands)
+            connection.send_packed_command(packed)
+            return [connection.read_response() for _ in commands]
+
+        try:
+            replies: list[Any] = connection.retry.call_with_retry(
+                attempt, lambda _error: connection.disconnect())
+            return replies
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)

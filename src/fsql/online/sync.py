@@ -29,7 +29,7 @@ from fsql.compile import CompiledNode, CompiledProject, manifest
 from fsql.definitions import FeatureView
 from fsql.diff import breaking, diff, view_manifest
 from fsql.engines.base import Engine
-from fsql.errors import CheckFailed, RequestError
+from fsql.errors import CheckFailed, OnlineStoreError, RequestError
 from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column
 from fsql.online.redis_store import RedisStore, Row, WriteCounts
 from fsql.pit import CREATED, TS, LatestPlan, ViewJoin, latest_rows_query, watermark_query
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UINT",
                   "UBIGINT"}
 _STRING_TYPES = {"VARCHAR", "TEXT", "CHAR", "NVARCHAR", "NCHAR"}
-LOCK_REFRESH_SECONDS = 10.0
+LOCK_REFRESH_SECONDS = 10.0  # at most; a third of lock_timeout when that is shorter
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +140,7 @@ class Syncer:
         self.manifest = manifest(project)
         self._token: str | None = None
         self._lock_refreshed = 0.0
+        self._lock_refresh = min(LOCK_REFRESH_SECONDS, store.config.lock_timeout / 3)
 
     def refuse_breaking(self, nodes: list[CompiledNode]) -> None:
         """Refuse to overwrite live online data with a breaking definition change (a feature
@@ -186,15 +187,24 @@ class Syncer:
                 result = self.sync_view(node, as_of, full_refresh, dry_run)
                 self.progress.step(f"sync {node.name}", result.seconds)
                 results.append(result)
-        finally:
+        except BaseException:
+            # the error that stopped the run is the one to report: releasing the lock of a
+            # store that went away fails too (the lock then expires after lock_timeout)
             if self._token is not None:
-                self.store.release_lock(self._token)
+                try:
+                    self.store.release_lock(self._token)
+                except OnlineStoreError:
+                    pass
                 self._token = None
+            raise
+        if self._token is not None:
+            self.store.release_lock(self._token)
+            self._token = None
         return SyncResult(tuple(results), _iso(as_of), dry_run, time.perf_counter() - started)
 
     def _keep_lock(self) -> None:
         if self._token is not None and time.monotonic() - self._lock_refreshed > \
-                LOCK_REFRESH_SECONDS:
+                self._lock_refresh:
             self.store.refresh_lock(self._token)
             self._lock_refreshed = time.monotonic()
 
@@ -204,9 +214,13 @@ class Syncer:
         join = view_join(node, self.project)
         layout = layout_for(node, join, self.store.config.namespace)
         meta = self.store.meta(layout)
-        if "pending_generation" in meta and not dry_run:
-            # a full refresh that died before publishing: its keys were never visible
-            self.store.drop_generation(layout, int(meta["pending_generation"]))
+        if not dry_run:
+            # a full refresh that died before publishing (its keys were never visible), or
+            # after publishing but before deleting the generation it replaced
+            for stale in ("pending_generation", "retired_generation"):
+                if stale in meta:
+                    self.store.drop_generation(layout, int(meta[stale]), forget=stale)
+                    self._keep_lock()
         full = (full_refresh or "generation" not in meta
                 or meta.get("definition") != node.hash
                 or meta.get("schema") != layout.schema_fingerprint
@@ -229,16 +243,21 @@ class Syncer:
                   "as_of": str(as_of), "synced_at": str(micros_now(time.time())),
                   "last_entities": str(entities)}
         if not dry_run and full:
+            assert self._token is not None
+            retired = int(meta["generation"]) if "generation" in meta else None
             self.store.publish(layout, {**fields, "generation": str(generation),
                                         "definition": node.hash,
                                         "schema": layout.schema_fingerprint, "format": FORMAT,
                                         "key_kinds": json.dumps(layout.key_kinds),
                                         "manifest": json.dumps(view_manifest(self.manifest,
-                                                                             node.name))})
-            if "generation" in meta:
-                dropped = self.store.drop_generation(layout, int(meta["generation"]))
+                                                                             node.name))},
+                               self._token, retired)
+            if retired is not None:
+                dropped = self.store.drop_generation(layout, retired,
+                                                     forget="retired_generation")
         elif not dry_run:
-            self.store.set_meta(layout, fields)
+            assert self._token is not None
+            self.store.set_meta(layout, fields, self._token)
         return ViewSyncResult(node.name, "full" if full else "incremental", entities,
                               counts.written, counts.unchanged, counts.stale, dropped,
                               None if watermark is None else _iso(watermark),
