@@ -328,14 +328,11 @@ def serve(
         help="Largest number of entities one request may ask for.")] = 1000,
 ) -> None:
     """Serve online features over HTTP: POST /get-online-features, GET /health, /metrics."""
-    import uvicorn
-
-    from fsql.http import create_app
+    from fsql.http import create_app, run_server
 
     service = _settings(ctx).project().online_service(max_entities=max_entities)
     output.stderr.print(f"fsql serving {service.store.where} on http://{host}:{port}")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning",
-                access_log=False)
+    run_server(create_app(service), host=host, port=port)
 
 
 @app.command("ls")

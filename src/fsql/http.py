@@ -20,9 +20,10 @@ import time
 from collections import deque
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from fsql.errors import FsqlError, OnlineStoreError, RequestError
@@ -60,10 +61,34 @@ class Metrics:
                                "p99": pct(0.99), "max": pct(1.0)}}
 
 
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:  # what orjson refuses but json takes: huge ints, NaN
+        return json.loads(body)
+
+
+def _dumps(payload: Any) -> bytes:
+    try:
+        return orjson.dumps(payload)  # NaN and infinite floats become null
+    except TypeError:  # ints beyond 64 bits (echoed entity keys)
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode()
+
+
+class JSONResponse(Response):
+    """Starlette's ``JSONResponse`` with orjson (5-15x faster for feature responses)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _dumps(content)
+
+
 def _parse(body: bytes) -> tuple[Any, dict[str, Any]]:
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = _loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise RequestError("the body must be JSON") from None
     if not isinstance(payload, dict):
         raise RequestError("the body must be a JSON object")
@@ -123,3 +148,16 @@ def create_app(service: OnlineService) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ])
+
+
+def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run an ASGI app the way ``fsql serve`` does: one uvicorn worker, its fastest event loop
+    and HTTP parser that are installed (uvloop, httptools; else asyncio, h11), no access log,
+    no ``Server`` header, no request limit."""
+    import gc
+
+    import uvicorn
+
+    gc.freeze()  # what start-up loaded lives as long as the server: keep it out of collections
+    uvicorn.run(app, host=host, port=port, loop="auto", http="auto", log_level="warning",
+                access_log=False, server_header=False)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -36,6 +37,7 @@ from fsql.errors import RequestError
 FORMAT = "v1"
 HEADER = 40
 _OFFSET = 2**62
+NO_STAMP = -_OFFSET  # int(stamp(None)) - 2**62: the header of a value without that time
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_DATE = dt.date(1970, 1, 1)
 INT_KEY, STR_KEY = "int", "str"
@@ -48,7 +50,7 @@ def stamp(micros: int | None) -> bytes:
 
 def unstamp(text: bytes) -> int | None:
     value = int(text) - _OFFSET
-    return None if value == -_OFFSET else value
+    return None if value == NO_STAMP else value
 
 
 def micros(value: dt.datetime) -> int:
@@ -95,9 +97,21 @@ class ViewLayout:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def key(self, generation: int, values: tuple[Any, ...]) -> bytes:
-        parts = [str(v) if kind == INT_KEY else quote(str(v), safe="")
-                 for v, kind in zip(values, self.key_kinds, strict=True)]
-        return f"{self.prefix}:{generation}:{'|'.join(parts)}".encode()
+        return f"{self.prefix}:{generation}:{self.key_suffix(values)}".encode()
+
+    def key_suffix(self, values: tuple[Any, ...]) -> str:
+        """The part of one entity's key after ``{prefix}:{generation}:``."""
+        return "|".join([_key_part(v, kind)
+                         for v, kind in zip(values, self.key_kinds, strict=True)])
+
+    def key_suffixes(self, columns: Sequence[Sequence[Any]]) -> list[str]:
+        """``key_suffix`` of many entities at once, given one sequence per key column (the
+        read path's bulk form: same text, no per-entity tuples)."""
+        parts = [_key_parts(values, kind)
+                 for values, kind in zip(columns, self.key_kinds, strict=True)]
+        if len(parts) == 1:
+            return parts[0]
+        return ["|".join(row) for row in zip(*parts, strict=True)]
 
     def coerce_key(self, column: str, value: Any, from_text: bool = False) -> Any:
         """Check (and with ``from_text``, parse) one requested key value."""
@@ -125,6 +139,32 @@ class ViewLayout:
             _decode_value(v, f) for v, f in zip(values, self.features, strict=True)]
 
 
+def _key_part(value: Any, kind: str) -> str:
+    return str(value) if kind == INT_KEY else quote(str(value), safe="")
+
+
+def _key_parts(values: Sequence[Any], kind: str) -> list[str]:
+    if kind == INT_KEY:
+        return list(map(str, values))
+    # ASCII letters and digits are never quoted: skip quote() (slow) for such keys
+    return [text if text.isascii() and text.isalnum() else quote(text, safe="")
+            for text in map(str, values)]
+
+
+def converter(feature: Feature) -> Callable[[Any], Any] | None:
+    """The function turning one stored (msgpack) value of ``feature`` back into its Python
+    value, or None when the stored value is already it (numbers, strings, booleans)."""
+    kind = feature.dtype.name
+    if kind in ("timestamp", "timestamptz"):
+        zoned = kind == "timestamptz"
+        return lambda value: from_micros(value, zoned=zoned)
+    if kind == "date":
+        return lambda value: _EPOCH_DATE + dt.timedelta(days=value)
+    if kind.startswith("decimal"):
+        return Decimal
+    return None
+
+
 def _decode_value(value: Any, feature: Feature) -> Any:
     if value is None:
         return None
@@ -136,6 +176,24 @@ def _decode_value(value: Any, feature: Feature) -> Any:
     if kind.startswith("decimal"):
         return Decimal(value)
     return value
+
+
+_DAYS: dict[int, str] = {}  # days since the epoch -> ISO date (bounded below)
+
+
+def iso_utc(micros: int) -> str:
+    """``from_micros(micros, zoned=True).isoformat()``, about twice as fast."""
+    days, rest = divmod(micros, 86_400_000_000)
+    day = _DAYS.get(days)
+    if day is None:
+        if len(_DAYS) >= 100_000:
+            _DAYS.clear()
+        day = _DAYS[days] = (_EPOCH_DATE + dt.timedelta(days=days)).isoformat()
+    seconds, fraction = divmod(rest, 1_000_000)
+    hours, minutes, seconds = seconds // 3600, seconds // 60 % 60, seconds % 60
+    if fraction:
+        return f"{day}T{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}+00:00"
+    return f"{day}T{hours:02d}:{minutes:02d}:{seconds:02d}+00:00"
 
 
 def encode_column(values: list[Any], feature: Feature) -> list[Any]:

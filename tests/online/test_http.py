@@ -1,0 +1,475 @@
+"""``fsql serve``'s HTTP API (fsql.http) against a real redis-server: responses checked value by
+value against the brute-force reference, bad requests, /health, /metrics, a Redis outage, and
+one end-to-end run of the ``fsql serve`` command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+import fsql
+from fsql.http import create_app
+from fsql.loader import ProjectSpec
+from tests.conftest import MakeProject, online_profile
+from tests.online.reference import as_utc, latest_rows, same, view_rows
+from tests.online.scores import get_scores, scores_project, utc_now, write_scores
+from tests.redis_server import RedisServer, free_port
+
+with warnings.catch_warnings():  # starlette >= 1.x asks for httpx2 (not installed) at import
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+FSQL = str(Path(sys.executable).parent / "fsql")
+URL = "/get-online-features"
+MISSING_ID = 10**9
+
+
+# -- the example project, synced once for the module, and its brute-force reference ---------
+
+@dataclass
+class Shop:
+    project: fsql.Project
+    spec: ProjectSpec
+    expected: dict[str, dict[tuple[Any, ...], list[dict[str, Any]]]]  # view -> key -> rows
+
+    def keys(self, view: str) -> list[str]:
+        return [k for e in self.spec.views[view].entities
+                for k in self.spec.entities[e].join_keys]
+
+
+@pytest.fixture(scope="module")
+def shop(online_template: Path, redis_server: RedisServer,
+         tmp_path_factory: pytest.TempPathFactory) -> Shop:
+    root = tmp_path_factory.mktemp("http") / "shop"
+    shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
+    (root / "profiles.yml").write_text(online_profile("shop", redis_server.url))
+    project = fsql.Project(root)
+    now = time.time()
+    project.sync(now=now)
+    spec = project.load()
+    expected = {}
+    for name, view in spec.views.items():
+        if view.online:
+            keys = [k for e in view.entities for k in spec.entities[e].join_keys]
+            expected[name] = latest_rows(view_rows(project, name), keys, view.timestamp,
+                                         view.created_timestamp,
+                                         view.ttl.seconds if view.ttl else None,
+                                         dt.datetime.fromtimestamp(now, dt.UTC))
+    return Shop(project, spec, expected)
+
+
+Client = Callable[..., TestClient]
+
+
+@pytest.fixture
+def client(shop: Shop) -> Iterator[Client]:
+    """``client(max_entities=...)``: a TestClient on a fresh app (fresh metrics)."""
+    services = []
+
+    def make(max_entities: int | None = None) -> TestClient:
+        service = shop.project.online_service(max_entities=max_entities)
+        services.append(service)
+        return TestClient(create_app(service), raise_server_exceptions=False)
+
+    yield make
+    for service in services:
+        service.store.close()
+
+
+def json_form(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def assert_view_columns(shop: Shop, body: dict[str, Any], view: str,
+                        columns: dict[str, str]) -> None:
+    """The response columns ``columns`` (output name -> feature of ``view``) hold, for every
+    requested entity, one reference row of ``view`` (or null/MISSING when it has none)."""
+    names = body["metadata"]["feature_names"]
+    results = dict(zip(names, body["results"], strict=True))
+    keys = shop.keys(view)
+    ts = shop.spec.views[view].timestamp
+    count = len(results[keys[0]]["values"])
+    for i in range(count):
+        key = tuple(results[k]["values"][i] for k in keys)
+        got = {f: results[n]["values"][i] for n, f in columns.items()}
+        statuses = {results[n]["statuses"][i] for n in columns}
+        stamps = {results[n]["event_timestamps"][i] for n in columns}
+        choices = shop.expected[view].get(key)
+        if choices is None:
+            assert statuses == {"MISSING"} and stamps == {None}, (view, key, got)
+            assert set(got.values()) == {None}, (view, key, got)
+            continue
+        assert statuses == {"PRESENT"}, (view, key)
+        assert any(all(same(got[f], json_form(row[f])) for f in got)
+                   and stamps == {as_utc(row[ts]).isoformat()}  # type: ignore[union-attr]
+                   for row in choices), (view, key, got, stamps, choices)
+
+
+def customers(shop: Shop) -> list[int]:
+    """Customers with recent orders, customers with a profile only, one never seen."""
+    ordered = sorted(k[0] for k in shop.expected["customer_orders"])
+    profile_only = sorted(k[0] for k in shop.expected["customer_profile"]
+                          if k not in shop.expected["customer_orders"])
+    return ordered[:40] + profile_only[:10] + [MISSING_ID]
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def test_features_by_name_equal_the_reference(shop: Shop, client: Client) -> None:
+    ids = customers(shop)
+    response = client().post(URL, json={
+        "features": ["customer_orders.orders_30d", "customer_orders.last_category",
+                     "customer_profile"],
+        "entities": {"customer_id": ids}})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["metadata"]["feature_names"] == [
+        "customer_id", "orders_30d", "last_category", "segment", "credit_limit", "country"]
+    key_column = body["results"][0]
+    assert key_column == {"values": ids, "statuses": ["PRESENT"] * len(ids),
+                          "event_timestamps": [None] * len(ids)}
+    assert_view_columns(shop, body, "customer_orders",
+                        {"orders_30d": "orders_30d", "last_category": "last_category"})
+    assert_view_columns(shop, body, "customer_profile", {
+        "segment": "segment", "credit_limit": "credit_limit", "country": "country"})
+    statuses = body["results"][1]["statuses"]
+    assert statuses.count("PRESENT") == 40 and statuses[-1] == "MISSING"
+    assert body["results"][3]["statuses"].count("PRESENT") == 50
+
+
+def test_feature_service_with_a_composite_key_equals_the_reference(shop: Shop,
+                                                                   client: Client) -> None:
+    pairs = sorted(shop.expected["customer_product"])[:30]
+    products = sorted(k[0] for k in shop.expected["product_ratings"])
+    pairs += [(pairs[0][0], MISSING_ID), (MISSING_ID, products[0])]
+    response = client().post(URL, json={
+        "feature_service": "purchase_training",
+        "entities": {"customer_id": [c for c, _ in pairs], "product_id": [p for _, p in pairs]}})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["metadata"]["feature_names"] == [
+        "customer_id", "product_id", "orders_30d", "reviews_90d", "avg_rating_90d",
+        "times_bought", "last_quantity"]
+    assert_view_columns(shop, body, "customer_orders", {"orders_30d": "orders_30d"})
+    assert_view_columns(shop, body, "product_ratings", {"reviews_90d": "reviews_90d",
+                                                        "avg_rating_90d": "avg_rating_90d"})
+    assert_view_columns(shop, body, "customer_product", {"times_bought": "times_bought",
+                                                         "last_quantity": "last_quantity"})
+    times = body["results"][5]["statuses"]
+    assert times == ["PRESENT"] * 30 + ["MISSING", "MISSING"]
+    assert body["results"][3]["statuses"][-1] == "PRESENT"  # the product has ratings
+
+
+def test_http_answers_what_the_python_api_answers(shop: Shop, client: Client) -> None:
+    ids = customers(shop)
+    response = client().post(URL, json={"feature_service": "churn_training",
+                                        "entities": {"customer_id": ids}})
+    assert response.status_code == 200, response.text
+    api = shop.project.online_features("churn_training", {"customer_id": ids}).to_json()
+    assert response.json() == json.loads(json.dumps(api))
+    assert response.json()["metadata"]["feature_names"] == [
+        "customer_id", "orders_30d", "spend_30d", "avg_amount_30d", "last_category",
+        "segment", "credit_limit"]
+
+
+def test_zero_entities(client: Client) -> None:
+    response = client().post(URL, json={"features": ["customer_orders.orders_30d"],
+                                        "entities": {"customer_id": []}})
+    assert response.status_code == 200
+    empty = {"values": [], "statuses": [], "event_timestamps": []}
+    assert response.json() == {"metadata": {"feature_names": ["customer_id", "orders_30d"]},
+                               "results": [empty, empty]}
+
+
+# -- health and metrics ----------------------------------------------------------------------
+
+def test_health_and_metrics(shop: Shop, client: Client) -> None:
+    http = client()
+    health = http.get("/health")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    fresh = http.get("/metrics").json()
+    assert fresh["requests"] == {"ok": 0, "client_error": 0, "server_error": 0}
+    assert fresh["latency_ms"] == {"window": 0, "p50": None, "p90": None, "p99": None,
+                                   "max": None}
+    assert fresh["uptime_seconds"] >= 0
+    good = {"features": ["customer_orders"], "entities": {"customer_id": customers(shop)}}
+    for _ in range(3):
+        assert http.post(URL, json=good).status_code == 200
+    for bad in ({"features": ["nope"], "entities": {"customer_id": [1]}}, {"features": []}):
+        assert http.post(URL, json=bad).status_code == 400
+    metrics = http.get("/metrics").json()
+    assert metrics["requests"] == {"ok": 3, "client_error": 2, "server_error": 0}
+    latency = metrics["latency_ms"]
+    assert latency["window"] == 5
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"] < 10_000
+    assert http.get("/health").status_code == 200  # health checks are not counted
+    assert http.get("/metrics").json()["requests"]["ok"] == 3
+
+
+# -- bad requests: 400 with a message, and the server keeps serving --------------------------
+
+ONE = {"customer_id": [1]}
+BAD_REQUESTS: dict[str, tuple[bytes | Any, str]] = {
+    "malformed json": (b'{"features": [', "the body must be JSON"),
+    "empty body": (b"", "the body must be JSON"),
+    "not utf-8": (b"\xff\xfe{}", "the body must be JSON"),
+    "not an object": ([1, 2], "the body must be a JSON object"),
+    "unknown field": ({"features": ["customer_orders"], "entities": ONE, "spine": 1},
+                      "unknown field(s): spine"),
+    "no features": ({"entities": ONE}, "give exactly one of 'features'"),
+    "both features and service": ({"features": ["customer_orders"],
+                                   "feature_service": "churn_training", "entities": ONE},
+                                  "give exactly one of 'features'"),
+    "features not a list": ({"features": "customer_orders", "entities": ONE},
+                            "'features' must be a list of strings"),
+    "feature not a string": ({"features": [["customer_orders"]], "entities": ONE},
+                             "'features' must be a list of strings"),
+    "service not a string": ({"feature_service": ["churn_training"], "entities": ONE},
+                             "'feature_service' must be a string"),
+    "empty feature list": ({"features": [], "entities": ONE}, "request at least one feature"),
+    "malformed feature name": ({"features": ["a.b.c"], "entities": ONE},
+                               "'a.b.c' is not 'view' or 'view.feature'"),
+    "unknown feature": ({"features": ["customer_orders.nope"], "entities": ONE},
+                        "feature view 'customer_orders' has no feature 'nope'"),
+    "unknown view": ({"features": ["nope.orders_30d"], "entities": ONE},
+                     "unknown feature view 'nope'"),
+    "unknown feature service": ({"feature_service": "nope", "entities": ONE},
+                                "'nope' is not a training set"),
+    "entities missing": ({"features": ["customer_orders"]}, "'entities' must be an object"),
+    "entities not an object": ({"features": ["customer_orders"], "entities": [1]},
+                               "'entities' must be an object"),
+    "missing key column": ({"features": ["customer_orders"], "entities": {"product_id": [1]}},
+                           "missing entity key column(s): customer_id"),
+    "missing one of two keys": ({"features": ["customer_product"], "entities": ONE},
+                                "missing entity key column(s): product_id (this request "
+                                "needs: customer_id, product_id)"),
+    "unexpected key column": ({"features": ["customer_orders"],
+                               "entities": {"customer_id": [1], "product_id": [1]}},
+                              "unexpected entity key column(s): product_id"),
+    "key values not a list": ({"features": ["customer_orders"], "entities": {"customer_id": 1}},
+                              "entity key 'customer_id' must be a list of values"),
+    "key values a string": ({"features": ["customer_orders"],
+                             "entities": {"customer_id": "12"}},
+                            "entity key 'customer_id' must be a list of values"),
+    "string for an int key": ({"features": ["customer_orders"],
+                               "entities": {"customer_id": [1, "2"]}},
+                              "key 'customer_id' of view 'customer_orders' must be an integer, "
+                              "got '2'"),
+    "bool for an int key": ({"features": ["customer_orders"],
+                             "entities": {"customer_id": [True]}},
+                            "must be an integer, got True"),
+    "float for an int key": ({"features": ["customer_orders"],
+                              "entities": {"customer_id": [1.5]}},
+                             "must be an integer, got 1.5"),
+    "null key": ({"features": ["customer_orders"], "entities": {"customer_id": [None]}},
+                 "must be an integer, got None"),
+    "keys of unequal length": ({"features": ["customer_product"],
+                                "entities": {"customer_id": [1, 2], "product_id": [1]}},
+                               "entity key columns must have the same length"),
+    "too many entities": ({"features": ["customer_orders"],
+                           "entities": {"customer_id": list(range(11))}},
+                          "too many entities: 11 (limit 10 per request)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_request_is_400_with_a_message(shop: Shop, client: Client, case: str) -> None:
+    body, message = BAD_REQUESTS[case]
+    http = client(max_entities=10)
+    if isinstance(body, bytes):
+        response = http.post(URL, content=body, headers={"content-type": "application/json"})
+    else:
+        response = http.post(URL, json=body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+    assert set(response.json()) == {"error"}
+    after = http.post(URL, json={"features": ["customer_orders.orders_30d"],
+                                 "entities": {"customer_id": customers(shop)[:10]}})
+    assert after.status_code == 200
+    assert_view_columns(shop, after.json(), "customer_orders", {"orders_30d": "orders_30d"})
+    assert http.get("/metrics").json()["requests"] == {"ok": 1, "client_error": 1,
+                                                       "server_error": 0}
+
+
+def test_wrong_method_or_path(client: Client) -> None:
+    http = client()
+    assert http.get(URL).status_code == 405
+    assert http.post("/health").status_code == 405
+    assert http.put("/metrics").status_code == 405
+    assert http.post("/nope", json={}).status_code == 404
+    assert http.get("/health").status_code == 200
+
+
+def test_deeply_nested_json_is_400(shop: Shop, client: Client) -> None:
+    http = client()
+    response = http.post(URL, content=b"[" * 100_000)
+    assert response.status_code == 400, response.text
+    assert "JSON" in response.json()["error"]
+
+
+def test_non_finite_feature_values_are_served_as_null(make_project: MakeProject,
+                                                      redis_server: RedisServer,
+                                                      tmp_path: Path) -> None:
+    """JSON has no NaN or Infinity: the response stays strict JSON (null, still PRESENT)
+    instead of failing; the Python API keeps the floats."""
+    data = tmp_path / "m.parquet"
+    at = utc_now() - dt.timedelta(minutes=5)
+    pq.write_table(pa.table({"user_id": [1, 2, 3], "ts": pa.array([at] * 3, pa.timestamp("us")),
+                             "x": [math.nan, math.inf, 1.5]}), data)
+    project = make_project({
+        "features/m.yml": """
+            entities:
+              - name: user
+                join_keys: [user_id]
+            feature_view:
+              name: m
+              entity: user
+              timestamp: ts
+              online: true
+              features:
+                - {name: x, type: float64}
+            """,
+        "features/m.sql": "SELECT user_id, ts, x FROM {{ source('raw', 'm') }}\n",
+        "models/sources.yml": f"""
+            sources:
+              - name: raw
+                tables:
+                  - name: m
+                    path: {data}
+            """,
+        "profiles.yml": online_profile("test", redis_server.url)})
+    project.sync()
+    service = project.online_service()
+    try:
+        http = TestClient(create_app(service), raise_server_exceptions=False)
+        response = http.post(URL, json={"features": ["m"], "entities": {"user_id": [1, 2, 3]}})
+        assert response.status_code == 200, response.text
+
+        def strict(constant: str) -> None:
+            raise ValueError(f"not JSON: {constant}")
+
+        body = json.loads(response.text, parse_constant=strict)
+        assert body["results"][1]["statuses"] == ["PRESENT"] * 3
+        assert body["results"][1]["values"] == [None, None, 1.5]
+        assert http.get("/metrics").json()["requests"]["ok"] == 1
+        python = service.get(["m"], {"user_id": [1, 2, 3]}).values["x"]
+        assert math.isnan(python[0]) and python[1:] == [math.inf, 1.5]
+    finally:
+        service.store.close()
+
+
+# -- a Redis outage ----------------------------------------------------------------------------
+
+def test_redis_outage_is_503_and_serving_recovers(make_project: MakeProject,
+                                                  tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", persistent=True).start()
+    try:
+        data = tmp_path / "scores.parquet"
+        project = scores_project(make_project, data, server.url)
+        at = utc_now() - dt.timedelta(minutes=10)
+        write_scores(data, [(u, at, at, u * 10, f"u{u}") for u in range(1, 6)])
+        project.sync()
+        service = project.online_service()
+        http = TestClient(create_app(service), raise_server_exceptions=False)
+        request = {"features": ["scores.score", "scores.label"],
+                   "entities": {"user_id": [1, 5, 6]}}
+        before = http.post(URL, json=request)
+        assert before.status_code == 200
+        assert before.json()["results"][1]["values"] == [10, 50, None]
+        assert before.json()["results"][2]["values"] == ["u1", "u5", None]
+
+        server.stop(kill=True)
+        down = http.post(URL, json=request)
+        assert down.status_code == 503, down.text
+        assert down.json()["error"].startswith(f"online store ({server.url}) failed while "
+                                               "reading features")
+        health = http.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "unavailable"
+
+        server.start()  # same port, data back from the append-only file
+        assert http.get("/health").json() == {"status": "ok"}
+        assert http.post(URL, json=request).json() == before.json()
+
+        server.client().flushall()  # the data is gone (say, restarted without persistence)
+        empty = http.post(URL, json=request)
+        assert empty.status_code == 503
+        assert empty.json() == {"error": "feature view 'scores' has no online data yet; run: "
+                                         "fsql sync"}
+        project.sync()
+        assert http.post(URL, json=request).json() == before.json()
+        assert http.get("/metrics").json()["requests"] == {"ok": 3, "client_error": 0,
+                                                           "server_error": 2}
+        assert get_scores(project, [5])["label"] == ["u5"]
+        service.store.close()
+    finally:
+        server.stop(kill=True)
+
+
+# -- the real command --------------------------------------------------------------------------
+
+def test_fsql_serve_end_to_end(shop: Shop, client: Client) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FSQL_")}
+    proc = subprocess.Popen([FSQL, "--project-dir", str(shop.project.root), "serve",
+                             "--port", str(port), "--max-entities", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "fsql serve did not come up"
+            time.sleep(0.05)
+        request = {"feature_service": "churn_training",
+                   "entities": {"customer_id": customers(shop)}}
+        with httpx.Client(base_url=base, timeout=10) as http:
+            served = http.post(URL, json=request)
+            assert served.status_code == 200, served.text
+            assert served.json() == client().post(URL, json=request).json()
+            assert_view_columns(shop, served.json(), "customer_orders", {
+                "orders_30d": "orders_30d", "spend_30d": "spend_30d",
+                "avg_amount_30d": "avg_amount_30d", "last_category": "last_category"})
+            assert_view_columns(shop, served.json(), "customer_profile", {
+                "segment": "segment", "credit_limit": "credit_limit"})
+            too_many = http.post(URL, json={"feature_service": "churn_training",
+                                            "entities": {"customer_id": list(range(61))}})
+            assert too_many.status_code == 400
+            assert "limit 60 per request" in too_many.json()["error"]
+            assert http.get("/metrics").json()["requests"]["ok"] == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert f"on http://127.0.0.1:{port}" in " ".join(err.split())
