@@ -584,8 +584,9 @@ def stage_timers() -> dict[str, float]:
     wrap(sync, "_watermark", "watermark query")
     wrap(getattr(engine, "DuckDBEngine", None), "fetch_batches", "latest-rows query + fetch",
          generator=True)
-    wrap(sync, "_rows", "Arrow -> Row objects")
-    wrap(redis_store.RedisStore, "write", "keys + encoding + guarded write (EVALSHA)")
+    wrap(sync, "_encode_batch", "Arrow -> keys + msgpack values")
+    wrap(redis_store.RedisStore, "write",
+         "write (pipelined SET; guarded EVALSHA when incremental)")
     wrap(redis_store.RedisStore, "drop_generation", "drop old generation (SCAN + UNLINK)")
     return stages
 

@@ -124,7 +124,8 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
         output.print_json(result.to_json())
         return
     output.table("Training sets", ["name", "rows", "columns", "seconds", "output"],
-                 [(t.name, f"{t.rows:,}", t.columns, f"{t.seconds:.2f}", t.output)
+                 [(t.name, f"{t.rows:,}", t.columns, f"{t.seconds:.2f}",
+                   output.shown_path(t.output))
                   for t in result.training_sets])
     output.stdout.print(f"Built {len(result.relations)} relations and "
                         f"{len(result.training_sets)} training sets in {result.seconds:.2f}s")

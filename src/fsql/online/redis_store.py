@@ -2,17 +2,18 @@
 
 Guarantees, and how:
 
-* **Never older over newer.** Writes go through one Lua script per batch that compares the
-  40-character (event, created) header of the stored and the new value and keeps the newer one,
-  even when a batch holds both (Feast's redis store makes the same promise).
+* **Never older over newer.** Incremental writes go through one Lua script per batch that
+  compares the 40-character (event, created) header of the stored and the new value and keeps
+  the newer one (Feast's redis store makes the same promise). A full refresh writes a fresh
+  generation that nobody reads or writes yet: plain pipelined SETs, one entity once.
 * **Whole vectors.** One key holds one entity's whole feature vector for a view, so an
   interrupted sync leaves each entity at its old or its new vector, never a mix.
 * **Expiry.** A view with a ttl writes each key with ``PXAT event_time + ttl``: Redis itself
   drops expired values, so they neither pile up nor get served; readers also re-check the ttl to
   the microsecond.
 * **Atomic full refresh.** A full refresh writes a new *generation* of keys, then flips the
-  view's ``generation`` in its meta hash; readers fetch meta and values in one MULTI/EXEC, so they
-  see the old or the new generation, never a half-loaded one. Old generations are then deleted
+  view's ``generation`` in its meta hash; readers see the old or the new generation, never a
+  half-loaded one (see ``read_keys``). Old generations are then deleted
   (the flip records the replaced generation as retired, so a run dying before the delete leaves
   it for the next run to delete).
 * **Nothing published without the lock.** The flip and watermark updates check, in the same
@@ -22,7 +23,6 @@ Guarantees, and how:
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -111,13 +111,14 @@ class WriteCounts:
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
-    """One entity's latest values for one view, ready to write."""
+class Batch:
+    """Encoded latest values of some entities of one view, ready to write: each entity's key
+    suffix (``ViewLayout.key_suffixes``), value (``ViewLayout.encode_rows``) and, for a view
+    with a ttl, the instant its key expires (ms since the epoch)."""
 
-    key: tuple[Any, ...]
-    event: int  # microseconds since the epoch
-    created: int | None
-    values: list[Any]
+    suffixes: list[str]
+    values: list[bytes]
+    expire_at_ms: list[int] | None
 
 
 def _text(value: bytes | str) -> str:
@@ -251,9 +252,9 @@ class RedisStore:
         with self.errors(f"deleting old data of view '{layout.view}'"):
             batch: list[bytes] = []
             for key in self.client.scan_iter(match=layout.generation_pattern(generation),
-                                             count=1000):
+                                             count=10_000):
                 batch.append(key)
-                if len(batch) >= 1000:
+                if len(batch) >= 10_000:
                     deleted += int(self.client.unlink(*batch))
                     batch = []
             if batch:
@@ -263,22 +264,33 @@ class RedisStore:
         return deleted
 
     # -- writes ------------------------------------------------------------------------------
-    def write(self, layout: ViewLayout, generation: int, rows: Sequence[Row],
-              ttl_seconds: int | None, counts: WriteCounts) -> None:
-        """Guarded write of one batch (one script call, one round trip)."""
-        if not rows:
+    def write(self, layout: ViewLayout, generation: int, batch: Batch, counts: WriteCounts,
+              guarded: bool = True) -> None:
+        """Write one batch in one round trip.
+
+        ``guarded``: through the script that keeps whichever of the stored and the new value is
+        newer (incremental syncs, into the live generation). Unguarded: plain pipelined ``SET``
+        (``MSET`` without a ttl) -- for a full refresh, whose new generation no reader sees and
+        no other sync writes (the lock is held), and which holds each entity once."""
+        if not batch.values:
             return
-        keys: list[bytes] = []
-        args: list[Any] = []
-        for row in rows:
-            keys.append(layout.key(generation, row.key))
-            args.append(layout.encode(row.event, row.created, row.values))
-            if ttl_seconds is None:
-                args.append(0)
-            else:  # Redis expires at ms granularity; round up, readers check exactly
-                args.append(math.ceil((row.event + ttl_seconds * 1_000_000) / 1000))
+        prefix = f"{layout.prefix}:{generation}:"
+        keys = [prefix + suffix for suffix in batch.suffixes]
+        expiry = batch.expire_at_ms
         with self.errors(f"writing view '{layout.view}'"):
-            counts.add(self._write(keys=keys, args=args))
+            if guarded:
+                pairs = zip(batch.values, expiry or [0] * len(keys), strict=True)
+                counts.add(self._write(keys=keys, args=[x for pair in pairs for x in pair]))
+                return
+            if expiry is None:
+                commands: list[tuple[Any, ...]] = [
+                    ("MSET", *[x for pair in zip(keys, batch.values, strict=True)
+                               for x in pair])]
+            else:
+                commands = [("SET", key, value, "PXAT", at)
+                            for key, value, at in zip(keys, batch.values, expiry, strict=True)]
+            self._round_trip(commands)
+            counts.written += len(keys)
 
     # -- reads -------------------------------------------------------------------------------
     READ_META = ("generation", "key_kinds", "schema")  # the meta fields readers need

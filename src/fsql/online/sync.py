@@ -31,7 +31,7 @@ from fsql.diff import breaking, diff, view_manifest
 from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, OnlineStoreError, RequestError
 from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column
-from fsql.online.redis_store import RedisStore, Row, WriteCounts
+from fsql.online.redis_store import Batch, RedisStore, WriteCounts
 from fsql.pit import CREATED, TS, LatestPlan, ViewJoin, latest_rows_query, watermark_query
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ def layout_for(node: CompiledNode, join: ViewJoin, namespace: str) -> ViewLayout
     return ViewLayout(namespace, node.name, join.keys, tuple(kinds), join.view.features)
 
 
-def _rows(batch: pa.RecordBatch, join: ViewJoin) -> list[Row]:
+def _encode_batch(batch: pa.RecordBatch, join: ViewJoin, layout: ViewLayout) -> Batch:
+    """Latest rows (Arrow) -> keys, encoded values and expiry instants, column by column."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -108,12 +109,15 @@ def _rows(batch: pa.RecordBatch, join: ViewJoin) -> list[Row]:
         values: list[Any] = pc.cast(as_us, pa.int64()).to_pylist()
         return values
 
-    keys = [batch.column(k).to_pylist() for k in join.keys]
+    suffixes = layout.key_suffixes([batch.column(k).to_pylist() for k in join.keys])
     events = instants(TS)
     created = instants(CREATED) if join.view.created_timestamp else [None] * batch.num_rows
-    values = [encode_column(batch.column(f.name).to_pylist(), f) for f in join.features]
-    return [Row(tuple(k[i] for k in keys), events[i], created[i], [v[i] for v in values])
-            for i in range(batch.num_rows)]
+    columns = [encode_column(batch.column(f.name).to_pylist(), f) for f in join.features]
+    expiry = None
+    if join.view.ttl is not None:  # Redis expires at ms: round up, readers check exactly
+        ttl_us = join.view.ttl.seconds * 1_000_000
+        expiry = [-(-(event + ttl_us) // 1000) for event in events]
+    return Batch(suffixes, layout.encode_rows(events, created, columns), expiry)
 
 
 def _watermark(engine: Engine, plan: LatestPlan) -> int | None:
@@ -231,12 +235,12 @@ class Syncer:
         generation = (int(meta["generation"]) if not full else
                       (0 if dry_run else self.store.new_generation(layout)))
         counts, entities = WriteCounts(), 0
-        ttl = join.view.ttl.seconds if join.view.ttl else None
         for batch in self.engine.fetch_batches(latest_rows_query(plan), self.batch_size):
-            rows = _rows(batch, join)
-            entities += len(rows)
+            encoded = _encode_batch(batch, join, layout)
+            entities += len(encoded.values)
             if not dry_run:
-                self.store.write(layout, generation, rows, ttl, counts)
+                # a full refresh fills a generation nobody reads yet: no guard needed
+                self.store.write(layout, generation, encoded, counts, guarded=not full)
                 self._keep_lock()
         dropped = 0
         fields = {"watermark": "" if watermark is None else str(watermark),
