@@ -188,20 +188,21 @@ class AsofJoin(PitStrategy):
     sort than two columns plus a struct built in the condition)."""
 
     def query(self, plan: PitPlan) -> exp.Select:
+        # built in place (copy=False): every builder call would otherwise copy the whole query
         select = exp.select(*[_col(c, SPINE) for c in plan.output_spine]).from_(
-            exp.alias_(plan.spine, SPINE, table=True))
+            exp.alias_(plan.spine, SPINE, table=True), copy=False)
         for i, join in enumerate(plan.joins):
             alias = f"v{i}"
             common = common_time(plan, join)
             spine_ts = _as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)
             select = select.join(self._view_side(join, common), join_type="asof left",
                                  join_alias=alias,
-                                 on=self._condition(join, alias, spine_ts, common))
+                                 on=self._condition(join, alias, spine_ts, common), copy=False)
             event = (_col(TS, alias) if join.created_type is None else
                      exp.Dot(this=_col(KEY, alias), expression=exp.to_identifier("t")))
             if plan.audit:
                 select = select.select(exp.alias_(event.copy(), audit_column(join.view.name),
-                                                  quoted=True))
+                                                  quoted=True), copy=False)
             for name in join.output_names:
                 value: exp.Expr = _col(name, alias)
                 if join.view.ttl is not None:
@@ -211,8 +212,8 @@ class AsofJoin(PitStrategy):
                     value = exp.Case(ifs=[exp.If(this=exp.GTE(this=event.copy(),
                                                               expression=horizon),
                                                  true=value)])
-                select = select.select(exp.alias_(value, name, quoted=True))
-        return select.order_by(*[_col(c, SPINE) for c in plan.order_by])
+                select = select.select(exp.alias_(value, name, quoted=True), copy=False)
+        return select.order_by(*[_col(c, SPINE) for c in plan.order_by], copy=False)
 
     @staticmethod
     def _view_side(join: ViewJoin, common: exp.DataType) -> exp.Subquery:
