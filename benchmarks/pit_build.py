@@ -42,15 +42,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import statistics
-import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+import common
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -67,8 +65,7 @@ ENTITIES = 100_000
 SEED = 20240601
 
 START_US = 1_672_531_200 * 1_000_000  # 2023-01-01 00:00:00 UTC
-SPAN_S = 730 * 86_400  # two years of events
-DAY_S = 86_400
+SPAN_S = 730 * common.DAY_S  # two years of events
 TTL_DAYS = 30
 
 
@@ -80,20 +77,8 @@ def data_dir(scale: float) -> Path:
 
 def ensure_data(scale: float) -> dict[str, Any]:
     """Generate the Parquet files for ``scale`` unless they are already there."""
-    directory = data_dir(scale)
-    meta_path = directory / "meta.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("version") == DATA_VERSION:
-            return dict(meta)
-    directory.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    print(f"generating data in {directory} ...", file=sys.stderr, flush=True)
-    meta = generate(directory, scale)
-    meta["seconds"] = round(time.perf_counter() - started, 1)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"  done in {meta['seconds']} s", file=sys.stderr, flush=True)
-    return meta
+    return common.cached_data(data_dir(scale), DATA_VERSION,
+                              lambda directory: generate(directory, scale))
 
 
 def generate(directory: Path, scale: float) -> dict[str, Any]:
@@ -101,88 +86,36 @@ def generate(directory: Path, scale: float) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rng = np.random.default_rng(SEED)
     entities = max(100, round(ENTITIES * scale))
     view_rows = max(1000, round(VIEW_ROWS * scale))
     spine_rows = max(100, round(SPINE_ROWS * scale))
+    synth = common.Synthetic(SEED, entities)
+    rng = synth.rng
 
-    def timestamps(seconds: Any, null_fraction: float) -> pa.Array:
-        micros = START_US + seconds.astype(np.int64) * 1_000_000
-        return pa.array(micros, pa.timestamp("us"),
-                        mask=rng.random(len(micros)) < null_fraction)
-
-    def strings(values: list[str], index: Any) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()),
-                                              pa.array(values)).cast(pa.string())
-
-    def ints(values: Any, null_fraction: float) -> pa.Array:
-        return pa.array(values.astype(np.int64), pa.int64(),
-                        mask=rng.random(len(values)) < null_fraction)
-
-    def keys(rows: int) -> tuple[Any, Any]:
-        """(entity, second) pairs, unique, with heavy-tailed rows per entity, ~5% of
-        entities without rows; sorted by time (a log appended in event order)."""
-        weights = rng.pareto(1.5, entities) + 0.05
-        weights[rng.random(entities) < 0.05] = 0.0
-        extra = rows // 100 + 100  # oversample, then drop duplicates and the surplus
-        counts = rng.multinomial(rows + extra, weights / weights.sum())
-        entity = np.repeat(np.arange(entities, dtype=np.int64), counts)
-        key = np.sort(entity * SPAN_S + rng.integers(0, SPAN_S, len(entity)))
-        key = key[np.concatenate(([True], key[1:] != key[:-1]))]
-        key = np.sort(rng.choice(key, rows, replace=False))
-        entity, second = np.divmod(key, SPAN_S)
-        order = np.argsort(second, kind="stable")
-        return entity[order], second[order]
+    def micros(seconds: Any) -> Any:
+        return START_US + seconds * 1_000_000
 
     # activity: no created timestamp, 30-day ttl.
-    entity, second = keys(view_rows)
+    entity, second = synth.keys(view_rows, SPAN_S)
     items = [f"sku-{i:06d}" for i in range(50_000)]
-    activity = pa.table({
-        "entity_id": pa.array(entity, pa.int64()),
-        "event_ts": timestamps(second, 0.001),
-        "clicks": ints(rng.poisson(3.0, view_rows), 0.05),
-        "spend": pa.array(np.round(rng.lognormal(3.0, 1.0, view_rows), 2), pa.float64()),
-        "channel": strings(["web", "ios", "android", "email", "store", "partner"],
-                           rng.choice(6, view_rows, p=[.4, .2, .2, .1, .07, .03])),
-        "last_item": strings(items, np.minimum(rng.zipf(1.3, view_rows) - 1, len(items) - 1)),
-    })
+    activity = synth.activity(entity, micros(second), 0.001).append_column(
+        "last_item", synth.strings(items, np.minimum(rng.zipf(1.3, view_rows) - 1,
+                                                     len(items) - 1)))
     pq.write_table(activity, directory / "activity.parquet")
 
     # profile: created timestamp with ~1% same-timestamp corrections (later created, other
     # values); ~0.5% null created timestamps, which lose every tie.
-    corrections = view_rows // 100
-    base = view_rows - corrections
-    entity, second = keys(base)
-    fixed = np.sort(rng.choice(base, corrections, replace=False))
-    delay = rng.integers(60, 2 * DAY_S, base)
-    created = np.concatenate([second + delay, second[fixed] + delay[fixed]
-                              + rng.integers(1, 7 * DAY_S, corrections)])
-    entity = np.concatenate([entity, entity[fixed]])
-    second = np.concatenate([second, second[fixed]])
-    created_null = np.concatenate([rng.random(base) < 0.005, np.zeros(corrections, bool)])
-    order = np.argsort(created, kind="stable")  # the file is in ingestion order
-    countries = ["US", "DE", "FR", "GB", "IN", "BR", "JP", "CA", "ES", "IT", "MX", "NL", "PL",
-                 "SE", "AU", "KR", "TR", "AR", "ZA", "NG"]
-    profile = pa.table({
-        "entity_id": pa.array(entity[order], pa.int64()),
-        "snapshot_ts": timestamps(second[order], 0.001),
-        "ingested_at": pa.array(START_US + created[order] * 1_000_000, pa.timestamp("us"),
-                                mask=created_null[order]),
-        "tier": strings(["free", "basic", "pro", "enterprise"],
-                        rng.choice(4, view_rows, p=[.6, .25, .12, .03])),
-        "credit_limit": ints(rng.integers(0, 100, view_rows) * 10_000, 0.1),
-        "score": pa.array(rng.normal(0.0, 1.0, view_rows), pa.float64()),
-        "country": strings(countries, rng.zipf(1.5, view_rows) % len(countries)),
-    })
+    entity, second, created, created_null, corrections = synth.corrected_keys(view_rows, SPAN_S)
+    profile = synth.profile(entity, micros(second), micros(created), created_null, 0.001)
     pq.write_table(profile, directory / "profile.parquet")
 
     # spine: labels in random order; ~5% of ids unknown to both views; a few null keys and
     # null timestamps (they match nothing but must still appear once each).
-    label_s = rng.integers(TTL_DAYS * DAY_S, SPAN_S + 7 * DAY_S, spine_rows)
+    label_s = rng.integers(TTL_DAYS * common.DAY_S, SPAN_S + 7 * common.DAY_S, spine_rows)
     spine = pa.table({
         "entity_id": pa.array(rng.integers(0, round(entities * 1.05), spine_rows), pa.int64(),
                               mask=rng.random(spine_rows) < 0.0001),
-        "label_ts": timestamps(label_s, 0.0001),
+        "label_ts": synth.timestamps(micros(label_s), 0.0001),
         "label": pa.array(rng.random(spine_rows) < 0.1, pa.bool_()),
     })
     pq.write_table(spine, directory / "spine.parquet")
@@ -200,36 +133,7 @@ def paths(scale: float) -> dict[str, Path]:
 
 def write_project(scale: float, threads: int, memory_limit: str) -> Path:
     """(Re)write the benchmark's fsql project; sources point at the data for ``scale``."""
-    files = paths(scale)
-    texts = {
-        "fsql_project.yml": "name: pit_bench\nprofile: pit_bench\n",
-        "profiles.yml": f"""\
-            pit_bench:
-              target: bench
-              outputs:
-                bench:
-                  offline:
-                    type: duckdb
-                    path: target/bench.duckdb
-                    threads: {threads}
-                    memory_limit: {memory_limit}
-            """,
-        "models/sources.yml": f"""\
-            sources:
-              - name: bench
-                tables:
-                  - name: spine
-                    path: {json.dumps(os.path.relpath(files["spine"], PROJECT))}
-                  - name: activity
-                    path: {json.dumps(os.path.relpath(files["activity"], PROJECT))}
-                  - name: profile
-                    path: {json.dumps(os.path.relpath(files["profile"], PROJECT))}
-            """,
-        "features/entities.yml": """\
-            entities:
-              - name: entity
-                join_keys: [entity_id]
-            """,
+    views = {
         "features/activity.yml": f"""\
             feature_view:
               name: activity
@@ -270,20 +174,9 @@ def write_project(scale: float, threads: int, memory_limit: str) -> Path:
             SELECT entity_id, snapshot_ts, ingested_at, tier, credit_limit, score, country
             FROM {{ source('bench', 'profile') }}
             """,
-        "features/training_sets.yml": f"""\
-            training_sets:
-              - name: {TRAINING_SET}
-                spine:
-                  source: bench.spine
-                  timestamp: label_ts
-                features: [activity, profile]
-            """,
     }
-    for name, text in texts.items():
-        path = PROJECT / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return PROJECT
+    return common.write_project(PROJECT, "pit_bench", paths(scale), TRAINING_SET, views,
+                                threads, memory_limit)
 
 
 def fsql_output() -> Path:
@@ -325,7 +218,7 @@ def hand_query(scale: float) -> str:
       2.1 GiB.
     * this query: 3.7 s, 2.6 GiB (late materialization of only ``activity``: the same).
     """
-    files = {name: sql_string(path) for name, path in paths(scale).items()}
+    files = {name: common.sql_string(path) for name, path in paths(scale).items()}
     ttl = f"INTERVAL {TTL_DAYS} DAY"
     return f"""
         WITH matched AS (
@@ -361,43 +254,19 @@ def hand_query(scale: float) -> str:
     """
 
 
-def sql_string(path: Path) -> str:
-    """``path`` as a SQL string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def connect(database: str, threads: int, memory_limit: str) -> Any:
-    import duckdb
-
-    con = duckdb.connect(database)
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET threads = {int(threads)}")
-    con.execute("SET memory_limit = ?", [memory_limit])
-    return con
-
-
 # -- one run (in a fresh subprocess) -----------------------------------------------------------
-
-def peak_rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
-    return usage.ru_utime + usage.ru_stime
-
 
 def run_fsql(args: argparse.Namespace) -> dict[str, Any]:
     import fsql
 
-    cpu, started = cpu_seconds(), time.perf_counter()
+    cpu, started = common.cpu_seconds(), time.perf_counter()
     result = fsql.Project(PROJECT).build(select=[TRAINING_SET])
     seconds = time.perf_counter() - started
     (built,) = result.training_sets
     if built.output != fsql_output():
         raise SystemExit(f"fsql wrote {built.output}, expected {fsql_output()}")
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu,
-            "peak_rss_kib": peak_rss_kib(),
+    return {"seconds": seconds, "cpu_seconds": common.cpu_seconds() - cpu,
+            "peak_rss_kib": common.peak_rss_kib(),
             # fsql's own timing of the training-set step (COPY + row-count check)
             "training_set_seconds": built.seconds}
 
@@ -405,13 +274,13 @@ def run_fsql(args: argparse.Namespace) -> dict[str, Any]:
 def run_hand(args: argparse.Namespace) -> dict[str, Any]:
     output = hand_output()
     output.parent.mkdir(parents=True, exist_ok=True)
-    cpu, started = cpu_seconds(), time.perf_counter()
-    con = connect(str(HAND_DIR / "hand.duckdb"), args.threads, args.memory_limit)
-    con.execute(f"COPY ({hand_query(args.scale)}) TO {sql_string(output)} (FORMAT parquet)")
+    cpu, started = common.cpu_seconds(), time.perf_counter()
+    con = common.duckdb_connect(args.threads, args.memory_limit, str(HAND_DIR / "hand.duckdb"))
+    con.execute(f"COPY ({hand_query(args.scale)}) TO {common.sql_string(output)} (FORMAT parquet)")
     con.close()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu,
-            "peak_rss_kib": peak_rss_kib()}
+    return {"seconds": seconds, "cpu_seconds": common.cpu_seconds() - cpu,
+            "peak_rss_kib": common.peak_rss_kib()}
 
 
 def spawn(contender: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -419,12 +288,7 @@ def spawn(contender: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--run", contender,
                "--scale", f"{args.scale:g}", "--threads", str(args.threads),
                "--memory-limit", args.memory_limit]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"the {contender} run failed (exit {done.returncode}):\n"
-                         f"{done.stderr[-4000:]}")
-    report = [line for line in done.stdout.splitlines() if line.startswith("{")][-1]
-    return dict(json.loads(report))
+    return common.run_report(command, contender)
 
 
 # -- checking, machine, report -----------------------------------------------------------------
@@ -452,51 +316,18 @@ def verify(fsql_path: Path, hand_path: Path) -> dict[str, Any]:
                                      / rows, 4)}
 
 
-def machine() -> dict[str, Any]:
-    import duckdb
-
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory_kib = 0
-    with open("/proc/meminfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("MemTotal:"):
-                memory_kib = int(line.split()[1])
-    import fsql
-
-    return {"nproc": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1), "cpu": cpu,
-            "python": platform.python_version(), "duckdb": duckdb.__version__,
-            "fsql": fsql.__version__, "platform": platform.platform()}
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """median/min/max (and every run) of each measurement."""
     metrics = {"seconds": 1.0, "cpu_seconds": 1.0, "peak_rss_kib": 1 / 1024,
                "training_set_seconds": 1.0}
-    out: dict[str, Any] = {}
-    for key, factor in metrics.items():
-        if key not in runs[0]:
-            continue
-        values = [r[key] * factor for r in runs]
-        name = "peak_rss_mib" if key == "peak_rss_kib" else key
-        out[name] = {"median": round(statistics.median(values), 3),
-                     "min": round(min(values), 3), "max": round(max(values), 3),
-                     "runs": [round(v, 3) for v in values]}
-    return out
+    return {"peak_rss_mib" if key == "peak_rss_kib" else key:
+            common.stats([r[key] * factor for r in runs])
+            for key, factor in metrics.items() if key in runs[0]}
 
 
 def markdown(result: dict[str, Any]) -> str:
     f, h, r, m = (result["fsql"], result["hand"], result["ratios"], result["machine"])
     data, settings = result["data"], result["settings"]
-
-    def cell(stats: dict[str, Any], digits: int) -> str:
-        return (f"{stats['median']:,.{digits}f} "
-                f"({stats['min']:,.{digits}f}-{stats['max']:,.{digits}f})")
-
     lines = [
         f"{data['spine_rows']:,} spine rows; two feature views of {data['activity_rows']:,} "
         f"rows each over {data['entities']:,} entities (scale {data['scale']:g}); DuckDB "
@@ -506,9 +337,9 @@ def markdown(result: dict[str, Any]) -> str:
         "| contender | wall time (s) | CPU time (s) | peak RSS (MiB) |",
         "|---|---:|---:|---:|",
     ]
-    for name, stats in (("`fsql build`", f), ("hand-written DuckDB SQL", h)):
-        lines.append(f"| {name} | {cell(stats['seconds'], 2)} | "
-                     f"{cell(stats['cpu_seconds'], 2)} | {cell(stats['peak_rss_mib'], 0)} |")
+    for name, s in (("`fsql build`", f), ("hand-written DuckDB SQL", h)):
+        lines.append(f"| {name} | {common.cell(s['seconds'], 2)} | "
+                     f"{common.cell(s['cpu_seconds'], 2)} | {common.cell(s['peak_rss_mib'], 0)} |")
     lines.append(f"| **fsql / hand** | **{r['seconds']:.2f}x** (target <= 1.25x) | "
                  f"{r['cpu_seconds']:.2f}x | **{r['peak_rss']:.2f}x** (target <= 1.5x) |")
     step, checks = f["training_set_seconds"]["median"], result["output"]
@@ -564,8 +395,8 @@ def main(argv: list[str] | None = None) -> None:
         label = "warm-up" if i == 0 else f"run {i}/{args.repeat}"
         for contender in ("fsql", "hand"):
             report = spawn(contender, args)
-            print(f"{label:>9}  {contender:<4}  {report['seconds']:7.2f} s  "
-                  f"{report['peak_rss_kib'] / 1024:8,.0f} MiB", file=sys.stderr, flush=True)
+            common.log(f"{label:>9}  {contender:<4}  {report['seconds']:7.2f} s  "
+                       f"{report['peak_rss_kib'] / 1024:8,.0f} MiB")
             if i > 0:
                 runs[contender].append(report)
         checks = verify(fsql_output(), hand_output())
@@ -583,15 +414,12 @@ def main(argv: list[str] | None = None) -> None:
                                      ("peak_rss", "peak_rss_mib"))},
         "targets": {"seconds": 1.25, "peak_rss": 1.5},
         "output": checks,
-        "machine": machine(),
+        "machine": common.machine(),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "hand_query": textwrap.dedent(hand_query(args.scale)).strip(),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(markdown(result))
-    print(f"\nresults: {args.results}", file=sys.stderr)
+    common.publish(result, args.results, markdown(result))
 
 
 if __name__ == "__main__":

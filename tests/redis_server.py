@@ -1,7 +1,9 @@
-"""Real redis-server processes for tests, on free loopback ports (never the machine's own)."""
+"""Real redis-server processes for tests (and for ``benchmarks/online.py``), on free loopback
+ports (never the machine's own)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -57,8 +59,14 @@ class RedisServer:
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server used so far (from /proc)."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None:
