@@ -28,8 +28,15 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     for column in columns:
         out.add_column(column, overflow="fold")
     for row in rows:
-        out.add_row(*["" if v is None else str(v) for v in row])
+        out.add_row(*[_cell(v) for v in row])
     stdout.print(out)
+
+
+def _cell(value: Any) -> str:
+    """A value for people: floats to 10 significant digits (``--json`` keeps them exact)."""
+    if value is None:
+        return ""
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
 def shown_path(path: Path) -> str:
