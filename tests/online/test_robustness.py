@@ -46,6 +46,20 @@ def versioned(users: range | list[int], version: int, base: dt.datetime) -> list
     return [(u, at, at, version * 1_000_000 + u, f"v{version}:{u}") for u in users]
 
 
+def synced_v1(make_project: MakeProject, redis_url: str, tmp_path: Path, users: list[int],
+              **online: object) -> tuple[fsql.Project, Path, dt.datetime, list[Score]]:
+    """A scores project (source ``tmp_path / "scores.parquet"``, store at ``redis_url``,
+    ``online`` profile options) whose first sync wrote version 1 of every user in ``users``:
+    the project, its data file, the base time of the versions and the version-1 rows."""
+    data = tmp_path / "scores.parquet"
+    project = scores_project(make_project, data, redis_url, **online)
+    base = utc_now() - dt.timedelta(minutes=30)
+    v1 = versioned(users, 1, base)
+    write_scores(data, v1)
+    assert project.sync().views[0].written == len(users)
+    return project, data, base, v1
+
+
 def read_all(project: fsql.Project, users: list[int]) -> OnlineResult:
     service = project.online_service(max_entities=len(users))
     try:
@@ -145,6 +159,24 @@ def set_profile(project: fsql.Project, url: str, **online: object) -> None:
         online_profile("test", url, project.target.online.namespace, **online))
 
 
+def sync_writing(project: fsql.Project, server: RedisServer, *args: str, batches: int,
+                 batch_size: int, **online: object) -> subprocess.Popen[str]:
+    """``start_sync(project, *args)`` with the profile options ``batch_size`` and ``online``,
+    returned once it has written more than ``batches`` batches (killed if it ends or times out
+    first)."""
+    set_profile(project, server.url, batch_size=batch_size, **online)
+    client = server.client()
+    client.config_resetstat()
+    proc = start_sync(project, *args)
+    try:
+        wait_until(lambda: write_calls(client, batch_size) > batches, 60,
+                   f"it wrote {batches} batches", proc)
+    except BaseException:
+        kill(proc)
+        raise
+    return proc
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server for this test alone (it gets paused, stopped, restarted)."""
@@ -160,24 +192,17 @@ N = 30_000
 
 def test_killed_incremental_sync_leaves_whole_vectors_and_the_next_run_completes(
         make_project: MakeProject, own_redis: RedisServer, tmp_path: Path) -> None:
-    data = tmp_path / "scores.parquet"
-    project = scores_project(make_project, data, own_redis.url, batch_size=2000)
-    client = own_redis.client()
     users = list(range(N))
-    base = utc_now() - dt.timedelta(minutes=30)
-    v1 = versioned(users, 1, base)
-    write_scores(data, v1)
-    assert project.sync().views[0].written == N
+    project, data, base, v1 = synced_v1(make_project, own_redis.url, tmp_path, users,
+                                        batch_size=2000)
+    client = own_redis.client()
     before = meta(client, project)
     v2 = versioned(users, 2, base)
     write_scores(data, v1 + v2)
     # one entity per batch: the run makes 30k round trips, for (much) longer than lock_timeout
-    set_profile(project, own_redis.url, batch_size=1, lock_timeout=1)
     lock = f"{prefix(project)}:lock"
-    client.config_resetstat()
-    proc = start_sync(project)
+    proc = sync_writing(project, own_redis, batches=50, batch_size=1, lock_timeout=1)
     try:
-        wait_until(lambda: write_calls(client, 1) > 50, 60, "it started writing", proc)
         writing = time.monotonic()
         # a live run keeps its lock past lock_timeout: nobody else can take it meanwhile
         while time.monotonic() - writing < 1.4:
@@ -209,24 +234,16 @@ def test_killed_incremental_sync_leaves_whole_vectors_and_the_next_run_completes
 
 def test_killed_full_refresh_is_invisible_and_cleaned_up(
         make_project: MakeProject, own_redis: RedisServer, tmp_path: Path) -> None:
-    data = tmp_path / "scores.parquet"
-    project = scores_project(make_project, data, own_redis.url, batch_size=2000)
-    client = own_redis.client()
     users = list(range(N))
-    base = utc_now() - dt.timedelta(minutes=30)
-    v1 = versioned(users, 1, base)
-    write_scores(data, v1)
-    project.sync()
+    project, data, base, _ = synced_v1(make_project, own_redis.url, tmp_path, users,
+                                       batch_size=2000)
+    client = own_redis.client()
     before = meta(client, project)
     v2 = versioned(users, 2, base)
     write_scores(data, v2)
-    set_profile(project, own_redis.url, batch_size=5, lock_timeout=1)
-    client.config_resetstat()
-    proc = start_sync(project, "--full-refresh")
-    try:
-        wait_until(lambda: write_calls(client) > 300, 60, "it wrote ~1500 entities", proc)
-    finally:
-        kill(proc)
+    proc = sync_writing(project, own_redis, "--full-refresh", batches=300, batch_size=5,
+                        lock_timeout=1)  # ~1500 entities
+    kill(proc)
     assert proc.returncode == -signal.SIGKILL
 
     pending = meta(client, project)
@@ -246,14 +263,10 @@ def test_killed_full_refresh_is_invisible_and_cleaned_up(
 
 def test_full_refresh_killed_after_publishing_leaves_no_old_generation(
         make_project: MakeProject, own_redis: RedisServer, tmp_path: Path) -> None:
-    data = tmp_path / "scores.parquet"
-    project = scores_project(make_project, data, own_redis.url, batch_size=2000,
-                             lock_timeout=1)
-    client = own_redis.client()
     users = list(range(N))
-    base = utc_now() - dt.timedelta(minutes=30)
-    write_scores(data, versioned(users, 1, base))
-    project.sync()
+    project, data, base, _ = synced_v1(make_project, own_redis.url, tmp_path, users,
+                                       batch_size=2000, lock_timeout=1)
+    client = own_redis.client()
     old = meta(client, project)["generation"]
     v2 = versioned(users, 2, base)
     write_scores(data, v2)
@@ -290,22 +303,13 @@ def test_redis_stopped_mid_sync_fails_clearly_then_rerun_completes(
         make_project: MakeProject, tmp_path: Path, persistent: bool) -> None:
     server = RedisServer(tmp_path / "redis", persistent=persistent).start()
     try:
-        data = tmp_path / "scores.parquet"
-        project = scores_project(make_project, data, server.url, batch_size=2000,
-                                 lock_timeout=1)
         users = list(range(N))
-        base = utc_now() - dt.timedelta(minutes=30)
-        v1 = versioned(users, 1, base)
-        write_scores(data, v1)
-        project.sync()
+        project, data, base, v1 = synced_v1(make_project, server.url, tmp_path, users,
+                                            batch_size=2000, lock_timeout=1)
         v2 = versioned(users, 2, base)
         write_scores(data, v1 + v2)
-        set_profile(project, server.url, batch_size=5, lock_timeout=1)
-        client = server.client()
-        client.config_resetstat()
-        proc = start_sync(project)
+        proc = sync_writing(project, server, batches=300, batch_size=5, lock_timeout=1)
         try:
-            wait_until(lambda: write_calls(client) > 300, 60, "it started writing", proc)
             server.stop(kill=True)
             out, err = proc.communicate(timeout=60)
         finally:
@@ -342,20 +346,13 @@ def test_redis_restarted_under_a_paused_full_refresh_publishes_nothing(
     """The client reconnects transparently to the restarted, empty Redis and writes the rest:
     publishing that generation would serve a view missing the entities written before the
     restart, and the watermark would keep every later run from ever rewriting them."""
-    data = tmp_path / "scores.parquet"
-    project = scores_project(make_project, data, own_redis.url, batch_size=2000)
     users = list(range(N))
-    base = utc_now() - dt.timedelta(minutes=30)
-    write_scores(data, versioned(users, 1, base))
-    project.sync()
+    project, data, base, _ = synced_v1(make_project, own_redis.url, tmp_path, users,
+                                       batch_size=2000)
     v2 = versioned(users, 2, base)
     write_scores(data, v2)
-    set_profile(project, own_redis.url, batch_size=5)
-    client = own_redis.client()
-    client.config_resetstat()
-    proc = start_sync(project, "--full-refresh")
+    proc = sync_writing(project, own_redis, "--full-refresh", batches=300, batch_size=5)
     try:
-        wait_until(lambda: write_calls(client) > 300, 60, "it started writing", proc)
         proc.send_signal(signal.SIGSTOP)  # a long GC pause, a descheduled VM...
         own_redis.stop()
         own_redis.start()
@@ -382,12 +379,9 @@ def test_full_refresh_under_concurrent_reads(make_project: MakeProject,
     """A reader looping during full refreshes sees, at every read, one whole generation (old
     or new, never older than the last it saw); a long-lived reader idle during a whole refresh
     (flip and deletion of the generation it knew) reads the new one."""
-    data = tmp_path / "scores.parquet"
-    project = scores_project(make_project, data, redis_server.url, batch_size=100)
     users = list(range(3000))
-    base = utc_now() - dt.timedelta(minutes=30)
-    write_scores(data, versioned(users, 1, base))
-    project.sync()
+    project, data, base, _ = synced_v1(make_project, redis_server.url, tmp_path, users,
+                                       batch_size=100)
     sample = users[::10] + [10**9]  # and one user that never exists
 
     def read_version(service: OnlineService) -> int:
@@ -442,13 +436,9 @@ def test_full_refresh_under_concurrent_reads(make_project: MakeProject,
 
 def test_entities_deleted_from_the_source_disappear_only_with_full_refresh(
         make_project: MakeProject, redis_server: RedisServer, tmp_path: Path) -> None:
-    data = tmp_path / "scores.parquet"
-    project = scores_project(make_project, data, redis_server.url, batch_size=7)
     users = list(range(1, 101))
-    base = utc_now() - dt.timedelta(minutes=30)
-    v1 = versioned(users, 1, base)
-    write_scores(data, v1)
-    project.sync()
+    project, data, base, _ = synced_v1(make_project, redis_server.url, tmp_path, users,
+                                       batch_size=7)
     kept = versioned(users[:60], 2, base)
     write_scores(data, kept)  # users 61..100 are gone from the source
     incremental = project.sync().views[0]

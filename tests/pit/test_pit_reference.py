@@ -165,13 +165,42 @@ def time_column(values: Sequence[dt.datetime | None], zone: str | None,
     return (utc.dt.tz_localize(None) if zone is None else utc.dt.tz_convert(zone)).array
 
 
-def sources_yml(*tables: str) -> str:
-    entries = "".join(f"\n      - {{name: {t}, path: data/{t}.parquet}}" for t in tables)
-    return f"sources:\n  - name: raw\n    tables:{entries}\n"
+def views_project(make_project: MakeProject, entities: str, views: dict[str, str],
+                  tables: Sequence[str] = (), files: dict[str, str] | None = None
+                  ) -> fsql.Project:
+    """A project whose views (name -> feature_view YAML) each select everything from their
+    own Parquet file ``data/<name>.parquet`` (source ``raw.<name>``); ``tables`` are more
+    sources there, ``files`` more project files."""
+    entries = "".join(f"\n      - {{name: {t}, path: data/{t}.parquet}}"
+                      for t in (*views, *tables))
+    return make_project({
+        "models/sources.yml": f"sources:\n  - name: raw\n    tables:{entries}\n",
+        "features/entities.yml": entities,
+        **{f"features/{name}.yml": yml for name, yml in views.items()},
+        **{f"features/{name}.sql": f"SELECT * FROM {{{{ source('raw', '{name}') }}}}\n"
+           for name in views},
+        **(files or {}),
+    })
 
 
-def view_sql(table: str) -> str:
-    return f"SELECT * FROM {{{{ source('raw', '{table}') }}}}\n"
+def view_yml(spec: ViewSpec, entities: str | Sequence[str], types: dict[str, str]) -> str:
+    """The feature_view YAML of the view ``spec`` describes to the reference, so that fsql and
+    the reference read one declaration: ``entities`` one name (``entity:``) or a list
+    (``entities:``), ``types`` feature -> type in declaration order, a ttl whole minutes."""
+    assert set(types) == set(spec.features), (types, spec)
+    lines = ["feature_view:",
+             f"  entity: {entities}" if isinstance(entities, str)
+             else f"  entities: [{', '.join(entities)}]",
+             f"  timestamp: {spec.timestamp}"]
+    if spec.created:
+        lines.append(f"  created_timestamp: {spec.created}")
+    if spec.ttl:
+        minutes, rest = divmod(spec.ttl, dt.timedelta(minutes=1))
+        assert not rest, spec.ttl
+        lines.append(f"  ttl: {minutes // 60}h" if minutes % 60 == 0 else f"  ttl: {minutes}m")
+    lines.append("  features:")
+    lines += [f"    - {{name: {name}, type: {type_}}}" for name, type_ in types.items()]
+    return "\n".join(lines) + "\n"
 
 
 # -- reading and comparing outputs -----------------------------------------------------------
@@ -253,19 +282,7 @@ V_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", pa.timestamp("us")),
                       ("s", pa.string()), ("b", pa.bool_()), ("at", pa.timestamp("us"))])
 V_SPEC = ViewSpec(keys=("user_id",), timestamp="ts", created="created",
                   ttl=dt.timedelta(minutes=30), features=tuple(V_FEATURES))
-V_YML = """
-    feature_view:
-      entity: user
-      timestamp: ts
-      created_timestamp: created
-      ttl: 30m
-      features:
-        - {name: i, type: int64}
-        - {name: f, type: float64}
-        - {name: s, type: string}
-        - {name: b, type: bool}
-        - {name: at, type: timestamp}
-    """
+V_YML = view_yml(V_SPEC, "user", V_FEATURES)
 USER = "entities: [{name: user, join_keys: [user_id]}]\n"
 
 v_rows = st.fixed_dictionaries({
@@ -284,8 +301,7 @@ user_spine = st.fixed_dictionaries({
 
 @pytest.fixture
 def single_view(make_project: MakeProject) -> fsql.Project:
-    return make_project({"models/sources.yml": sources_yml("v"), "features/entities.yml": USER,
-                         "features/v.yml": V_YML, "features/v.sql": view_sql("v")})
+    return views_project(make_project, USER, {"v": V_YML})
 
 
 @CHECKS
@@ -308,14 +324,7 @@ def test_ttl_and_created_timestamp(single_view: fsql.Project, data: st.DataObjec
 W_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", pa.timestamp("us")),
                       ("n", pa.int64()), ("tag", pa.string())])
 W_SPEC = ViewSpec(keys=("user_id",), timestamp="ts", features=("n", "tag"))
-W_YML = """
-    feature_view:
-      entity: user
-      timestamp: ts
-      features:
-        - {name: n, type: int64}
-        - {name: tag, type: string}
-    """
+W_YML = view_yml(W_SPEC, "user", {"n": "int64", "tag": "string"})
 #: rows from long ago up to the grid: with no ttl, any age counts
 W_TIMES = (BASE - dt.timedelta(days=400), BASE - dt.timedelta(days=1), *GRID[:7])
 w_rows = st.fixed_dictionaries({
@@ -329,8 +338,7 @@ late_spine = st.fixed_dictionaries({
 
 @pytest.fixture
 def no_ttl_view(make_project: MakeProject) -> fsql.Project:
-    return make_project({"models/sources.yml": sources_yml("w"), "features/entities.yml": USER,
-                         "features/w.yml": W_YML, "features/w.sql": view_sql("w")})
+    return views_project(make_project, USER, {"w": W_YML})
 
 
 @CHECKS
@@ -355,33 +363,6 @@ ENTITIES = """
       - {name: user, join_keys: [user_id]}
       - {name: item, join_keys: [shop, sku]}
     """
-STOCK_YML = """
-    feature_view:
-      entity: item
-      timestamp: ts
-      created_timestamp: loaded
-      ttl: 40m
-      features:
-        - {name: qty, type: int64}
-        - {name: price, type: float64}
-    """
-UI_YML = """
-    feature_view:
-      entities: [user, item]
-      timestamp: ts
-      ttl: 1h
-      features:
-        - {name: clicks, type: int64}
-        - {name: note, type: string}
-    """
-ACT_YML = """
-    feature_view:
-      entity: user
-      timestamp: ts
-      features:
-        - {name: score, type: float64}
-        - {name: active, type: bool}
-    """
 STOCK_SCHEMA = pa.schema([("shop", pa.string()), ("sku", pa.int64()),
                           ("ts", pa.timestamp("us")), ("loaded", pa.timestamp("us")),
                           ("qty", pa.int64()), ("price", pa.float64())])
@@ -395,6 +376,9 @@ STOCK_SPEC = ViewSpec(("shop", "sku"), "ts", ("price", "qty"), "loaded",
 UI_SPEC = ViewSpec(("user_id", "shop", "sku"), "ts", ("clicks", "note"),
                    ttl=dt.timedelta(hours=1))
 ACT_SPEC = ViewSpec(("user_id",), "ts", ("score", "active"))
+STOCK_YML = view_yml(STOCK_SPEC, "item", {"qty": "int64", "price": "float64"})
+UI_YML = view_yml(UI_SPEC, ["user", "item"], {"clicks": "int64", "note": "string"})
+ACT_YML = view_yml(ACT_SPEC, "user", {"score": "float64", "active": "bool"})
 SHOPS = st.sampled_from(["a", "b", "a", "b", None])
 SKUS = st.sampled_from([1, 2, 1, 2, None])
 USERS = st.sampled_from([1, 2, 1, 2, None])
@@ -413,13 +397,8 @@ multi_spine = st.fixed_dictionaries({
 
 @pytest.fixture
 def multi_view(make_project: MakeProject) -> fsql.Project:
-    return make_project({
-        "models/sources.yml": sources_yml("stock", "ui", "act"),
-        "features/entities.yml": ENTITIES,
-        "features/stock.yml": STOCK_YML, "features/stock.sql": view_sql("stock"),
-        "features/ui.yml": UI_YML, "features/ui.sql": view_sql("ui"),
-        "features/act.yml": ACT_YML, "features/act.sql": view_sql("act"),
-    })
+    return views_project(make_project, ENTITIES,
+                         {"stock": STOCK_YML, "ui": UI_YML, "act": ACT_YML})
 
 
 @CHECKS
@@ -453,24 +432,6 @@ def test_composite_keys_and_several_views(multi_view: fsql.Project, data: st.Dat
 
 # -- (4) time zones: a DST spine, zoned and naive sources ------------------------------------
 
-ZONED_YML = """
-    feature_view:
-      entity: user
-      timestamp: ts
-      created_timestamp: created
-      ttl: 30m
-      features:
-        - {name: amount, type: int64}
-        - {name: seen, type: timestamptz}
-    """
-NAIVE_YML = """
-    feature_view:
-      entity: user
-      timestamp: ts
-      ttl: 20m
-      features:
-        - {name: flag, type: bool}
-    """
 #: the event time is zoned (Asia/Kolkata, +05:30), its created time naive (UTC)
 ZONED_SCHEMA = pa.schema([("user_id", pa.int64()),
                           ("ts", pa.timestamp("us", tz="Asia/Kolkata")),
@@ -481,15 +442,13 @@ NAIVE_SCHEMA = pa.schema([("user_id", pa.int64()), ("ts", pa.timestamp("us")),
 ZONED_SPEC = ViewSpec(("user_id",), "ts", ("amount", "seen"), "created",
                       dt.timedelta(minutes=30))
 NAIVE_SPEC = ViewSpec(("user_id",), "ts", ("flag",), ttl=dt.timedelta(minutes=20))
+ZONED_YML = view_yml(ZONED_SPEC, "user", {"amount": "int64", "seen": "timestamptz"})
+NAIVE_YML = view_yml(NAIVE_SPEC, "user", {"flag": "bool"})
 
 
 @pytest.fixture
 def zoned_views(make_project: MakeProject) -> fsql.Project:
-    return make_project({
-        "models/sources.yml": sources_yml("zoned", "naive"), "features/entities.yml": USER,
-        "features/zoned.yml": ZONED_YML, "features/zoned.sql": view_sql("zoned"),
-        "features/naive.yml": NAIVE_YML, "features/naive.sql": view_sql("naive"),
-    })
+    return views_project(make_project, USER, {"zoned": ZONED_YML, "naive": NAIVE_YML})
 
 
 @st.composite
@@ -547,12 +506,8 @@ train_spine = st.fixed_dictionaries({
 
 @pytest.fixture
 def declared_training_set(make_project: MakeProject) -> fsql.Project:
-    return make_project({
-        "models/sources.yml": sources_yml("v", "w", "spine"), "features/entities.yml": USER,
-        "features/v.yml": V_YML, "features/v.sql": view_sql("v"),
-        "features/w.yml": W_YML, "features/w.sql": view_sql("w"),
-        "features/training_sets.yml": TRAIN_YML,
-    })
+    return views_project(make_project, USER, {"v": V_YML, "w": W_YML}, tables=["spine"],
+                         files={"features/training_sets.yml": TRAIN_YML})
 
 
 def build_order(row: Row) -> tuple[Any, ...]:

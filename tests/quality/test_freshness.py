@@ -13,8 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import fsql
-from tests.conftest import MakeProject, online_profile
-from tests.redis_server import RedisServer
+from tests.quality.conftest import OnlineViewProject
 
 
 def write(path: Path, ages_hours: list[float]) -> None:
@@ -26,26 +25,15 @@ def write(path: Path, ages_hours: list[float]) -> None:
 
 
 @pytest.fixture
-def project(make_project: MakeProject, tmp_path: Path, redis_server: RedisServer
-            ) -> fsql.Project:
-    return make_project({
-        "models/sources.yml": f"""
-            sources:
-              - name: raw
-                tables: [{{name: f, path: {tmp_path / 'f.parquet'}}}]
-            """,
-        "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
-        "features/v.yml": """
-            feature_view:
-              entity: user
-              timestamp: ts
-              online: true
-              freshness: 2h
-              features: [{name: score, type: int64}]
-            """,
-        "features/v.sql": "SELECT * FROM {{ source('raw', 'f') }}\n",
-        "profiles.yml": online_profile("test", redis_server.url),
-    })
+def project(online_view_project: OnlineViewProject) -> fsql.Project:
+    return online_view_project("""
+        feature_view:
+          entity: user
+          timestamp: ts
+          online: true
+          freshness: 2h
+          features: [{name: score, type: int64}]
+        """)
 
 
 def test_fresh_data_but_never_synced_breaches(project: fsql.Project, tmp_path: Path) -> None:

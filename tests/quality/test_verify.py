@@ -13,13 +13,11 @@ import pytest
 
 import fsql
 from fsql.online.keys import ViewLayout
-from tests.conftest import MakeProject, online_profile
-from tests.redis_server import RedisServer
+from tests.quality.conftest import OnlineViewProject
 
 
 @pytest.fixture
-def project(make_project: MakeProject, tmp_path: Path, redis_server: RedisServer
-            ) -> fsql.Project:
+def project(online_view_project: OnlineViewProject, tmp_path: Path) -> fsql.Project:
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     n = 200
     pq.write_table(pa.table({
@@ -32,28 +30,18 @@ def project(make_project: MakeProject, tmp_path: Path, redis_server: RedisServer
         "ratio": pa.array([i / 3 for i in range(n)], pa.float64()),
         "grade": pa.array([f"g{i % 5}" for i in range(n)], pa.string())}),
         tmp_path / "f.parquet")
-    return make_project({
-        "models/sources.yml": f"""
-            sources:
-              - name: raw
-                tables: [{{name: f, path: {tmp_path / 'f.parquet'}}}]
-            """,
-        "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
-        "features/v.yml": """
-            feature_view:
-              entity: user
-              timestamp: ts
-              created_timestamp: created
-              ttl: 1d
-              online: true
-              features:
-                - {name: score, type: int64}
-                - {name: ratio, type: float64}
-                - {name: grade, type: string}
-            """,
-        "features/v.sql": "SELECT * FROM {{ source('raw', 'f') }}\n",
-        "profiles.yml": online_profile("test", redis_server.url),
-    })
+    return online_view_project("""
+        feature_view:
+          entity: user
+          timestamp: ts
+          created_timestamp: created
+          ttl: 1d
+          online: true
+          features:
+            - {name: score, type: int64}
+            - {name: ratio, type: float64}
+            - {name: grade, type: string}
+        """)
 
 
 def test_synced_store_matches_training_path(project: fsql.Project) -> None:
