@@ -48,6 +48,8 @@ class DuckDBEngine(Engine):
         if config.memory_limit:
             self.con.execute("SET memory_limit = ?", [config.memory_limit])
         self._in_transaction = False
+        self._kinds: dict[str, str] | None = None  # relation -> "view"/"table", until a
+        # transaction ends (a rollback may restore what was replaced)
 
     # -- statements ----------------------------------------------------------------------
     def _run(self, expression: exp.Expr) -> duckdb.DuckDBPyConnection:
@@ -80,6 +82,7 @@ class DuckDBEngine(Engine):
             self.con.execute("COMMIT")
         finally:
             self._in_transaction = False
+            self._kinds = None
 
     @contextmanager
     def rollback_only(self) -> Iterator[None]:
@@ -90,13 +93,15 @@ class DuckDBEngine(Engine):
         finally:
             self.con.execute("ROLLBACK")
             self._in_transaction = False
+            self._kinds = None
 
     def _existing_kind(self, name: str) -> str | None:
-        row = self.con.execute(
-            "SELECT table_type FROM information_schema.tables "
-            "WHERE table_schema = current_schema() AND table_name = ?", [name]
-        ).fetchone()
-        return None if row is None else ("view" if row[0] == "VIEW" else "table")
+        if self._kinds is None:  # one catalog query for a whole compile, not one per relation
+            rows = self.con.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_schema = current_schema()").fetchall()
+            self._kinds = {n: "view" if t == "VIEW" else "table" for n, t in rows}
+        return self._kinds.get(name)
 
     def replace_relation(self, name: str, query: exp.Query, materialized: str) -> None:
         existing = self._existing_kind(name)
@@ -105,6 +110,8 @@ class DuckDBEngine(Engine):
             self._run(exp.Drop(tables=[table], kind=existing.upper(), exists=True))
         self._run(exp.Create(this=table, kind=materialized.upper(), replace=True,
                              expression=query))
+        if self._kinds is not None:
+            self._kinds[name] = materialized
 
     def source_query(self, source: Source, root: Path) -> exp.Query:
         if source.location is None:
