@@ -19,7 +19,7 @@ from sqlglot import exp
 from fsql.compile import CompiledProject
 from fsql.definitions import FeatureView
 from fsql.engines.base import Engine
-from fsql.online.keys import from_micros
+from fsql.online.keys import iso_utc
 from fsql.online.redis_store import RedisStore
 from fsql.online.sync import layout_for, view_join
 from fsql.pit import common_instant
@@ -44,7 +44,7 @@ class Freshness:
 
 
 def _iso(micros: int | None) -> str | None:
-    return None if micros is None else from_micros(micros, zoned=True).isoformat()
+    return None if micros is None else iso_utc(micros)
 
 
 def check(project: CompiledProject, engine: Engine, store: RedisStore | None,

@@ -64,7 +64,7 @@ class Metrics:
 def _loads(body: bytes) -> Any:
     try:
         return orjson.loads(body)
-    except orjson.JSONDecodeError:  # what orjson refuses but json takes: huge ints, NaN
+    except orjson.JSONDecodeError:  # what orjson refuses but json takes: NaN, Infinity
         return json.loads(body)
 
 

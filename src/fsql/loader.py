@@ -70,19 +70,21 @@ class _Registry:
     def __init__(self, kind: str, errors: ErrorCollector) -> None:
         self.kind, self.errors = kind, errors
         self.items: dict[str, Any] = {}
-        self.where: dict[str, str] = {}  # "path:line" for messages
-        self.at: dict[str, tuple[str, int | None]] = {}
+        self.at: dict[str, tuple[str, int | None]] = {}  # name -> (file, line)
+
+    def where(self, name: str) -> str:
+        """``path:line`` (or just the path) of a registered name, for messages."""
+        path, line = self.at[name]
+        return f"{path}:{line}" if line else path
 
     def add(self, name: str, item: Any, path: str, line: int | None) -> None:
-        location = f"{path}:{line}" if line else path
         if name in self.items:
             self.errors.add(DefinitionError(
-                path, f"{self.kind} '{name}' is defined twice: here and in {self.where[name]}",
+                path, f"{self.kind} '{name}' is defined twice: here and in {self.where(name)}",
                 line=line, hint="rename or remove one of them.",
             ))
             return
         self.items[name] = item
-        self.where[name] = location
         self.at[name] = (path, line)
 
 
@@ -160,14 +162,14 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
             errors.add(DefinitionError(
                 ts.path, f"training set '{name}' has the same name as the "
                 f"{'feature view' if isinstance(relations.items[name], FeatureView) else 'model'}"
-                f" in {relations.where[name]}", line=ts.line,
+                f" in {relations.where(name)}", line=ts.line,
                 hint="the engine publishes both under that name; rename one."))
     for src in sources.items.values():
         if src.relation in relations.items:
             where, line = relations.at[src.relation]
             errors.add(DefinitionError(
                 where, f"'{src.relation}' is the engine's name for source {src.name} "
-                f"({sources.where[src.name]}); a model or view of that name would replace it",
+                f"({sources.where(src.name)}); a model or view of that name would replace it",
                 line=line,
                 hint="rename the model or view."))
     macros = []

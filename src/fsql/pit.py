@@ -219,10 +219,9 @@ class AsofJoin(PitStrategy):
     def _view_side(join: ViewJoin, common: exp.DataType) -> exp.Subquery:
         view = join.view
         columns: list[exp.Expr] = [exp.column(k, quoted=True) for k in join.keys]
-        ts = _as(exp.column(view.timestamp, quoted=True), join.ts_type, common, view_side=True)
+        ts = _instant(view.timestamp, join.ts_type, common)
         if view.created_timestamp and join.created_type is not None:
-            created = _as(exp.column(view.created_timestamp, quoted=True), join.created_type,
-                          common, view_side=True)
+            created = _instant(view.created_timestamp, join.created_type, common)
             lowest = exp.cast(exp.Literal.string("-infinity"), common)
             columns.append(exp.alias_(_pair(ts, exp.func("coalesce", created, lowest)), KEY,
                                       quoted=True))

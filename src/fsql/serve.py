@@ -120,10 +120,6 @@ class _IsoCache(dict[int | None, str | None]):
 _ISO = _IsoCache()
 
 
-def _iso(micros: int | None) -> str | None:
-    return _ISO[micros]
-
-
 @dataclass(slots=True)
 class _Plan:
     """A resolved request shape (cached), and what it needs per request once the views' key

@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 import msgpack
@@ -101,8 +101,7 @@ class ViewLayout:
 
     def key_suffix(self, values: tuple[Any, ...]) -> str:
         """The part of one entity's key after ``{prefix}:{generation}:``."""
-        return "|".join([_key_part(v, kind)
-                         for v, kind in zip(values, self.key_kinds, strict=True)])
+        return self.key_suffixes([[v] for v in values])[0]
 
     def key_suffixes(self, columns: Sequence[Sequence[Any]]) -> list[str]:
         """``key_suffix`` of many entities at once, given one sequence per key column (the
@@ -131,9 +130,10 @@ class ViewLayout:
         raise RequestError(f"key '{column}' of view '{self.view}' must be a string, got {value!r}")
 
     def encode(self, event: int | None, created: int | None, values: list[Any]) -> bytes:
-        return stamp(event) + stamp(created) + cast(bytes, msgpack.packb(values, use_bin_type=True))
+        """One entity's stored value: the (event, created) header, then its features."""
+        return self.encode_rows([event], [created], [[v] for v in values])[0]
 
-    def encode_rows(self, events: Sequence[int], created: Sequence[int | None],
+    def encode_rows(self, events: Sequence[int | None], created: Sequence[int | None],
                     columns: Sequence[Sequence[Any]]) -> list[bytes]:
         """``encode`` of a batch given as columns (the features in declared order, already
         through ``encode_column``): one packer, no per-row lists; the same bytes."""
@@ -146,10 +146,6 @@ class ViewLayout:
         values = msgpack.unpackb(raw[HEADER:], raw=False)
         return unstamp(raw[:20]), unstamp(raw[20:HEADER]), [
             _decode_value(v, f) for v, f in zip(values, self.features, strict=True)]
-
-
-def _key_part(value: Any, kind: str) -> str:
-    return str(value) if kind == INT_KEY else quote(str(value), safe="")
 
 
 def _key_parts(values: Sequence[Any], kind: str) -> list[str]:
@@ -175,16 +171,8 @@ def converter(feature: Feature) -> Callable[[Any], Any] | None:
 
 
 def _decode_value(value: Any, feature: Feature) -> Any:
-    if value is None:
-        return None
-    kind = feature.dtype.name
-    if kind in ("timestamp", "timestamptz"):
-        return from_micros(value, zoned=kind == "timestamptz")
-    if kind == "date":
-        return _EPOCH_DATE + dt.timedelta(days=value)
-    if kind.startswith("decimal"):
-        return Decimal(value)
-    return value
+    convert = converter(feature)
+    return value if value is None or convert is None else convert(value)
 
 
 _DAYS: dict[int, str] = {}  # days since the epoch -> ISO date (bounded below)

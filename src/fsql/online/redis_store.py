@@ -357,9 +357,9 @@ class RedisStore:
     def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write on one pooled connection and read their replies: a
         pipeline without redis-py's per-command bookkeeping (which costs as much as the round
-        trip itself for small reads). Retried like any redis-py command on connection errors
-        (reads are idempotent); a connection that failed mid-way is closed, never reused with
-        unread replies."""
+        trip itself for small reads and for whole write batches). Retried like any redis-py
+        command on connection errors (the reads and the plain SETs sent here are idempotent); a
+        connection that failed mid-way is closed, never reused with unread replies."""
         pool = self.client.connection_pool
         connection: Any = pool.get_connection()
 

@@ -18,6 +18,7 @@ Rows stream from the engine in Arrow record batches, so memory stays bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
@@ -30,7 +31,7 @@ from fsql.definitions import FeatureView
 from fsql.diff import breaking, diff, view_manifest
 from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, OnlineStoreError, RequestError
-from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column
+from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column, iso_utc
 from fsql.online.redis_store import Batch, RedisStore, WriteCounts
 from fsql.pit import CREATED, TS, LatestPlan, ViewJoin, latest_rows_query, watermark_query
 
@@ -194,17 +195,16 @@ class Syncer:
         except BaseException:
             # the error that stopped the run is the one to report: releasing the lock of a
             # store that went away fails too (the lock then expires after lock_timeout)
-            if self._token is not None:
-                try:
-                    self.store.release_lock(self._token)
-                except OnlineStoreError:
-                    pass
-                self._token = None
+            with contextlib.suppress(OnlineStoreError):
+                self._release_lock()
             raise
-        if self._token is not None:
-            self.store.release_lock(self._token)
-            self._token = None
-        return SyncResult(tuple(results), _iso(as_of), dry_run, time.perf_counter() - started)
+        self._release_lock()
+        return SyncResult(tuple(results), iso_utc(as_of), dry_run, time.perf_counter() - started)
+
+    def _release_lock(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            self.store.release_lock(token)
 
     def _keep_lock(self) -> None:
         if self._token is not None and time.monotonic() - self._lock_refreshed > \
@@ -264,16 +264,9 @@ class Syncer:
             self.store.set_meta(layout, fields, self._token)
         return ViewSyncResult(node.name, "full" if full else "incremental", entities,
                               counts.written, counts.unchanged, counts.stale, dropped,
-                              None if watermark is None else _iso(watermark),
+                              None if watermark is None else iso_utc(watermark),
                               time.perf_counter() - started)
 
 
 def micros_now(seconds: float) -> int:
     return int(round(seconds * 1_000_000))
-
-
-def _iso(value: int) -> str:
-    from fsql.online.keys import from_micros
-
-    return from_micros(value, zoned=True).isoformat()
-
