@@ -23,6 +23,7 @@ import typer
 
 from fsql import output
 from fsql.errors import FsqlError, RequestError
+from fsql.secrets import redact
 
 if TYPE_CHECKING:
     from fsql.project import Project
@@ -396,6 +397,6 @@ def main() -> None:
     except Exception:
         import traceback
 
-        traceback.print_exc()
+        sys.stderr.write(redact(traceback.format_exc()))
         output.error("internal error in fsql (a bug): please report it with the traceback above")
         sys.exit(INTERNAL_ERROR)

@@ -3,19 +3,25 @@
 Resolution order, as in dbt: the ``--target`` option, then ``FSQL_TARGET``, then the profile's
 ``target:``; profiles are read from ``--profiles-dir``, then ``FSQL_PROFILES_DIR``, then the
 project directory. Without a profiles.yml the project runs on an embedded DuckDB file under
-``target/``. String values may use ``{{ env_var('NAME', 'default') }}``.
+``target/``. String values may use ``{{ env_var('NAME', 'default') }}``; only the selected
+target of profiles.yml is rendered, in Jinja's sandbox, so an unset variable of another target
+breaks nothing and a template cannot reach Python internals. ``FSQL_ENV_SECRET_*`` variables
+(``fsql.secrets``) belong here and nowhere else: never in fsql_project.yml or SQL.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from fsql import secrets
 from fsql.errors import ConfigError, DefinitionError
+from fsql.sandbox import Sandbox, SecurityError
 from fsql.yamlio import Mapping, load_file
 
 PROJECT_FILE = "fsql_project.yml"
@@ -73,6 +79,14 @@ class OnlineConfig:
     socket_timeout: float
     lock_timeout: float
 
+    @property
+    def display(self) -> str:
+        """Where the store is, safe to print: the embedded file, or the URL with its password
+        masked (``redis://:***@host:6379/0``)."""
+        if self.type == "embedded":
+            return str(self.path)
+        return secrets.display_url(str(self.url), self.password)
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -83,22 +97,40 @@ class Target:
     online: OnlineConfig
 
 
-def _render_values(value: Any, path: Path) -> Any:
-    """Render ``{{ env_var(...) }}`` in every string of a parsed YAML tree."""
+def _render_values(value: Any, path: Path, line: int) -> Any:
+    """Render ``{{ env_var(...) }}`` in every string of a parsed YAML tree, sandboxed; ``line``
+    is where ``value`` starts, for messages."""
     if isinstance(value, str) and "{{" in value:
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+        env = Sandbox(undefined=jinja2.StrictUndefined)
         try:
             return env.from_string(value).render(env_var=env_var)
-        except jinja2.TemplateError as err:
-            raise ConfigError(f"{path}: cannot render {value!r}: {err}") from None
+        except SecurityError as err:
+            raise ConfigError(f"{path}:{line}: unsafe template operation in {value!r}: {err}; "
+                              "only env_var('NAME', 'default') is available here") from None
+        except (jinja2.TemplateError, ConfigError) as err:
+            raise ConfigError(f"{path}:{line}: cannot render {value!r}: {err}") from None
     if isinstance(value, dict):
-        out = Mapping({k: _render_values(v, path) for k, v in value.items()})
-        out.line = getattr(value, "line", 0)
-        out.key_lines = getattr(value, "key_lines", {})
+        lines = getattr(value, "key_lines", {})
+        out = Mapping({k: _render_values(v, path, lines.get(k, line)) for k, v in value.items()})
+        out.line = getattr(value, "line", line)
+        out.key_lines = lines
         return out
     if isinstance(value, list):
-        return [_render_values(v, path) for v in value]
+        return [_render_values(v, path, line) for v in value]
     return value
+
+
+_SECRET_CALL = re.compile(r"env_var\(\s*['\"]" + secrets.SECRET_ENV_PREFIX)
+
+
+def _check_no_secrets(variables: Mapping) -> None:
+    """``vars`` end up in compiled SQL and artifacts: a secret there is an error."""
+    for key, value in variables.items():
+        if _SECRET_CALL.search(str(value)):
+            raise DefinitionError(
+                PROJECT_FILE, f"var '{key}' uses a {secrets.SECRET_ENV_PREFIX}* variable; "
+                "vars are written into compiled SQL and target/", line=variables.line_of(key),
+                hint="secrets belong in profiles.yml (e.g. the online store's password).")
 
 
 def load_project_config(root: Path) -> ProjectConfig:
@@ -127,6 +159,8 @@ def load_project_config(root: Path) -> ProjectConfig:
     variables = raw.get("vars") or {}
     if not isinstance(variables, dict):
         raise DefinitionError(PROJECT_FILE, "'vars' must be a mapping", line=raw.line_of("vars"))
+    if isinstance(variables, Mapping):
+        _check_no_secrets(variables)
     return ProjectConfig(raw["name"], profile or raw["name"], dict(variables), root)
 
 
@@ -145,23 +179,24 @@ def load_target(
         default = OfflineConfig("duckdb", project.root / "target" / f"{project.name}.duckdb",
                                 None, None)
         return Target("dev", default, _online({}, project, path, "dev"))
-    raw = _render_values(load_file(path), path)
+    raw = load_file(path)
     profile = raw.get(project.profile) if isinstance(raw, dict) else None
-    if not isinstance(profile, dict):
+    if not isinstance(profile, Mapping):
         raise ConfigError(
             f"{path}: no profile named '{project.profile}' "
             f"(the 'profile' of {PROJECT_FILE}, or its 'name')"
         )
     outputs = profile.get("outputs")
-    if not isinstance(outputs, dict) or not outputs:
+    if not isinstance(outputs, Mapping) or not outputs:
         raise ConfigError(f"{path}: profile '{project.profile}' needs an 'outputs:' mapping")
-    name = wanted or profile.get("target") or "dev"
+    name = wanted or _render_values(profile.get("target"), path,
+                                    profile.line_of("target")) or "dev"
     if name not in outputs:
         raise ConfigError(
             f"{path}: profile '{project.profile}' has no target '{name}'; "
             f"available: {', '.join(sorted(outputs))}"
         )
-    out = outputs[name]
+    out = _render_values(outputs[name], path, outputs.line_of(name))  # this target only
     if not isinstance(out, dict):
         raise ConfigError(f"{path}: target '{name}' must be a mapping")
     return Target(name, _offline(_section(out, "offline", path, name), project, path, name),
@@ -223,6 +258,9 @@ def _online(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str
     if kind not in ("embedded", "redis"):
         raise ConfigError(f"{where}: type must be 'embedded' or 'redis', got {kind!r}")
     url = raw.get("url")
+    password = raw.get("password")
+    secrets.remember(str(password) if password else None)  # before any message can quote it
+    secrets.remember(secrets.url_password(url) if isinstance(url, str) else None)
     if kind == "redis":
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"{where}: type redis needs url: redis://host:port/db, "
@@ -233,7 +271,7 @@ def _online(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str
         url=url if kind == "redis" else None,
         path=(project.root / store) if kind == "embedded" else None,
         db=_number(raw, "db", 0, where),
-        password=raw.get("password") or None,
+        password=str(password) if password else None,
         namespace=str(raw.get("namespace") or project.name),
         pool_size=_number(raw, "pool_size", 16, where),
         batch_size=_number(raw, "batch_size", 2000, where),

@@ -9,7 +9,8 @@ Python API (``OnlineService.get``).
 Responses follow Feast's shape: ``metadata.feature_names`` lists the entity columns then the
 features, and ``results[i]`` holds ``values``, ``statuses`` and ``event_timestamps`` for column
 ``i`` (one entry per requested entity). Bad requests get 400 with ``{"error": "..."}``; a store
-failure 503; nothing a client sends can stop the server.
+failure 503; nothing a client sends can stop the server. Error texts pass through
+``fsql.secrets.redact``: no password reaches a client.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fsql.errors import FsqlError, OnlineStoreError, RequestError
+from fsql.secrets import redact
 from fsql.serve import OnlineService
 
 WINDOW = 10_000  # latencies kept for the percentiles
@@ -125,11 +127,11 @@ def create_app(service: OnlineService) -> Starlette:
             status, payload = get_online_features(body)
             outcome = "ok"
         except RequestError as err:
-            status, payload, outcome = 400, {"error": str(err)}, "client_error"
+            status, payload, outcome = 400, {"error": redact(str(err))}, "client_error"
         except OnlineStoreError as err:
-            status, payload, outcome = 503, {"error": str(err)}, "server_error"
+            status, payload, outcome = 503, {"error": redact(str(err))}, "server_error"
         except FsqlError as err:
-            status, payload, outcome = 400, {"error": str(err)}, "client_error"
+            status, payload, outcome = 400, {"error": redact(str(err))}, "client_error"
         metrics.record(outcome, time.perf_counter() - started)
         return JSONResponse(payload, status_code=status)
 
@@ -137,7 +139,8 @@ def create_app(service: OnlineService) -> Starlette:
         try:
             service.store.client.ping()
         except Exception as err:  # noqa: BLE001 - any failure means unhealthy
-            return JSONResponse({"status": "unavailable", "error": str(err)}, status_code=503)
+            return JSONResponse({"status": "unavailable", "error": redact(str(err))},
+                                status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metrics_endpoint(_: Request) -> Response:

@@ -14,13 +14,15 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
+from fsql.secrets import redact
+
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
 
 
 def print_json(payload: Any) -> None:
     """Exactly one JSON document on stdout."""
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.write(redact(json.dumps(payload, indent=2, default=str)) + "\n")
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -48,6 +50,8 @@ def shown_path(path: Path) -> str:
 
 
 def error(message: str) -> None:
+    """``Error: message`` on stderr, secrets masked (``fsql.secrets.redact``)."""
+    message = redact(message)
     stderr.print(Text.assemble(("Error:", "bold red"), " ", message), highlight=False)
 
 

@@ -3,7 +3,10 @@
 The context is dbt's: ``ref('model')``, ``source('src', 'table')``, ``var('x', default)``,
 ``config(materialized='view'|'table')``, ``env_var('NAME', default)`` and every macro in
 ``macros/*.sql``. Undefined names are errors (``StrictUndefined``), reported with the template's
-file and line.
+file and line. Templates run in Jinja's immutable sandbox: no attribute starting with ``_``
+(so no ``__globals__``, ``__class__``, ``__subclasses__``), no unsafe ``str.format``, no
+mutation of lists or dicts; a template cannot reach Python or run a command. ``env_var`` refuses
+``FSQL_ENV_SECRET_*`` variables: rendered SQL is written to target/ and to the online store.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from sqlglot import exp
 from fsql.config import env_var
 from fsql.errors import ConfigError, DefinitionError, ErrorCollector
 from fsql.loader import ProjectSpec
+from fsql.sandbox import Sandbox, SecurityError
+from fsql.secrets import SECRET_ENV_PREFIX, is_secret_env
 
 MATERIALIZATIONS = ("view", "table")
 
@@ -70,7 +75,7 @@ class Renderer:
         self._relation_of = relation_of or (lambda name: name)
         self._names = {**{k: "model" for k in spec.models}, **{k: "view" for k in spec.views}}
         loader = _Loader({**dict(spec.macros), **spec.templates})
-        self.env = jinja2.Environment(
+        self.env = Sandbox(
             loader=loader,
             undefined=jinja2.StrictUndefined,
             autoescape=False,
@@ -142,6 +147,11 @@ class Renderer:
         return ""
 
     def _env_var(self, name: str, default: str | None = None) -> str:
+        if is_secret_env(str(name)):
+            raise _Problem(f"env_var('{name}') is a secret ({SECRET_ENV_PREFIX}*) and cannot be "
+                           "used in SQL: rendered SQL is written to target/ and the online store",
+                           hint="secrets belong in profiles.yml (e.g. the online store's "
+                           "password); use a non-secret variable here.")
         try:
             return env_var(name, default)
         except ConfigError as err:
@@ -177,5 +187,10 @@ class Renderer:
                 "fsql_project.yml; check the spelling.")
         if isinstance(err, jinja2.TemplateSyntaxError):
             return DefinitionError(where, f"Jinja syntax error: {err.message}", line=line)
+        if isinstance(err, SecurityError):
+            return DefinitionError(
+                where, f"unsafe template operation: {err}", line=line,
+                hint="templates may call ref, source, var, config, env_var and macros, but not "
+                "reach Python internals (attributes starting with '_', str.format on objects).")
         return DefinitionError(where, f"could not render template: {type(err).__name__}: {err}",
                                line=line)

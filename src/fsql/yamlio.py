@@ -2,6 +2,9 @@
 
 Duplicate keys are rejected: PyYAML silently keeps the last of two equal keys; a feature
 declared twice must instead be an error that points at both lines (dbt ``checked_load``).
+Aliases are bounded: a document whose aliases (``*name``, ``<<: *name``) stand for more than
+``MAX_ALIASED_NODES`` nodes in all is refused before it is built, so a kilobyte "billion laughs"
+file fails at once instead of expanding into gigabytes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any
 import yaml
 
 from fsql.errors import DefinitionError
+
+MAX_ALIASED_NODES = 50_000
 
 
 class Mapping(dict[str, Any]):
@@ -25,14 +30,50 @@ class Mapping(dict[str, Any]):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """A safe loader that counts what aliases expand to while composing (``_AliasBomb``)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.sizes: dict[int, int] = {}
+        self.aliased = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if not self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+        node = super().compose_node(parent, index)
+        self.aliased += _expanded_size(node, self.sizes)
+        if self.aliased > MAX_ALIASED_NODES:
+            raise _AliasBomb(line)
+        return node
+
+
+def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
+    """Nodes in ``node`` with every alias inside it expanded (memoized: anchors are shared)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size
+    return size
+
+
+class _AliasBomb(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Mapping:
-    loader.flatten_mapping(node)
+    own = {id(key_node) for key_node, _ in node.value}
+    loader.flatten_mapping(node)  # merged (<<: *x) pairs first, then the mapping's own
     result = Mapping()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
+    merged: set[str] = set()
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
@@ -40,7 +81,11 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Mapping:
             raise yaml.constructor.ConstructorError(
                 None, None, f"keys must be strings, found {key!r}", key_node.start_mark
             )
-        if key in result:
+        if id(key_node) not in own:
+            merged.add(key)
+        elif key in merged:
+            merged.discard(key)  # a key written out overrides the merged one
+        elif key in result:
             raise _DuplicateKey(key, result.key_lines[key], line)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = line
@@ -65,6 +110,12 @@ def load_text(text: str, path: Path | str) -> Any:
     """Parse YAML ``text`` from ``path``; syntax errors become ``DefinitionError`` with a line."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+    except _AliasBomb as bomb:
+        raise DefinitionError(
+            path, f"YAML aliases here expand to more than {MAX_ALIASED_NODES:,} values "
+            "(an alias bomb?)", line=bomb.line,
+            hint="write the values out or use fewer nested anchors (*name, <<: *name).",
+        ) from None
     except _DuplicateKey as dup:
         raise DefinitionError(
             path,

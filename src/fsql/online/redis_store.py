@@ -160,7 +160,8 @@ class RedisStore:
 
     @property
     def where(self) -> str:
-        return str(self.config.path) if self.config.type == "embedded" else str(self.config.url)
+        """The store for messages and logs, its password masked."""
+        return self.config.display
 
     def close(self) -> None:
         self.client.close()
