@@ -245,7 +245,8 @@ def verify(
         for c in checks:
             for e in c.examples:
                 output.stdout.print(f"  {c.view} {e['entity']} {e['feature']}: online "
-                                    f"{e['online']!r} != expected {e['expected']!r}")
+                                    f"{e['online']!r} != expected {e['expected']!r}",
+                                    markup=False)
     bad = [c.view for c in checks if c.mismatched]
     if bad:
         raise CheckFailed(f"online values differ from the training path in: {', '.join(bad)}")

@@ -10,10 +10,13 @@ transaction, over sources that are files. The project file is attached, read-onl
 source is declared as a table of it, and only until that session's transaction ends. DuckDB
 lets any number of processes read a file or one process write it, so reading sessions never
 block each other, and a session that finds the file held gets ``EngineBusyError`` (exit 75).
+An in-memory session spills to ``<file>.tmp.<pid>`` beside the file (not the working
+directory, DuckDB's default), which DuckDB removes when the session closes.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,10 +47,15 @@ class DuckDBEngine(Engine):
     def __init__(self, config: OfflineConfig, root_dir: str, writable: bool = False) -> None:
         database = str(config.path)
         self.file = None if database == ":memory:" else config.path
-        if self.file is not None and writable:
+        if self.file is not None:
             self.file.parent.mkdir(parents=True, exist_ok=True)
         self.con = _open(self.file if writable else None)
         self.con.execute("SET TimeZone = 'UTC'")
+        if self.file is not None and not writable:
+            # spill beside the project file, not in the working directory (DuckDB's default
+            # for an in-memory database); one directory per process, removed on close
+            spill = self.file.with_name(f"{self.file.name}.tmp.{os.getpid()}")
+            self.con.execute("SET temp_directory = ?", [str(spill)])
         if config.threads:
             self.con.execute(f"SET threads = {int(config.threads)}")
         if config.memory_limit:
