@@ -152,9 +152,11 @@ class DuckDBEngine(Engine):
             return table
         assert self.file is not None and self.catalog is not None
         if not self._attached and self.file.exists():  # absent: the table is missing anyway
+            attach = exp.Attach(
+                this=exp.alias_(exp.Literal.string(str(self.file)), self.catalog, quoted=True),
+                exists=True, expressions=[exp.AttachOption(this=exp.var("READ_ONLY"))])
             with _busy(self.file):
-                self.con.execute("ATTACH ? AS " + exp.to_identifier(self.catalog, quoted=True)
-                                 .sql(self.dialect) + " (READ_ONLY)", [str(self.file)])
+                self.con.execute(self.sql(attach))
             self._attached = True
         if table.db == self.catalog:  # written as catalog.table
             table.set("catalog", table.args["db"])
@@ -204,7 +206,6 @@ def _open(file: Path | None) -> duckdb.DuckDBPyConnection:
     return con
 
 
-_LOCKED = re.compile(r"Could not set lock on file")
 _PID = re.compile(r"\(PID (\d+)\)")
 
 
@@ -214,14 +215,15 @@ def _busy(file: Path) -> Iterator[None]:
     try:
         yield
     except duckdb.IOException as err:
-        if not _LOCKED.search(str(err)):
+        if "Could not set lock on file" not in str(err):
             raise EngineError(f"cannot open DuckDB database {file}: {err}") from None
         pid = _PID.search(str(err))
         who = f"another process (PID {pid.group(1)})" if pid else "another process"
         raise EngineBusyError(
-            f"DuckDB database {file} is in use by {who}: fsql build writes it, and reading it "
-            "waits until no build does; nothing was done\n"
-            "  hint: try again when that run finishes (cron: the next run will)") from None
+            f"DuckDB database {file} is in use by {who}: fsql build needs it alone, and a "
+            "verb reading it needs no build running; nothing was done\n"
+            "  hint: try again when that process finishes (from cron: the next run will)"
+        ) from None
 
 
 def _column_type(type_text: str, dialect: str) -> exp.DataType:
