@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pyarrow as pa
@@ -133,8 +134,8 @@ def stored(project: fsql.Project) -> tuple[ViewLayout, int]:
 def test_undecodable_value_is_skew_not_a_crash(project: fsql.Project) -> None:
     project.sync()
     layout, generation = stored(project)
-    client = project.store().client
-    client.set(layout.key(generation, (5,)), b"garbage", keepttl=True)
+    with closing(project.store()) as store:
+        store.client.set(layout.key(generation, (5,)), b"garbage", keepttl=True)
     done = fsql_verify(project, "--all", "--json")
     assert done.returncode == 5, done.stderr  # was 70 (a ValueError in decode)
     assert "Traceback" not in done.stderr
@@ -152,13 +153,11 @@ def test_tampered_header_is_skew(project: fsql.Project, field: int, shift: dt.ti
                                  what: str) -> None:
     project.sync()
     layout, generation = stored(project)
-    client = project.store().client
     key = layout.key(generation, (7,))
-    header = list(layout.decode(client.get(key))[:2])
-    header[field] += int(shift.total_seconds() * 1_000_000)
-    _, _, values = layout.decode(client.get(key))
-    raw = layout.encode(header[0], header[1], [values[0], values[1], values[2]])
-    client.set(key, raw, keepttl=True)  # same features, another header
+    with closing(project.store()) as store:
+        *header, values = layout.decode(store.client.get(key))
+        header[field] += int(shift.total_seconds() * 1_000_000)
+        store.client.set(key, layout.encode(*header, values), keepttl=True)  # same features
     [check] = project.verify(sample=None)
     assert (check.matched, check.mismatched, check.by_feature) == (49, 1, {what: 1})
     done = fsql_verify(project, "--all")
@@ -169,11 +168,12 @@ def test_tampered_header_is_skew(project: fsql.Project, field: int, shift: dt.ti
 def test_each_run_samples_afresh_and_the_seed_repeats_a_sample(project: fsql.Project) -> None:
     project.sync()
     layout, generation = stored(project)
-    client = project.store().client
-    for user in range(50):  # every entity differs: the examples show what was sampled
-        key = layout.key(generation, (user,))
-        event, created, values = layout.decode(client.get(key))
-        client.set(key, layout.encode(event, created, [-1, *values[1:]]), keepttl=True)
+    with closing(project.store()) as store:
+        for user in range(50):  # every entity differs: the examples show what was sampled
+            key = layout.key(generation, (user,))
+            event, created, values = layout.decode(store.client.get(key))
+            store.client.set(key, layout.encode(event, created, [-1, *values[1:]]),
+                             keepttl=True)
 
     def sampled(*args: str) -> tuple[int, list[object]]:
         done = fsql_verify(project, "--sample", "10", "--json", *args)
