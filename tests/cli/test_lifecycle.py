@@ -235,15 +235,16 @@ def test_read_verbs_run_while_a_build_holds_the_file(big: fsql.Project) -> None:
         assert "try again" in build.stderr
 
 
-def test_table_source_is_read_through_a_read_only_attachment(make_project: MakeProject
-                                                             ) -> None:
+def table_source_project(make_project: MakeProject, table: str) -> fsql.Project:
+    """A view over ``table``, a table of the project's DuckDB file (``target/test.duckdb``),
+    which holds one row."""
     import duckdb
 
     project = make_project({
-        "models/sources.yml": """
+        "models/sources.yml": f"""
             sources:
               - name: raw
-                tables: [{name: f, table: main.raw_f}]
+                tables: [{{name: f, table: {table}}}]
             """,
         "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
         "features/v.yml": """
@@ -259,6 +260,23 @@ def test_table_source_is_read_through_a_read_only_attachment(make_project: MakeP
     with duckdb.connect(str(database)) as con:
         con.execute("CREATE TABLE raw_f AS SELECT 1::BIGINT AS user_id, "
                     "TIMESTAMP '2024-01-01' AS ts, 7::BIGINT AS score")
+    return project
+
+
+@pytest.mark.parametrize("table", ["raw_f", "main.raw_f", "test.raw_f", "test.main.raw_f"])
+def test_table_source_names_mean_the_same_when_reading(make_project: MakeProject,
+                                                       table: str) -> None:
+    project = table_source_project(make_project, table)
+    project.compile(write=False)  # binds the view's SQL to the attached table
+    project.build()  # and the same name in the read-write session
+
+
+def test_table_source_is_read_through_a_read_only_attachment(make_project: MakeProject
+                                                             ) -> None:
+    import duckdb
+
+    project = table_source_project(make_project, "main.raw_f")
+    database = project.target.offline.path
     assert fsql_run(project.root, "test").returncode == 0
     with holding(database, read_only=True):  # readers share the file
         assert fsql_run(project.root, "compile").returncode == 0

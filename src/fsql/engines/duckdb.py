@@ -148,7 +148,7 @@ class DuckDBEngine(Engine):
         """A table of the project's database, qualified with its catalog in a reading session
         (which attaches the file read-only for it)."""
         table = exp.to_table(name, dialect=self.dialect)
-        if not self._attach or table.args.get("catalog"):
+        if not self._attach:
             return table
         assert self.file is not None and self.catalog is not None
         if not self._attached and self.file.exists():  # absent: the table is missing anyway
@@ -158,7 +158,7 @@ class DuckDBEngine(Engine):
             with _busy(self.file):
                 self.con.execute(self.sql(attach))
             self._attached = True
-        if table.db == self.catalog:  # written as catalog.table
+        if table.db == self.catalog and not table.catalog:  # written as catalog.table
             table.set("catalog", table.args["db"])
             table.set("db", None)
         table.set("catalog", table.args.get("catalog") or exp.to_identifier(self.catalog))
