@@ -9,11 +9,15 @@ Exit codes (for cron and CI):
     4  the online store is unreachable or failed (or holds data of another definition)
     5  a check failed: data tests, a freshness SLA, online/offline skew
     70 internal error: a bug in fsql (shown with its traceback)
-    75 another `fsql sync` holds the lock: nothing was done, try again later
+    75 another `fsql sync` holds the lock, or another fsql process holds the DuckDB file:
+       nothing was done, try again later
+    128+N  stopped by signal N (129 SIGHUP, 130 SIGINT, 143 SIGTERM) after cleaning up
 """
 
 from __future__ import annotations
 
+import re
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,8 @@ from fsql.errors import FsqlError, RequestError
 from fsql.secrets import redact
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from fsql.project import Project
 
 INTERNAL_ERROR = 70
@@ -83,6 +89,33 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     ctx.obj = Settings(project_dir, profiles_dir, target, debug)
+    if ctx.invoked_subcommand != "serve":  # serve stops its server its own way
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _stop)
+
+
+class Terminated(BaseException):
+    """SIGTERM, SIGHUP or SIGINT asked fsql to stop. Raised in the main thread (not an
+    ``Exception``, so nothing on the way mistakes it for an error to handle) so that every
+    ``finally`` runs: the sync lock is released, temporary files are removed, transactions
+    roll back. The process then exits with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+_stopped_by: list[int] = []  # the stop signal received, if any
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    for other in STOP_SIGNALS:  # a second signal must not interrupt the clean-up
+        signal.signal(other, signal.SIG_IGN)
+    _stopped_by.append(signum)
+    raise Terminated(signum)
 
 
 @app.command()
@@ -187,28 +220,34 @@ def verify(
     select: SelectOption = None,
     sample: Annotated[int, typer.Option(help="Entities to check per online view.")] = 1000,
     check_all: Annotated[bool, typer.Option("--all", help="Check every entity.")] = False,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the sample, to repeat an earlier run's (each run prints its seed; "
+        "default: a new one each run).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Check training-serving skew: online values vs the training path, exit 5 on mismatch.
 
     For each online view, reads sampled entities from the online store and recomputes their
     values with the point-in-time join as of the view's last sync (rows known at its
-    watermark). Floats compare with a relative tolerance of 1e-9; types must match exactly.
+    watermark). Floats compare with a relative tolerance of 1e-9; types must match exactly;
+    the stored event (and created) timestamps must equal the training path's. A value that
+    cannot be decoded counts as a mismatch.
     """
     from fsql.errors import CheckFailed
 
-    checks = _settings(ctx).project().verify(select or [], None if check_all else sample)
+    checks = _settings(ctx).project().verify(select or [], None if check_all else sample, seed)
     if as_json:
         output.print_json([c.to_json() for c in checks])
     else:
-        output.table("Online vs offline", ["view", "as of", "entities", "matched",
+        output.table("Online vs offline", ["view", "as of", "seed", "entities", "matched",
                                            "mismatched", "expired since sync"],
-                     [(c.view, c.as_of, c.entities, c.matched, c.mismatched,
-                       c.expired_since_sync) for c in checks])
+                     [(c.view, c.as_of, "all" if c.seed is None else c.seed, c.entities,
+                       c.matched, c.mismatched, c.expired_since_sync) for c in checks])
         for c in checks:
             for e in c.examples:
                 output.stdout.print(f"  {c.view} {e['entity']} {e['feature']}: online "
-                                    f"{e['online']!r} != expected {e['expected']!r}")
+                                    f"{e['online']!r} != expected {e['expected']!r}",
+                                    markup=False)
     bad = [c.view for c in checks if c.mismatched]
     if bad:
         raise CheckFailed(f"online values differ from the training path in: {', '.join(bad)}")
@@ -288,7 +327,8 @@ def get(
     name: Annotated[str, typer.Argument(
         help="A training set (feature service), a view, or comma-separated view.feature names.")],
     entity: Annotated[list[str], typer.Option(
-        "--entity", "-e", help="One entity as KEY=VALUE[,KEY=VALUE]; repeat for more.")],
+        "--entity", "-e", help="One entity as KEY=VALUE[,KEY=VALUE]; quote a value that "
+        'holds a comma: name="a,b". Repeat for more entities.')],
     as_json: JsonOption = False,
 ) -> None:
     """Read features for some entities from the online store."""
@@ -297,10 +337,7 @@ def get(
     features: str | list[str] = name if name in spec.training_sets else name.split(",")
     columns: dict[str, list[str]] = {}
     for i, item in enumerate(entity):
-        pairs = [p.partition("=") for p in item.split(",")]
-        if any(not sep or not key for key, sep, _ in pairs):
-            raise RequestError(f"--entity '{item}': write KEY=VALUE[,KEY=VALUE]")
-        for key, _, value in pairs:
+        for key, value in entity_pairs(item):
             columns.setdefault(key, [""] * i).append(value)
     service = project.online_service()
     try:
@@ -315,6 +352,28 @@ def get(
              *[_cell(result.values[f][i], result.statuses[f][i]) for f in result.values]]
             for i in range(len(entity))]
     output.table(None, names, rows)
+
+
+#: one KEY=VALUE pair of ``--entity`` and the comma after it; a value in double quotes may
+#: hold commas, equals signs and "" (one literal quote), as in CSV
+_PAIR = re.compile(r'([^=,"]+)=(?:"((?:[^"]|"")*)"|([^,"]*))(,|$)')
+
+
+def entity_pairs(item: str) -> list[tuple[str, str]]:
+    """``customer_id=1,name="a,b"`` -> ``[("customer_id", "1"), ("name", "a,b")]``."""
+    pairs, position = [], 0
+    while True:
+        match = _PAIR.match(item, position)
+        if match is None:
+            raise RequestError(
+                f"--entity '{item}': cannot read it from character {position + 1}; write "
+                'KEY=VALUE[,KEY=VALUE], quoting a value that holds a comma: name="a,b" '
+                '(a quote inside quotes is written "")')
+        key, quoted, plain, comma = match.groups()
+        pairs.append((key, plain if quoted is None else quoted.replace('""', '"')))
+        position = match.end()
+        if not comma:
+            return pairs
 
 
 def _cell(value: Any, status: str) -> str:
@@ -389,14 +448,20 @@ def main() -> None:
     debug = "--debug" in sys.argv
     try:
         app()  # standalone: usage errors exit 2 with typer's own message
-    except FsqlError as err:
+    except (Terminated, Exception) as err:
+        if _stopped_by:  # whatever it became on the way out (DuckDB: "Query interrupted")
+            name = signal.Signals(_stopped_by[0]).name
+            output.error(f"interrupted by {name}; the run was stopped cleanly and published "
+                         "nothing partial (run it again)")
+            sys.exit(128 + _stopped_by[0])
+        if not isinstance(err, FsqlError):
+            import traceback
+
+            sys.stderr.write(redact(traceback.format_exc()))
+            output.error("internal error in fsql (a bug): please report it with the traceback "
+                         "above")
+            sys.exit(INTERNAL_ERROR)
         if debug:
             raise
         output.error(str(err))
         sys.exit(err.exit_code)
-    except Exception:
-        import traceback
-
-        sys.stderr.write(redact(traceback.format_exc()))
-        output.error("internal error in fsql (a bug): please report it with the traceback above")
-        sys.exit(INTERNAL_ERROR)

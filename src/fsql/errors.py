@@ -10,6 +10,7 @@
     │   └── StaleDefinitionError  exit 4   online data written by another definition of a view
     ├── CheckFailed               exit 5   data tests failed, freshness SLA breached, skew found
     └── LockHeldError             exit 75  another sync holds the lock (cron: try again later)
+        └── EngineBusyError       exit 75  another process holds the DuckDB file
 
 The CLI maps each class to its exit code in one place (``cli.py``); anything that is not an
 ``FsqlError`` is a bug in fsql and is shown with its traceback.
@@ -123,6 +124,11 @@ class LockHeldError(FsqlError):
     """Another ``fsql sync`` holds the lock. Exit code 75 (EX_TEMPFAIL) for cron."""
 
     exit_code = 75
+
+
+class EngineBusyError(LockHeldError):
+    """Another process holds the offline database file (``fsql build`` writing it, or a reader
+    while a build wants it). Nothing was done; like a held sync lock, cron tries again later."""
 
 
 class ErrorCollector:

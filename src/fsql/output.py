@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -16,13 +17,37 @@ from rich.text import Text
 
 from fsql.secrets import redact
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False)
+#: the width of a console that is not a terminal (a cron log, a pipe): wide enough that no
+#: message, table cell or path is ever wrapped or folded mid-word
+UNWRAPPED = 100_000
+
+
+def _console(stream: TextIO, stderr: bool) -> Console:
+    """A console on stdout or stderr: on a terminal it follows the terminal's width; anywhere
+    else (cron, pipes, CI logs) lines are never wrapped, so each message stays on one line."""
+    width = None if stream.isatty() else UNWRAPPED
+    return Console(stderr=stderr, width=width, soft_wrap=True, highlight=False)
+
+
+stdout = _console(sys.stdout, stderr=False)
+stderr = _console(sys.stderr, stderr=True)
 
 
 def print_json(payload: Any) -> None:
-    """Exactly one JSON document on stdout."""
-    sys.stdout.write(redact(json.dumps(payload, indent=2, default=str)) + "\n")
+    """Exactly one JSON document on one line of stdout. Non-finite floats, which JSON cannot
+    represent, become the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``."""
+    text = json.dumps(_finite(payload), default=str, allow_nan=False)
+    sys.stdout.write(redact(text) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

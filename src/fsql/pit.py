@@ -79,6 +79,11 @@ def audit_column(view: str) -> str:
     return f"__fsql_event__{view}"
 
 
+def audit_created_column(view: str) -> str:
+    """The chosen row's created time (views with a created timestamp; ``fsql verify``)."""
+    return f"__fsql_created__{view}"
+
+
 def common_time(plan: PitPlan, join: ViewJoin) -> exp.DataType:
     return _common_time_type([plan.spine_ts_type, join.ts_type,
                               *([join.created_type] if join.created_type else [])])
@@ -203,6 +208,12 @@ class AsofJoin(PitStrategy):
             if plan.audit:
                 select = select.select(exp.alias_(event.copy(), audit_column(join.view.name),
                                                   quoted=True), copy=False)
+                if join.created_type is not None:  # -infinity stands for a null created time
+                    created = exp.Nullif(
+                        this=exp.Dot(this=_col(KEY, alias), expression=exp.to_identifier("c")),
+                        expression=exp.cast(exp.Literal.string("-infinity"), common))
+                    select = select.select(exp.alias_(
+                        created, audit_created_column(join.view.name), quoted=True), copy=False)
             for name in join.output_names:
                 value: exp.Expr = _col(name, alias)
                 if join.view.ttl is not None:

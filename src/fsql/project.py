@@ -1,7 +1,9 @@
 """The Python API. The CLI is a thin skin over ``Project``; notebooks use it directly.
 
 Every method opens the engine for the duration of the call, so a notebook holding a ``Project``
-never keeps the DuckDB file locked against ``fsql build`` in a terminal.
+never keeps the DuckDB file locked against ``fsql build`` in a terminal. Only ``build`` writes
+the file; the other methods run on an in-memory database (reading the file only for sources
+declared as its tables).
 """
 
 from __future__ import annotations
@@ -63,8 +65,11 @@ class Project:
         return load_project(self.config)
 
     @contextmanager
-    def _engine(self) -> Iterator[Engine]:
-        engine = connect(self.target.offline, str(self.root))
+    def _engine(self, writable: bool = False) -> Iterator[Engine]:
+        """An engine session for one call. Only ``build`` asks for a ``writable`` one (the
+        project's database file, read-write); every other verb reads, so any number of them
+        run side by side (see ``fsql.engines.duckdb``)."""
+        engine = connect(self.target.offline, str(self.root), writable)
         try:
             yield engine
         finally:
@@ -91,7 +96,7 @@ class Project:
         """``fsql build``: materialize models and views, write training sets. With ``test``,
         the data tests of everything built run first; a failure publishes nothing."""
         spec = self.load()
-        with self._engine() as engine:  # one connection: validate, then build
+        with self._engine(writable=True) as engine:  # one connection: validate, then build
             with engine.rollback_only():
                 project = _compile(spec, engine)
             write_target(project)
@@ -172,15 +177,18 @@ class Project:
             if store is not None:
                 store.close()
 
-    def verify(self, select: Iterable[str] = (), sample: int | None = 1000) -> list[ViewCheck]:
+    def verify(self, select: Iterable[str] = (), sample: int | None = 1000,
+               seed: int | None = None) -> list[ViewCheck]:
         """``fsql verify``: compare the online values of ``sample`` entities per online view
-        (all with ``sample=None``) with the training path's values as of the sync."""
+        (all with ``sample=None``) with the training path's values as of the sync. The
+        sample is new on each call; ``seed`` (see ``ViewCheck.seed``) repeats one."""
         from fsql.verify import verify
 
         store = self.store()
         try:
             with self._compiled() as (engine, project):
-                return verify(project, engine, store, _strategy(engine), list(select), sample)
+                return verify(project, engine, store, _strategy(engine), list(select), sample,
+                              seed)
         finally:
             store.close()
 

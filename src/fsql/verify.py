@@ -6,25 +6,40 @@ a spine (entity, the sync's as-of time) against the view restricted to rows know
 watermark. The sync itself used a different query (latest row per entity), so agreement checks
 one path against the other. Floats are compared with a relative tolerance of 1e-9 (both paths
 read the same doubles; the tolerance only absorbs summation order); types must match exactly.
+The stored event (and created) timestamps must equal the chosen row's: the store serves them
+and its write guard orders updates by them. A stored value that cannot be decoded is reported
+as skew (``(corrupt value)``), like a wrong one.
+
+The sample (``--sample N``) is N entities drawn by a seeded hash, a new seed each run so that
+repeated runs cover different entities; ``--seed`` repeats one run's sample.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import msgpack
 from sqlglot import exp
 
 from fsql.compile import CompiledNode, CompiledProject, plan_training_set
 from fsql.definitions import FeatureRef, FeatureView
 from fsql.engines.base import Engine
 from fsql.errors import OnlineStoreError, RequestError
-from fsql.online.keys import ViewLayout, from_micros, micros
+from fsql.online.keys import ViewLayout, from_micros, iso_utc, micros
 from fsql.online.redis_store import RedisStore
 from fsql.online.sync import layout_for, view_join
-from fsql.pit import ROW_ID, LatestPlan, PitStrategy, audit_column, common_instant
+from fsql.pit import (
+    ROW_ID,
+    LatestPlan,
+    PitStrategy,
+    audit_column,
+    audit_created_column,
+    common_instant,
+)
 
 REL_TOL = 1e-9
 EXAMPLES = 5
@@ -38,6 +53,7 @@ class ViewCheck:
 
     view: str
     as_of: str
+    seed: int | None = None  # of the sample (None: every entity was checked)
     entities: int = 0
     matched: int = 0
     mismatched: int = 0
@@ -46,7 +62,8 @@ class ViewCheck:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"view": self.view, "as_of": self.as_of, "entities": self.entities,
+        return {"view": self.view, "as_of": self.as_of, "seed": self.seed,
+                "entities": self.entities,
                 "matched": self.matched, "mismatched": self.mismatched,
                 "expired_since_sync": self.expired_since_sync,
                 "mismatches_by_feature": self.by_feature,
@@ -67,20 +84,21 @@ def same(online: Any, expected: Any) -> bool:
 
 
 def _sample_keys(engine: Engine, node: CompiledNode, keys: tuple[str, ...],
-                 sample: int | None) -> list[tuple[Any, ...]]:
+                 sample: int | None, seed: int | None) -> list[tuple[Any, ...]]:
     columns = [exp.column(k, quoted=True) for k in keys]
     query = (exp.select(*columns).distinct()
              .from_(exp.to_table(node.relation, quoted=True))
              .where(exp.and_(*[c.copy().is_(exp.null()).not_() for c in columns])))
-    if sample is not None:  # a fixed pseudo-random sample, the same on every run
-        query = (exp.select("*").from_(query.subquery("k"))
-                 .order_by(exp.func("hash", *[c.copy() for c in columns])).limit(sample))
+    if sample is not None:  # a pseudo-random sample that the seed reproduces
+        order = exp.func("hash", *[c.copy() for c in columns], exp.Literal.number(seed or 0))
+        query = exp.select("*").from_(query.subquery("k")).order_by(order).limit(sample)
     table = engine.fetch_arrow(query)
     return list(zip(*(table.column(k).to_pylist() for k in keys), strict=True))
 
 
 def check_view(project: CompiledProject, engine: Engine, store: RedisStore,
-               strategy: PitStrategy, node: CompiledNode, sample: int | None) -> ViewCheck:
+               strategy: PitStrategy, node: CompiledNode, sample: int | None,
+               seed: int | None = None) -> ViewCheck:
     import pyarrow as pa
 
     view = node.definition
@@ -94,8 +112,8 @@ def check_view(project: CompiledProject, engine: Engine, store: RedisStore,
         raise OnlineStoreError(f"view '{view.name}': the online data was written by another "
                                "definition (features or types changed); run fsql sync")
     as_of = int(meta["as_of"])
-    result = ViewCheck(view.name, from_micros(as_of, zoned=True).isoformat())
-    keys = _sample_keys(engine, node, join.keys, sample)
+    result = ViewCheck(view.name, from_micros(as_of, zoned=True).isoformat(), seed)
+    keys = _sample_keys(engine, node, join.keys, sample, seed)
     result.entities = len(keys)
     if not keys:
         return result
@@ -144,27 +162,55 @@ def _compare(result: ViewCheck, layout: ViewLayout, view: FeatureView, as_of: in
             elif ttl is not None and event_us is not None and event_us + ttl < now:
                 result.expired_since_sync += 1  # Redis dropped it at event time + ttl
             else:
-                _mismatch(result, key, "(missing online)", None, wanted)
+                _mismatch(result, key, [("(missing online)", None, wanted)])
             continue
-        _, _, got = layout.decode(raw)
+        decoded = _decode(layout, raw)
+        if decoded is None:
+            _mismatch(result, key, [(CORRUPT, raw[:60], wanted if wanted_present else None)])
+            continue
+        stored_event, stored_created, got = decoded
         if not wanted_present:
-            _mismatch(result, key, "(not expected online)", got, None)
+            _mismatch(result, key, [("(not expected online)", got, None)])
             continue
         bad = [(n, g, w) for n, g, w in zip(names, got, wanted, strict=True) if not same(g, w)]
-        if not bad:
+        # the header orders writes: a wrong one is served, and blocks later updates
+        times = [("(event timestamp)", stored_event, event_us)]
+        if view.created_timestamp:
+            created = row[audit_created_column(view.name)]
+            times.append(("(created timestamp)", stored_created,
+                          None if created is None else micros(created)))
+        bad += [(what, _instant(got_us), _instant(wanted_us))
+                for what, got_us, wanted_us in times if got_us != wanted_us]
+        if bad:
+            _mismatch(result, key, bad)
+        else:
             result.matched += 1
-            continue
-        result.mismatched += 1
-        for name, got_value, wanted_value in bad:
-            result.by_feature[name] = result.by_feature.get(name, 0) + 1
-            _example(result, key, name, got_value, wanted_value)
 
 
-def _mismatch(result: ViewCheck, key: tuple[Any, ...], what: str, got: Any,
-              wanted: Any) -> None:
+#: what verify reports for a stored value that cannot be decoded
+CORRUPT = "(corrupt value)"
+
+
+def _decode(layout: ViewLayout, raw: bytes) -> tuple[int | None, int | None, list[Any]] | None:
+    """A stored value's (event, created, features), or None when it cannot be decoded
+    (written by something else, or damaged): skew to report, not a reason to stop."""
+    try:
+        return layout.decode(raw)
+    except (ValueError, TypeError, ArithmeticError, msgpack.UnpackException):
+        return None
+
+
+def _instant(value: int | None) -> str | None:
+    return None if value is None else iso_utc(value)
+
+
+def _mismatch(result: ViewCheck, key: tuple[Any, ...],
+              bad: list[tuple[str, Any, Any]]) -> None:
+    """One entity that differs: counted once, and once per differing feature (or what)."""
     result.mismatched += 1
-    result.by_feature[what] = result.by_feature.get(what, 0) + 1
-    _example(result, key, what, got, wanted)
+    for what, got, wanted in bad:
+        result.by_feature[what] = result.by_feature.get(what, 0) + 1
+        _example(result, key, what, got, wanted)
 
 
 def _example(result: ViewCheck, key: tuple[Any, ...], feature: str, got: Any,
@@ -175,10 +221,18 @@ def _example(result: ViewCheck, key: tuple[Any, ...], feature: str, got: Any,
 
 
 def verify(project: CompiledProject, engine: Engine, store: RedisStore, strategy: PitStrategy,
-           selectors: list[str], sample: int | None) -> list[ViewCheck]:
+           selectors: list[str], sample: int | None, seed: int | None = None
+           ) -> list[ViewCheck]:
+    """Check ``sample`` entities per selected online view (all with None). The sample is
+    drawn afresh on each run, so repeated runs cover different entities; ``seed`` (reported
+    in each ``ViewCheck``) reproduces one run's sample."""
     chosen = project.graph.select(selectors)
     nodes = [n for n in sorted(project.nodes.values(), key=lambda n: n.name)
              if n.id in chosen and isinstance(n.definition, FeatureView) and n.definition.online]
     if not nodes:
         raise RequestError("no online feature views selected")
-    return [check_view(project, engine, store, strategy, node, sample) for node in nodes]
+    if sample is None:
+        seed = None
+    elif seed is None:
+        seed = secrets.randbelow(2**31)
+    return [check_view(project, engine, store, strategy, node, sample, seed) for node in nodes]

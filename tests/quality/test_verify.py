@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pyarrow as pa
@@ -108,3 +110,81 @@ def test_retyped_feature_is_an_error_not_a_silent_pass(project: fsql.Project) ->
                    "FROM {{ source('raw', 'f') }}\n")
     with pytest.raises(fsql.errors.OnlineStoreError, match="written by another definition"):
         project.verify()
+
+
+FSQL = str(Path(sys.executable).parent / "fsql")
+
+
+def fsql_verify(project: fsql.Project, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FSQL, "--project-dir", str(project.root), "verify", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def stored(project: fsql.Project) -> tuple[ViewLayout, int]:
+    """The view's layout and published generation, as a reader learns them."""
+    service = project.online_service()
+    try:
+        service.get(["v"], {"user_id": [0]})
+        layout: ViewLayout = service._layouts["v"]
+        return layout, int(service.store.meta(layout)["generation"])
+    finally:
+        service.store.close()
+
+
+def test_undecodable_value_is_skew_not_a_crash(project: fsql.Project) -> None:
+    project.sync()
+    layout, generation = stored(project)
+    with closing(project.store()) as store:
+        store.client.set(layout.key(generation, (5,)), b"garbage", keepttl=True)
+    done = fsql_verify(project, "--all", "--json")
+    assert done.returncode == 5, done.stderr  # was 70 (a ValueError in decode)
+    assert "Traceback" not in done.stderr
+    [check] = json.loads(done.stdout)
+    assert (check["matched"], check["mismatched"]) == (49, 1)
+    assert check["mismatches_by_feature"] == {"(corrupt value)": 1}
+    assert check["examples"][0]["entity"] == [5]
+
+
+@pytest.mark.parametrize(("field", "shift", "what"), [
+    (0, dt.timedelta(days=365), "(event timestamp)"),   # future-dated: would block updates
+    (1, dt.timedelta(seconds=1), "(created timestamp)"),
+])
+def test_tampered_header_is_skew(project: fsql.Project, field: int, shift: dt.timedelta,
+                                 what: str) -> None:
+    project.sync()
+    layout, generation = stored(project)
+    key = layout.key(generation, (7,))
+    with closing(project.store()) as store:
+        *header, values = layout.decode(store.client.get(key))
+        header[field] += int(shift.total_seconds() * 1_000_000)
+        store.client.set(key, layout.encode(*header, values), keepttl=True)  # same features
+    [check] = project.verify(sample=None)
+    assert (check.matched, check.mismatched, check.by_feature) == (49, 1, {what: 1})
+    done = fsql_verify(project, "--all")
+    assert done.returncode == 5, done.stderr
+    assert f"v [7] {what}" in done.stdout
+
+
+def test_each_run_samples_afresh_and_the_seed_repeats_a_sample(project: fsql.Project) -> None:
+    project.sync()
+    layout, generation = stored(project)
+    with closing(project.store()) as store:
+        for user in range(50):  # every entity differs: the examples show what was sampled
+            key = layout.key(generation, (user,))
+            event, created, values = layout.decode(store.client.get(key))
+            store.client.set(key, layout.encode(event, created, [-1, *values[1:]]),
+                             keepttl=True)
+
+    def sampled(*args: str) -> tuple[int, list[object]]:
+        done = fsql_verify(project, "--sample", "10", "--json", *args)
+        assert done.returncode == 5, done.stderr
+        [check] = json.loads(done.stdout)
+        assert check["entities"] == check["mismatched"] == 10
+        return check["seed"], [e["entity"] for e in check["examples"]]
+
+    seed, first = sampled()
+    other_seed, second = sampled()
+    assert (other_seed, second) != (seed, first)  # a fixed sample would never see the rest
+    assert sampled("--seed", str(seed)) == (seed, first)
+    table = fsql_verify(project, "--sample", "10", "--seed", str(seed))
+    assert f"│ {seed} " in table.stdout  # the table shows the seed too

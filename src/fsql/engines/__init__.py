@@ -9,10 +9,11 @@ from fsql.errors import ConfigError
 __all__ = ["Column", "Engine", "connect"]
 
 
-def connect(config: OfflineConfig, root_dir: str) -> Engine:
-    """Open the engine a target's ``offline:`` block describes."""
+def connect(config: OfflineConfig, root_dir: str, writable: bool = False) -> Engine:
+    """Open the engine a target's ``offline:`` block describes. Only ``writable`` sessions
+    (``fsql build``) may change the project's database; the others read it, if at all."""
     if config.type == "duckdb":
         from fsql.engines.duckdb import DuckDBEngine
 
-        return DuckDBEngine(config, root_dir)
+        return DuckDBEngine(config, root_dir, writable)
     raise ConfigError(f"unsupported offline engine '{config.type}'")

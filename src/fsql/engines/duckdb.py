@@ -2,10 +2,22 @@
 
 The session time zone is pinned to UTC, so a naive TIMESTAMP compared with a TIMESTAMPTZ (or cast
 to one) means UTC, whatever the machine's zone is.
+
+Only a ``writable`` session (``fsql build``) opens the project's database file, and then
+read-write. Every other session (compile, test, freshness, verify, diff, sync, notebooks) runs
+on an in-memory database: compiling creates each model and view as a view in a rolled-back
+transaction, over sources that are files. The project file is attached, read-only, only when a
+source is declared as a table of it, and only until that session's transaction ends. DuckDB
+lets any number of processes read a file or one process write it, so reading sessions never
+block each other, and a session that finds the file held gets ``EngineBusyError`` (exit 75).
+An in-memory session spills to ``<file>.tmp.<pid>`` beside the file (not the working
+directory, DuckDB's default), which DuckDB removes when the session closes.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +29,7 @@ from sqlglot import exp
 from fsql.config import OfflineConfig
 from fsql.dtypes import engine_type
 from fsql.engines.base import Column, Engine
-from fsql.errors import EngineError
+from fsql.errors import EngineBusyError, EngineError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -26,23 +38,24 @@ if TYPE_CHECKING:
 
 
 class DuckDBEngine(Engine):
-    """A connection to one DuckDB database file (or ``:memory:``)."""
+    """A session on one DuckDB database file (or ``:memory:``); see the module docstring for
+    when the file is opened, and how."""
 
     dialect = "duckdb"
     supports_asof = True
 
-    def __init__(self, config: OfflineConfig, root_dir: str) -> None:
+    def __init__(self, config: OfflineConfig, root_dir: str, writable: bool = False) -> None:
         database = str(config.path)
-        if database != ":memory:":
-            config.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(database)
-        except duckdb.IOException as err:
-            raise EngineError(
-                f"cannot open DuckDB database {database}: {err}\n"
-                "  hint: another fsql process may hold it; wait for it to finish."
-            ) from None
+        self.file = None if database == ":memory:" else config.path
+        if self.file is not None:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.con = _open(self.file if writable else None)
         self.con.execute("SET TimeZone = 'UTC'")
+        if self.file is not None and not writable:
+            # spill beside the project file, not in the working directory (DuckDB's default
+            # for an in-memory database); one directory per process, removed on close
+            spill = self.file.with_name(f"{self.file.name}.tmp.{os.getpid()}")
+            self.con.execute("SET temp_directory = ?", [str(spill)])
         if config.threads:
             self.con.execute(f"SET threads = {int(config.threads)}")
         if config.memory_limit:
@@ -50,6 +63,13 @@ class DuckDBEngine(Engine):
         self._in_transaction = False
         self._kinds: dict[str, str] | None = None  # relation -> "view"/"table", until a
         # transaction ends (a rollback may restore what was replaced)
+        #: the catalog that source tables live in: the project file's, as DuckDB names it
+        #: when it opens the file (so ``fsql.main.t`` works in both kinds of session)
+        self.catalog = None if self.file is None else self.file.stem
+        #: a reading session attaches the file on first need, read-only; the attachment ends
+        #: with the transaction (DuckDB detaches on rollback)
+        self._attach = self.file is not None and not writable
+        self._attached = False
 
     # -- statements ----------------------------------------------------------------------
     def _run(self, expression: exp.Expr) -> duckdb.DuckDBPyConnection:
@@ -83,6 +103,7 @@ class DuckDBEngine(Engine):
         finally:
             self._in_transaction = False
             self._kinds = None
+            self._attached = False
 
     @contextmanager
     def rollback_only(self) -> Iterator[None]:
@@ -94,6 +115,7 @@ class DuckDBEngine(Engine):
             self.con.execute("ROLLBACK")
             self._in_transaction = False
             self._kinds = None
+            self._attached = False
 
     def _existing_kind(self, name: str) -> str | None:
         if self._kinds is None:  # one catalog query for a whole compile, not one per relation
@@ -115,12 +137,33 @@ class DuckDBEngine(Engine):
 
     def source_query(self, source: Source, root: Path) -> exp.Query:
         if source.location is None:
-            return exp.select("*").from_(exp.to_table(source.table or "", dialect=self.dialect))
+            return exp.select("*").from_(self._project_table(source.table or ""))
         location = Path(source.location)
         full = location if location.is_absolute() else root / location
         if source.format == "parquet":
             return self.parquet_query(full)
         return exp.select("*").from_(exp.func("read_csv", exp.Literal.string(str(full))))
+
+    def _project_table(self, name: str) -> exp.Table:
+        """A table of the project's database, qualified with its catalog in a reading session
+        (which attaches the file read-only for it)."""
+        table = exp.to_table(name, dialect=self.dialect)
+        if not self._attach:
+            return table
+        assert self.file is not None and self.catalog is not None
+        if not self._attached and self.file.exists():  # absent: the table is missing anyway
+            attach = exp.Attach(
+                this=exp.alias_(exp.Literal.string(str(self.file)), self.catalog, quoted=True),
+                exists=True, expressions=[exp.AttachOption(this=exp.var("READ_ONLY"))])
+            with _busy(self.file):
+                self.con.execute(self.sql(attach))
+            self._attached = True
+        if table.db == self.catalog and not table.catalog:  # written as catalog.table
+            table.set("catalog", table.args["db"])
+            table.set("db", None)
+        table.set("catalog", table.args.get("catalog") or exp.to_identifier(self.catalog))
+        table.set("db", table.args.get("db") or exp.to_identifier("main"))
+        return table
 
     def parquet_query(self, path: Path) -> exp.Query:
         return exp.select("*").from_(exp.func("read_parquet", exp.Literal.string(str(path))))
@@ -152,6 +195,35 @@ class DuckDBEngine(Engine):
 
     def close(self) -> None:
         self.con.close()
+
+
+def _open(file: Path | None) -> duckdb.DuckDBPyConnection:
+    """The project's database file read-write, or (``None``) an in-memory database."""
+    if file is None:
+        return duckdb.connect(":memory:")
+    with _busy(file):
+        con = duckdb.connect(str(file))
+    return con
+
+
+_PID = re.compile(r"\(PID (\d+)\)")
+
+
+@contextmanager
+def _busy(file: Path) -> Iterator[None]:
+    """Turn DuckDB's "another process holds this file" into ``EngineBusyError`` (exit 75)."""
+    try:
+        yield
+    except duckdb.IOException as err:
+        if "Could not set lock on file" not in str(err):
+            raise EngineError(f"cannot open DuckDB database {file}: {err}") from None
+        pid = _PID.search(str(err))
+        who = f"another process (PID {pid.group(1)})" if pid else "another process"
+        raise EngineBusyError(
+            f"DuckDB database {file} is in use by {who}: fsql build needs it alone, and a "
+            "verb reading it needs no build running; nothing was done\n"
+            "  hint: try again when that process finishes (from cron: the next run will)"
+        ) from None
 
 
 def _column_type(type_text: str, dialect: str) -> exp.DataType:
