@@ -331,15 +331,17 @@ def test_deeply_nested_json_is_400(shop: Shop, client: Client) -> None:
     assert "JSON" in response.json()["error"]
 
 
-def test_non_finite_feature_values_are_served_as_null(make_project: MakeProject,
-                                                      redis_server: RedisServer,
-                                                      tmp_path: Path) -> None:
-    """JSON has no NaN or Infinity: the response stays strict JSON (null, still PRESENT)
-    instead of failing; the Python API keeps the floats."""
+def test_non_finite_feature_values_are_protobuf_json_strings(make_project: MakeProject,
+                                                             redis_server: RedisServer,
+                                                             tmp_path: Path) -> None:
+    """JSON has no NaN or Infinity: HTTP and ``fsql get --json`` both write them as the strings
+    "NaN", "Infinity", "-Infinity" (protobuf's JSON mapping), status PRESENT, in strict JSON;
+    the Python API keeps the floats."""
     data = tmp_path / "m.parquet"
     at = utc_now() - dt.timedelta(minutes=5)
-    pq.write_table(pa.table({"user_id": [1, 2, 3], "ts": pa.array([at] * 3, pa.timestamp("us")),
-                             "x": [math.nan, math.inf, 1.5]}), data)
+    pq.write_table(pa.table({"user_id": [1, 2, 3, 4],
+                             "ts": pa.array([at] * 4, pa.timestamp("us")),
+                             "x": [math.nan, math.inf, -math.inf, 1.5]}), data)
     project = make_project({
         "features/m.yml": """
             entities:
@@ -364,22 +366,29 @@ def test_non_finite_feature_values_are_served_as_null(make_project: MakeProject,
         "profiles.yml": online_profile("test", redis_server.url)})
     project.sync()
     service = project.online_service()
+
+    def strict(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
     try:
         http = TestClient(create_app(service), raise_server_exceptions=False)
-        response = http.post(URL, json={"features": ["m"], "entities": {"user_id": [1, 2, 3]}})
+        response = http.post(URL, json={"features": ["m"],
+                                        "entities": {"user_id": [1, 2, 3, 4]}})
         assert response.status_code == 200, response.text
-
-        def strict(constant: str) -> None:
-            raise ValueError(f"not JSON: {constant}")
-
         body = json.loads(response.text, parse_constant=strict)
-        assert body["results"][1]["statuses"] == ["PRESENT"] * 3
-        assert body["results"][1]["values"] == [None, None, 1.5]
+        assert body["results"][1]["statuses"] == ["PRESENT"] * 4
+        assert body["results"][1]["values"] == ["NaN", "Infinity", "-Infinity", 1.5]
         assert http.get("/metrics").json()["requests"]["ok"] == 1
-        python = service.get(["m"], {"user_id": [1, 2, 3]}).values["x"]
-        assert math.isnan(python[0]) and python[1:] == [math.inf, 1.5]
+        python = service.get(["m"], {"user_id": [1, 2, 3, 4]}).values["x"]
+        assert math.isnan(python[0]) and python[1:] == [math.inf, -math.inf, 1.5]
     finally:
         service.store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FSQL_")}
+    cli = subprocess.run([FSQL, "--project-dir", str(project.root), "get", "m", "-e", "user_id=1",
+                          "-e", "user_id=2", "-e", "user_id=3", "-e", "user_id=4", "--json"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout, parse_constant=strict) == body
 
 
 # -- a Redis outage ----------------------------------------------------------------------------

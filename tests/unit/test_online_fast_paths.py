@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from fsql.definitions import Feature
 from fsql.dtypes import FeatureType
-from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, from_micros, iso_utc
+from fsql.online.keys import (
+    INT_KEY,
+    STR_KEY,
+    ViewLayout,
+    converter,
+    from_micros,
+    iso_utc,
+    stored_types,
+)
 from fsql.serve import OnlineResult, _decode, _ViewRequest
 
 MIN_US = -62_135_596_800_000_000  # 0001-01-01
@@ -108,10 +116,11 @@ def test_column_wise_decode_and_json_equal_per_value(
     raws = [None if row is None else layout.encode(row[0], None, list(row[1])) for row in rows]
     names = tuple(f"c{p}" for p in positions)
     request = _ViewRequest(SimpleNamespace(features=FEATURES), ("k",),  # type: ignore[arg-type]
-                           tuple(FEATURES[p] for p in positions), tuple(positions), names, ttl,
-                           tuple(converter(FEATURES[p]) for p in positions))
+                           tuple(FEATURES[p] for p in positions), names, ttl,
+                           tuple(converter(FEATURES[p]) for p in positions),
+                           tuple(stored_types(FEATURES[p]) for p in positions))
     result = OnlineResult({"k": list(range(len(rows)))}, {})
-    _decode(request, raws, now, result)
+    _decode(request, tuple(positions), len(FEATURES), raws, now, result)
     columns, statuses, stamps = _old_decode(layout, positions, raws, now, ttl)
     assert list(result.values) == list(names)
     for name, column in zip(names, columns, strict=True):
@@ -139,6 +148,6 @@ def test_to_json_of_a_hand_made_result_converts_values() -> None:
     got = result.to_json()["results"]
     assert got[1] == {"values": [at.isoformat(), None], "statuses": ["PRESENT", "MISSING"],
                       "event_timestamps": ["1970-01-01T00:00:00+00:00", None]}
-    assert got[2]["values"] == ["1.50", math.inf]
+    assert got[2]["values"] == ["1.50", "Infinity"]
     assert got[2]["event_timestamps"] == ["1970-01-01T00:00:00+00:00",
                                           "1970-01-01T00:00:00.000001+00:00"]
