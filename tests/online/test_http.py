@@ -24,6 +24,8 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.exceptions import StarletteDeprecationWarning
 
 import fsql
@@ -293,6 +295,24 @@ BAD_REQUESTS: dict[str, tuple[bytes | Any, str]] = {
     "too many entities": ({"features": ["customer_orders"],
                            "entities": {"customer_id": list(range(11))}},
                           "too many entities: 11 (limit 10 per request)"),
+    # lone surrogates are not Unicode text: JSON with them is refused as a whole
+    "surrogate in a service name": (json.dumps({"feature_service": "\ud800",
+                                                "entities": ONE}).encode(),
+                                    "the body must be JSON"),
+    "surrogate in a feature name": (json.dumps({"features": ["customer_orders.\udfff"],
+                                                "entities": ONE}).encode(),
+                                    "the body must be JSON"),
+    "surrogate in a key": (json.dumps({"features": ["customer_orders"],
+                                       "entities": {"customer_id": ["\ud800"]}}).encode(),
+                           "the body must be JSON"),
+    "key nested 1000 deep": (b'{"features": ["customer_orders"], "entities": {"customer_id": ['
+                             + b"[" * 1000 + b"1" + b"]" * 1000 + b"]}}",
+                             "must be an integer, got [[[[[[[...]]]]]]]"),
+    "key nested too deep for the parser": (
+        b'{"features": ["customer_orders"], "entities": {"customer_id": ['
+        + b"[" * 2000 + b"1" + b"]" * 2000 + b"]}}", "depth limit exceeded"),
+    "non-finite number": (b'{"features": ["customer_orders"], "entities": '
+                          b'{"customer_id": [NaN]}}', "the body must be JSON"),
 }
 
 
@@ -329,6 +349,57 @@ def test_deeply_nested_json_is_400(shop: Shop, client: Client) -> None:
     response = http.post(URL, content=b"[" * 100_000)
     assert response.status_code == 400, response.text
     assert "JSON" in response.json()["error"]
+
+
+# lone surrogates included: JSON text can carry them as escapes
+_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12) | st.text(
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=16)
+_names = st.sampled_from(["customer_orders", "customer_orders.orders_30d", "product_ratings",
+                          "customer_product", "customer_profile.segment", "churn_training",
+                          "purchase_training", "a.b.c", ""]) | _text
+_entities = st.dictionaries(st.sampled_from(["customer_id", "product_id"]) | _text,
+                            st.lists(st.integers(-5, 2**64) | _json, max_size=4)
+                            | _json, max_size=3)
+_requests = st.fixed_dictionaries({"features": st.lists(_names, max_size=4) | _json,
+                                   "entities": _entities}) | st.fixed_dictionaries(
+    {"feature_service": _names | _json, "entities": _entities | _json})
+
+
+def _nested(depth: int) -> bytes:
+    return (b'{"features": ["customer_orders"], "entities": {"customer_id": ['
+            + b"[" * depth + b"1" + b"]" * depth + b"]}}")
+
+
+_bodies = (st.binary(max_size=200) | (_json | _requests).map(lambda v: json.dumps(v).encode())
+           | st.integers(1, 1500).map(_nested))
+
+
+def test_fuzzed_requests_get_4xx_never_5xx_and_are_all_counted(client: Client) -> None:
+    """Arbitrary bytes, arbitrary JSON, requests with random names and keys (lone surrogates,
+    huge integers, NaN, nesting to past the parser's limit): each gets 200 or a 4xx with a
+    JSON error, and /metrics counts every one."""
+    http = client()
+    sent: list[int] = []
+
+    @settings(max_examples=400, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(body=_bodies)
+    def check(body: bytes) -> None:
+        response = http.post(URL, content=body, headers={"content-type": "application/json"})
+        sent.append(response.status_code)
+        assert response.status_code == 200 or 400 <= response.status_code < 500, (
+            body[:300], response.text[:300])
+        if response.status_code != 200:
+            assert set(response.json()) == {"error"}
+
+    check()
+    counts = http.get("/metrics").json()["requests"]
+    assert counts == {"ok": sent.count(200), "client_error": len(sent) - sent.count(200),
+                      "server_error": 0}
 
 
 def test_non_finite_feature_values_are_protobuf_json_strings(make_project: MakeProject,

@@ -166,8 +166,12 @@ def _key_parts(values: Sequence[Any], kind: str) -> list[str]:
     if kind == INT_KEY:
         return list(map(str, values))
     # ASCII letters and digits are never quoted: skip quote() (slow) for such keys
-    return [text if text.isascii() and text.isalnum() else quote(text, safe="")
-            for text in map(str, values)]
+    try:
+        return [text if text.isascii() and text.isalnum() else quote(text, safe="")
+                for text in map(str, values)]
+    except UnicodeEncodeError as err:  # a lone surrogate (say, from undecodable CLI bytes)
+        raise RequestError(f"key values must be valid Unicode text, got "
+                           f"{reprlib.repr(err.object)}") from None
 
 
 def converter(feature: Feature) -> Callable[[Any], Any] | None:
