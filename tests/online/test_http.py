@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -20,7 +19,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -34,14 +32,13 @@ from fsql.loader import ProjectSpec
 from tests.conftest import MakeProject, online_profile
 from tests.online.reference import as_utc, latest_rows, same, view_rows
 from tests.online.scores import get_scores, scores_project, utc_now, write_scores
-from tests.redis_server import RedisServer, free_port
+from tests.online.served import FSQL, URL, serving
+from tests.redis_server import RedisServer
 
 with warnings.catch_warnings():  # starlette >= 1.x asks for httpx2 (not installed) at import
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-FSQL = str(Path(sys.executable).parent / "fsql")
-URL = "/get-online-features"
 MISSING_ID = 10**9
 
 
@@ -512,44 +509,24 @@ def test_redis_outage_is_503_and_serving_recovers(make_project: MakeProject,
 # -- the real command --------------------------------------------------------------------------
 
 def test_fsql_serve_end_to_end(shop: Shop, client: Client) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FSQL_")}
-    proc = subprocess.Popen([FSQL, "--project-dir", str(shop.project.root), "serve",
-                             "--port", str(port), "--max-entities", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "fsql serve did not come up"
-            time.sleep(0.05)
+    with serving(shop.project.root, "--max-entities", "60") as server:
+        assert server.get("/health").json() == {"status": "ok"}
         request = {"feature_service": "churn_training",
                    "entities": {"customer_id": customers(shop)}}
-        with httpx.Client(base_url=base, timeout=10) as http:
-            served = http.post(URL, json=request)
-            assert served.status_code == 200, served.text
-            assert served.json() == client().post(URL, json=request).json()
-            assert_view_columns(shop, served.json(), "customer_orders", {
-                "orders_30d": "orders_30d", "spend_30d": "spend_30d",
-                "avg_amount_30d": "avg_amount_30d", "last_category": "last_category"})
-            assert_view_columns(shop, served.json(), "customer_profile", {
-                "segment": "segment", "credit_limit": "credit_limit"})
-            too_many = http.post(URL, json={"feature_service": "churn_training",
-                                            "entities": {"customer_id": list(range(61))}})
-            assert too_many.status_code == 400
-            assert "limit 60 per request" in too_many.json()["error"]
-            assert http.get("/metrics").json()["requests"]["ok"] == 1
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-    assert f"on http://127.0.0.1:{port}" in " ".join(err.split())
+        served = server.post(request)
+        assert served.status_code == 200, served.text
+        assert served.json() == client().post(URL, json=request).json()
+        assert_view_columns(shop, served.json(), "customer_orders", {
+            "orders_30d": "orders_30d", "spend_30d": "spend_30d",
+            "avg_amount_30d": "avg_amount_30d", "last_category": "last_category"})
+        assert_view_columns(shop, served.json(), "customer_profile", {
+            "segment": "segment", "credit_limit": "credit_limit"})
+        too_many = server.post({"feature_service": "churn_training",
+                                "entities": {"customer_id": list(range(61))}})
+        assert too_many.status_code == 400
+        assert "limit 60 per request" in too_many.json()["error"]
+        assert server.get("/metrics").json()["requests"]["ok"] == 1
+        server.proc.send_signal(signal.SIGINT)
+        server.proc.wait(timeout=20)
+    assert server.proc.returncode == 0
+    assert f"on http://127.0.0.1:{server.port}" in " ".join(server.stderr.split())

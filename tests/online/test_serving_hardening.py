@@ -13,13 +13,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,73 +30,14 @@ from fsql.http import create_app
 from fsql.serve import OnlineService
 from tests.conftest import MakeProject
 from tests.online.scores import scores_project, utc_now, write_scores
-from tests.redis_server import RedisServer, free_port
+from tests.online.served import FSQL, URL, serving, wait_until
+from tests.redis_server import RedisServer
 
 with warnings.catch_warnings():  # starlette >= 1.x asks for httpx2 (not installed) at import
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-FSQL = str(Path(sys.executable).parent / "fsql")
-URL = "/get-online-features"
 SCORES = {"features": ["scores.score", "scores.label"], "entities": {"user_id": [1, 2, 4]}}
-
-
-@dataclass
-class Served:
-    """One running ``fsql serve`` process."""
-
-    proc: subprocess.Popen[str]
-    port: int
-    stderr: str = ""  # once it has exited
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def post(self, body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(self.base + URL, json=body, timeout=10)
-
-    def get(self, path: str, timeout: float = 10) -> httpx.Response:
-        return httpx.get(self.base + path, timeout=timeout)
-
-
-@contextmanager
-def serving(root: Path, *options: str) -> Iterator[Served]:
-    """``fsql serve`` on ``root`` until the block ends (then SIGTERM); waits until it answers
-    HTTP (any status: /health may say 503)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FSQL_")}
-    proc = subprocess.Popen([FSQL, "--project-dir", str(root), "serve", "--port", str(port),
-                             *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    served = Served(proc, port)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                served.get("/metrics", timeout=1)
-                break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "fsql serve did not come up"
-            time.sleep(0.05)
-        yield served
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            _, served.stderr = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, served.stderr = proc.communicate()
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def scores_synced(make_project: MakeProject, redis_url: str, tmp_path: Path,
@@ -369,6 +306,21 @@ def test_health_is_503_with_the_reason_when_no_view_can_be_served(
         assert health.json() == {"status": "unavailable", "views": {
             "scores": "feature view 'scores' has no online data yet; run: fsql sync"}}
         assert server.post(SCORES).status_code == 503
+
+
+def test_health_is_degraded_when_some_views_cannot_be_served(
+        make_project: MakeProject, redis_server: RedisServer, tmp_path: Path) -> None:
+    project = scores_synced(make_project, redis_server.url, tmp_path)
+    features = project.root / "features"
+    (features / "later.yml").write_text((features / "scores.yml").read_text())
+    (features / "later.sql").write_text((features / "scores.sql").read_text())
+    service = project.online_service()  # view 'later' is defined, never synced
+    try:
+        assert service.health(1.0) == (True, {"status": "degraded", "views": {
+            "later": "feature view 'later' has no online data yet; run: fsql sync"}})
+        assert service.get(["scores.score"], {"user_id": [1]}).values["score"] == [10]
+    finally:
+        service.close()
 
 
 # -- item 15: signals with the embedded store ----------------------------------------------------
