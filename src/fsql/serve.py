@@ -1,14 +1,18 @@
 """Online retrieval: the one ``get_online_features`` path behind the Python API, CLI and HTTP.
 
 Serving needs the project's definitions (names, entities, features, types) and the online
-store, not the offline engine or its data: join-key kinds come from the view's metadata, which
-``fsql sync`` writes next to the values.
+store, not the offline engine or its data: join-key kinds and where each feature sits in the
+stored vectors come from the view's metadata, which ``fsql sync`` writes next to the values (so
+a sync that adds a feature never breaks a running reader).
+
+Every value has a status: PRESENT, MISSING (no value), EXPIRED (older than the ttl) or CORRUPT
+(a stored value that cannot be decoded); the value is None unless PRESENT. In JSON, NaN and
+infinities are the strings "NaN", "Infinity" and "-Infinity" (protobuf's JSON mapping).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import reprlib
 from collections import OrderedDict
@@ -17,23 +21,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import msgpack
-
 from fsql.definitions import Feature, FeatureRef, FeatureView
-from fsql.errors import OnlineStoreError, RequestError, StaleDefinitionError
+from fsql.errors import OnlineStoreError, RequestError
 from fsql.loader import ProjectSpec
-from fsql.online.keys import (
-    HEADER,
-    INT_KEY,
-    NO_STAMP,
-    STR_KEY,
-    ViewLayout,
-    converter,
-    iso_utc,
-    schema_fingerprint,
-    stored_types,
-)
+from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, stored_types
 from fsql.online.redis_store import RedisStore
+from fsql.online.vectors import StoredView, stored_view, unpack
 
 PRESENT, MISSING, EXPIRED, CORRUPT = "PRESENT", "MISSING", "EXPIRED", "CORRUPT"
 DEFAULT_MAX_ENTITIES = 1000
@@ -46,7 +39,6 @@ _FLOAT_TYPES = frozenset({float, int, type(None)})
 _EXACT_KEY_TYPES: dict[str, set[type]] = {INT_KEY: {int}, STR_KEY: {str}}
 # Values of these exact types are their own JSON form
 _JSON_NATIVE = {int, float, str, bool, type(None)}
-_OFFSET = -NO_STAMP  # a header's event time is its number minus this
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,55 +50,6 @@ class _ViewRequest:
     ttl_micros: int | None = None
     converters: tuple[Callable[[Any], Any] | None, ...] = ()  # per requested feature
     allowed: tuple[frozenset[type], ...] = ()  # per requested feature: its stored value types
-
-
-@dataclass(frozen=True, slots=True)
-class StoredView:
-    """What a view's online metadata says is stored: the key kinds (in ``layout``) and where
-    each feature sits in the stored vectors, with its type, so a reader finds features by
-    name whatever definition wrote them (a feature added by a later sync moves nothing)."""
-
-    layout: ViewLayout
-    features: dict[str, tuple[int, str]]  # feature name -> (index in the vector, type name)
-    width: int  # features per stored vector
-
-    def positions(self, view: str, features: Sequence[Feature]) -> tuple[int, ...]:
-        """Where ``features`` are; fails naming those not stored as defined."""
-        found = [self.features.get(f.name) for f in features]
-        bad = [f.name for f, at in zip(features, found, strict=True)
-               if at is None or at[1] != f.dtype.name]
-        if bad:
-            raise StaleDefinitionError(
-                f"feature(s) {', '.join(bad)} of view '{view}' are not in the online "
-                "data with their defined type (added or retyped since the last sync); run fsql "
-                "sync to publish them")
-        return tuple(at[0] for at in found if at is not None)
-
-
-def stored_view(view: FeatureView, layout: ViewLayout, meta: Mapping[str, str]) -> StoredView:
-    """Check a view's meta (``RedisStore.READ_META``) against its definition: fails on a view
-    never synced or synced with other join keys; tells where each stored feature is. Pure: the
-    health check runs it off the request thread."""
-    if "generation" not in meta:
-        raise OnlineStoreError(f"feature view '{view.name}' has no online data yet; "
-                               "run: fsql sync")
-    try:
-        kinds = tuple(json.loads(meta.get("key_kinds", "[]")))
-        stored = ([(str(n), str(t)) for n, t in json.loads(meta["features"])]
-                  if "features" in meta else
-                  [(f.name, f.dtype.name) for f in view.features])  # written before the field
-    except (ValueError, TypeError) as err:
-        raise OnlineStoreError(f"the online metadata of view '{view.name}' is unreadable "
-                               f"({err}); run fsql sync --full-refresh") from None
-    if meta.get("schema") != schema_fingerprint(layout.key_columns, kinds, stored):
-        raise StaleDefinitionError(
-            f"the online data of view '{view.name}' was written by a different definition "
-            "(join keys changed since the last sync, or features too for data synced by an "
-            "older fsql); run fsql sync to refresh it before serving")
-    if kinds != layout.key_kinds:
-        layout = ViewLayout(layout.namespace, layout.view, layout.key_columns, kinds,
-                            layout.features)
-    return StoredView(layout, {n: (i, t) for i, (n, t) in enumerate(stored)}, len(stored))
 
 
 @dataclass
@@ -485,64 +428,15 @@ def _shown(text: str) -> str:
     return reprlib.repr(text)
 
 
-# Event times a header may hold: those of datetime (years 1 to 9999), in microseconds
-_MIN_EVENT, _MAX_EVENT = -62_135_596_800_000_000, 253_402_300_799_999_999
-_UNDECODABLE = (ValueError, TypeError, msgpack.exceptions.UnpackException)
-
-
-def _unpack(raws: list[bytes | None], width: int
-            ) -> tuple[list[list[Any]], list[int | None], list[str]]:
-    """Stored values of one view -> (feature vectors, event times, statuses): MISSING where
-    there is no value, CORRUPT (with an empty vector) where it cannot be decoded."""
-    unpack = msgpack.unpackb
-    empty: list[Any] = [None] * width
-    statuses = [MISSING if raw is None else PRESENT for raw in raws]
-    try:  # the usual case, checked column-wise: every value well formed
-        vectors = [empty if raw is None else unpack(raw[HEADER:]) for raw in raws]
-        events: list[int | None] = [None if raw is None else int(raw[:20]) - _OFFSET
-                                    for raw in raws]
-        if NO_STAMP in events:  # a value written without event time (never by fsql sync)
-            events = [None if e == NO_STAMP else e for e in events]
-        known = [e for e in events if e is not None]
-        if (set(map(type, vectors)) <= {list} and set(map(len, vectors)) <= {width}
-                and (not known or (_MIN_EVENT <= min(known) and max(known) <= _MAX_EVENT))):
-            return vectors, events, statuses
-    except _UNDECODABLE:
-        pass
-    vectors, events = [], []
-    for i, raw in enumerate(raws):
-        row = None if raw is None else _unpack_one(raw, width)
-        if row is None:
-            vectors.append(empty)
-            events.append(None)
-            if raw is not None:
-                statuses[i] = CORRUPT
-        else:
-            events.append(row[0])
-            vectors.append(row[1])
-    return vectors, events, statuses
-
-
-def _unpack_one(raw: bytes, width: int) -> tuple[int | None, list[Any]] | None:
-    """(event time, feature vector) of one stored value, None when it cannot be decoded."""
-    try:
-        vector = msgpack.unpackb(raw[HEADER:])
-        event = int(raw[:20]) - _OFFSET
-    except _UNDECODABLE:
-        return None
-    if type(vector) is not list or len(vector) != width:
-        return None
-    if event == NO_STAMP:
-        return None, vector
-    return (event, vector) if _MIN_EVENT <= event <= _MAX_EVENT else None
-
-
 def _decode(req: _ViewRequest, positions: tuple[int, ...], width: int,
             raws: list[bytes | None], now: int, result: OnlineResult) -> None:
     """Raw stored values of one view -> the requested feature columns, statuses and event
     times (column-wise: one pass per step, no per-value Python objects besides the values).
     A value of the wrong type, or one its converter refuses, is CORRUPT (None)."""
-    vectors, events, statuses = _unpack(raws, width)
+    vectors, events, corrupt = unpack(raws, width)
+    statuses = [MISSING if raw is None else PRESENT for raw in raws]
+    for i in corrupt:
+        statuses[i] = CORRUPT
     if req.ttl_micros is not None:
         cutoff = now - req.ttl_micros  # expired: now > event + ttl
         empty = [None] * width
@@ -571,7 +465,7 @@ def _decode(req: _ViewRequest, positions: tuple[int, ...], width: int,
         values[name] = column
         status_columns[name] = column_statuses
         stamps[name] = events[:]
-    result.corrupt += statuses.count(CORRUPT) * len(positions)
+    result.corrupt += len(corrupt) * len(positions)
 
 
 def _convert_each(column: list[Any], convert: Callable[[Any], Any], statuses: list[str],
