@@ -344,7 +344,8 @@ def serve(
     output.stderr.print(f"fsql serving {service.store.where} on http://{host}:{port}")
     try:
         run_server(create_app(service, Limits(max_body_bytes, read_timeout), reloader),
-                   host=host, port=port, on_hangup=reloader.request)
+                   host=host, port=port, on_hangup=reloader.request,
+                   headers_timeout=read_timeout)
     finally:
         service.close()
 

@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from fsql.errors import FsqlError, OnlineStoreError, RequestError
 from fsql.loader import ProjectSpec
@@ -48,6 +49,7 @@ from fsql.serve import OnlineService
 WINDOW = 10_000  # latencies kept for the percentiles
 HEALTH_TIMEOUT = 1.0  # seconds a health check waits for the store
 PROJECT_FILES = ("features", "models", "macros")  # folders whose files define the project
+READ_TIMEOUT = 10.0  # default seconds for a request's headers, and then its body, to arrive
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ class Limits:
     ``OnlineService``)."""
 
     max_body_bytes: int = 1 << 20
-    read_timeout: float = 10.0  # seconds for the whole body to arrive
+    read_timeout: float = READ_TIMEOUT  # seconds for the whole body to arrive
 
 
 class Metrics:
@@ -312,6 +314,45 @@ def _log(message: str) -> None:
     print(f"fsql serve: {message}", file=sys.stderr, flush=True)
 
 
+class _HeadersTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, closing a connection whose request line and headers have not
+    arrived ``headers_timeout`` seconds after it opened or after the request began (uvicorn
+    itself holds a silent new connection, or half-sent headers, forever)."""
+
+    headers_timeout = 10.0
+    _timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(self.headers_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server with fsql's signals: SIGTERM and SIGINT stop it gracefully and are not
     re-raised afterwards (uvicorn re-raises them, which kills the process before its clean-up,
@@ -340,15 +381,19 @@ class _Server(uvicorn.Server):
 
 
 def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000,
-               on_hangup: Callable[[], None] | None = None) -> None:
+               on_hangup: Callable[[], None] | None = None,
+               headers_timeout: float = READ_TIMEOUT) -> None:
     """Run an ASGI app the way ``fsql serve`` does: one uvicorn worker, its fastest event loop
-    and HTTP parser that are installed (uvloop, httptools; else asyncio, h11), no access log,
-    no ``Server`` header, idle keep-alive connections closed after 5 s. Returns after SIGTERM
-    or SIGINT (graceful: requests in flight finish, for at most 10 s)."""
+    (uvloop if installed) and the httptools parser, no access log, no ``Server`` header, idle
+    keep-alive connections closed after 5 s, connections whose headers do not arrive within
+    ``headers_timeout`` closed. Returns after SIGTERM or SIGINT (graceful: requests in flight
+    finish, for at most 10 s)."""
     import gc
 
     gc.freeze()  # what start-up loaded lives as long as the server: keep it out of collections
-    config = uvicorn.Config(app, host=host, port=port, loop="auto", http="auto",
+    protocol = type("HeadersTimeoutProtocol", (_HeadersTimeoutProtocol,),
+                    {"headers_timeout": headers_timeout})
+    config = uvicorn.Config(app, host=host, port=port, loop="auto", http=protocol,
                             log_level="warning", access_log=False, server_header=False,
                             timeout_keep_alive=5, timeout_graceful_shutdown=10)
     _Server(config, on_hangup).run()

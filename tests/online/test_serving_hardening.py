@@ -235,6 +235,14 @@ def test_request_limits_on_a_real_server(make_project: MakeProject, redis_server
             waited = time.monotonic() - started
         assert status == 408 and b"did not arrive within 1 s" in text
         assert 0.8 < waited < 4, waited
+        # a connection that never completes its headers, or sends nothing: closed likewise
+        for start in (b"POST /get-online-features HTTP/1.1\r\nhost: x\r\n", b""):
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.sendall(start)
+                sock.settimeout(10)
+                started = time.monotonic()
+                assert sock.recv(100) == b""  # closed by the server
+                assert 0.8 < time.monotonic() - started < 4
         # a list of 1001 feature names (the default limit is 1000)
         many = server.post({"features": ["scores.score"] * 1001,
                             "entities": {"user_id": [1]}})
