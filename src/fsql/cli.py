@@ -386,14 +386,28 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_entities: Annotated[int, typer.Option(
-        help="Largest number of entities one request may ask for.")] = 1000,
+        help="Largest number of entities one request may ask for.", min=1)] = 1000,
+    max_features: Annotated[int, typer.Option(
+        help="Largest number of feature names one request may list.", min=1)] = 1000,
+    max_body_bytes: Annotated[int, typer.Option(
+        help="Largest request body, in bytes (larger: 413).", min=1)] = 1 << 20,
+    read_timeout: Annotated[float, typer.Option(
+        help="Seconds a request body may take to arrive (slower: 408).", min=0.01)] = 10.0,
 ) -> None:
-    """Serve online features over HTTP: POST /get-online-features, GET /health, /metrics."""
-    from fsql.http import create_app, run_server
+    """Serve online features over HTTP: POST /get-online-features, GET /health, /metrics.
+    Definitions are reloaded when project files change and on SIGHUP; SIGTERM/SIGINT stop."""
+    from fsql.http import Limits, Reloader, create_app, run_server
 
-    service = _settings(ctx).project().online_service(max_entities=max_entities)
+    project = _settings(ctx).project()
+    service = project.online_service(max_entities=max_entities, max_features=max_features)
+    reloader = Reloader(project.root, project.load)
     output.stderr.print(f"fsql serving {service.store.where} on http://{host}:{port}")
-    run_server(create_app(service), host=host, port=port)
+    try:
+        run_server(create_app(service, Limits(max_body_bytes, read_timeout), reloader),
+                   host=host, port=port, on_hangup=reloader.request,
+                   headers_timeout=read_timeout)
+    finally:
+        service.close()
 
 
 @app.command("ls")

@@ -3,35 +3,63 @@ Python API (``OnlineService.get``).
 
     POST /get-online-features   {"features": ["view.feature", ...] | "feature_service": "name",
                                  "entities": {"customer_id": [1, 2]}}
-    GET  /health                200 when the online store answers, else 503
-    GET  /metrics               request counts and latency percentiles (JSON)
+    GET  /health                200 when the server can serve (body: "ok" or "degraded" with
+                                the views it cannot serve), else 503; answered within ~1 s
+    GET  /metrics               request counts, corrupt values and latency percentiles (JSON)
 
 Responses follow Feast's shape: ``metadata.feature_names`` lists the entity columns then the
 features, and ``results[i]`` holds ``values``, ``statuses`` and ``event_timestamps`` for column
-``i`` (one entry per requested entity). Bad requests get 400 with ``{"error": "..."}``; a store
-failure 503; nothing a client sends can stop the server. Error texts pass through
-``fsql.secrets.redact``: no password reaches a client.
+``i`` (one entry per requested entity). Every bad request gets a 4xx with ``{"error": "..."}``
+and is counted (400; 408 for a body slower than the read timeout, 413 for one over the size
+limit); a store failure 503; nothing a client sends can stop the server or grow it without
+bound. The server re-reads the project definitions when their files change and on SIGHUP.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import signal
+import sys
 import threading
 import time
+import traceback
 from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import orjson
+import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from fsql.errors import FsqlError, OnlineStoreError, RequestError
+from fsql.loader import ProjectSpec
 from fsql.secrets import redact
 from fsql.serve import OnlineService
 
 WINDOW = 10_000  # latencies kept for the percentiles
+HEALTH_TIMEOUT = 1.0  # seconds a health check waits for the store
+PROJECT_FILES = ("features", "models", "macros")  # folders whose files define the project
+READ_TIMEOUT = 10.0  # default seconds for a request's headers, and then its body, to arrive
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one request may cost the server (the entity and feature counts are limits of
+    ``OnlineService``)."""
+
+    max_body_bytes: int = 1 << 20
+    read_timeout: float = READ_TIMEOUT  # seconds for the whole body to arrive
 
 
 class Metrics:
@@ -41,41 +69,39 @@ class Metrics:
         self.lock = threading.Lock()
         self.latencies: deque[float] = deque(maxlen=WINDOW)
         self.counts = {"ok": 0, "client_error": 0, "server_error": 0}
+        self.corrupt_values = 0
         self.started = time.time()
 
-    def record(self, outcome: str, seconds: float) -> None:
+    def record(self, outcome: str, seconds: float | None = None, corrupt: int = 0) -> None:
+        """Count one request; ``seconds`` None for requests that never reached a handler."""
         with self.lock:
             self.counts[outcome] += 1
-            self.latencies.append(seconds)
+            self.corrupt_values += corrupt
+            if seconds is not None:
+                self.latencies.append(seconds)
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             ordered = sorted(self.latencies)
             counts = dict(self.counts)
+            corrupt = self.corrupt_values
 
         def pct(p: float) -> float | None:
             if not ordered:
                 return None
             return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
 
-        return {"requests": counts, "uptime_seconds": round(time.time() - self.started, 1),
+        return {"requests": counts, "corrupt_values": corrupt,
+                "uptime_seconds": round(time.time() - self.started, 1),
                 "latency_ms": {"window": len(ordered), "p50": pct(0.50), "p90": pct(0.90),
                                "p99": pct(0.99), "max": pct(1.0)}}
 
 
-def _loads(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:  # what orjson refuses but json takes: NaN, Infinity
-        return json.loads(body)
-
-
 def _dumps(payload: Any) -> bytes:
     try:
-        return orjson.dumps(payload)  # NaN and infinite floats become null
-    except TypeError:  # ints beyond 64 bits (echoed entity keys)
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":")).encode()
+        return orjson.dumps(payload)
+    except TypeError:  # ints beyond 64 bits (echoed entity keys), lone surrogates in messages
+        return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
 
 
 class JSONResponse(Response):
@@ -87,11 +113,19 @@ class JSONResponse(Response):
         return _dumps(content)
 
 
+class _Refused(RequestError):
+    """A request refused before it was parsed: over the size limit (413) or too slow (408)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def _parse(body: bytes) -> tuple[Any, dict[str, Any]]:
     try:
-        payload = _loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
-        raise RequestError("the body must be JSON") from None
+        payload = orjson.loads(body)  # strict: no NaN, no lone surrogates, depth <= 1024
+    except orjson.JSONDecodeError as err:
+        raise RequestError(f"the body must be JSON (UTF-8): {err}") from None
     if not isinstance(payload, dict):
         raise RequestError("the body must be a JSON object")
     unknown = set(payload) - {"features", "feature_service", "entities"}
@@ -112,55 +146,255 @@ def _parse(body: bytes) -> tuple[Any, dict[str, Any]]:
     return service if service is not None else features, entities
 
 
-def create_app(service: OnlineService) -> Starlette:
-    """The ASGI app for one ``OnlineService``."""
-    metrics = Metrics()
+async def _body(request: Request, limits: Limits) -> bytes:
+    """The request body, refused once it passes ``max_body_bytes`` (by its Content-Length
+    before any of it is read) or when it takes longer than ``read_timeout`` to arrive."""
+    too_large = _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes "
+                              "(fsql serve --max-body-bytes)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise too_large
+    chunks: list[bytes] = []
 
-    def get_online_features(request_body: bytes) -> tuple[int, dict[str, Any]]:
-        features, entities = _parse(request_body)
-        return 200, service.get(features, entities).to_json()
+    async def read() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise too_large
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), limits.read_timeout)
+    except TimeoutError:
+        raise _Refused(408, f"the body did not arrive within {limits.read_timeout:g} s "
+                            "(fsql serve --read-timeout)") from None
+    return b"".join(chunks)
+
+
+def create_app(service: OnlineService, limits: Limits | None = None,
+               reloader: Reloader | None = None) -> Starlette:
+    """The ASGI app for one ``OnlineService``; ``reloader`` (started with the app) swaps in
+    new project definitions while it serves."""
+    limits = limits or Limits()
+    metrics = Metrics()
 
     async def features_endpoint(request: Request) -> Response:
         started = time.perf_counter()
-        body = await request.body()
+        headers: dict[str, str] = {}
+        corrupt = 0
         try:
-            status, payload = get_online_features(body)
-            outcome = "ok"
-        except RequestError as err:
-            status, payload, outcome = 400, {"error": redact(str(err))}, "client_error"
+            features, entities = _parse(await _body(request, limits))
+            result = service.get(features, entities)
+            status, payload, outcome = 200, result.to_json(), "ok"
+            corrupt = result.corrupt
+        except _Refused as err:  # the rest of the body is unread: do not reuse the connection
+            status, payload, outcome = err.status, {"error": redact(str(err))}, "client_error"
+            headers["connection"] = "close"
+        except ClientDisconnect:
+            status, payload, outcome = 400, {"error": "the client went away"}, "client_error"
         except OnlineStoreError as err:
             status, payload, outcome = 503, {"error": redact(str(err))}, "server_error"
         except FsqlError as err:
             status, payload, outcome = 400, {"error": redact(str(err))}, "client_error"
-        metrics.record(outcome, time.perf_counter() - started)
-        return JSONResponse(payload, status_code=status)
+        except Exception:  # noqa: BLE001 - a bug in fsql: log it, answer 500, keep serving
+            sys.stderr.write(redact(traceback.format_exc()))
+            status, payload, outcome = 500, {"error": "internal error (logged)"}, "server_error"
+        metrics.record(outcome, time.perf_counter() - started, corrupt)
+        return JSONResponse(payload, status_code=status, headers=headers)
 
     async def health(_: Request) -> Response:
-        try:
-            service.store.client.ping()
-        except Exception as err:  # noqa: BLE001 - any failure means unhealthy
-            return JSONResponse({"status": "unavailable", "error": redact(str(err))},
-                                status_code=503)
-        return JSONResponse({"status": "ok"})
+        loop = asyncio.get_running_loop()
+        try:  # off the event loop, and abandoned (not awaited) if it overruns
+            ok, report = await asyncio.wait_for(
+                loop.run_in_executor(None, service.health, HEALTH_TIMEOUT),
+                HEALTH_TIMEOUT + 0.5)
+        except TimeoutError:
+            ok, report = False, {"status": "unavailable", "error": "the online store did not "
+                                 f"answer within {HEALTH_TIMEOUT:g} s"}
+        return JSONResponse(report, status_code=200 if ok else 503)
 
     async def metrics_endpoint(_: Request) -> Response:
         return JSONResponse(metrics.snapshot())
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        metrics.record("client_error")
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code,
+                            headers=exc.headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if reloader is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        reloader.start(lambda spec: loop.call_soon_threadsafe(service.use, spec))
+        try:
+            yield
+        finally:
+            reloader.stop()
 
     return Starlette(routes=[
         Route("/get-online-features", features_endpoint, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
-    ])
+    ], exception_handlers={HTTPException: http_error}, lifespan=lifespan)
 
 
-def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
+class Reloader:
+    """Re-reads the project definitions when a project file changes (a poll of their
+    modification times every ``interval`` seconds, on a thread) or when asked (SIGHUP), and
+    hands each new ``ProjectSpec`` to the server. A load that fails (a broken YAML file) keeps
+    the previous definitions and logs the error."""
+
+    def __init__(self, root: Path, load: Callable[[], ProjectSpec],
+                 interval: float = 1.0) -> None:
+        self.root, self.load, self.interval = root, load, interval
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        """Reload now (the SIGHUP handler: only sets a flag)."""
+        self._wake.set()
+
+    def start(self, apply: Callable[[ProjectSpec], Any]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(apply,), name="fsql-reload",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self, apply: Callable[[ProjectSpec], Any]) -> None:
+        seen = self.signature()
+        while not self._stopped.is_set():
+            asked = self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopped.is_set():
+                return
+            current = self.signature()
+            if not asked and current == seen:
+                continue
+            seen = current
+            try:
+                spec = self.load()
+            except Exception as err:  # noqa: BLE001 - whatever it is, keep serving
+                _log(f"reload failed; still serving the previous definitions:\n{err}")
+                continue
+            apply(spec)
+            _log(f"reloaded the definitions ({len(spec.views)} views)")
+
+    def signature(self) -> tuple[tuple[str, int, int], ...]:
+        """(path, mtime, size) of every project file: any edit, addition or removal shows."""
+        found: list[tuple[str, int, int]] = []
+        for path in (self.root / "fsql_project.yml", *(self.root / d for d in PROJECT_FILES)):
+            for entry in _walk(path):
+                found.append(entry)
+        return tuple(sorted(found))
+
+
+def _walk(path: Path) -> Iterator[tuple[str, int, int]]:
+    try:
+        info = path.stat()
+    except OSError:  # absent, or removed meanwhile
+        return
+    if not path.is_dir():
+        yield str(path), info.st_mtime_ns, info.st_size
+        return
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path):
+            yield from _walk(path / name)
+
+
+def _log(message: str) -> None:
+    print(f"fsql serve: {message}", file=sys.stderr, flush=True)
+
+
+class _HeadersTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, closing a connection whose request line and headers have not
+    arrived ``headers_timeout`` seconds after it opened or after the request began (uvicorn
+    itself holds a silent new connection, or half-sent headers, forever)."""
+
+    headers_timeout = 10.0
+    _timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(self.headers_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with fsql's signals: SIGTERM and SIGINT stop it gracefully and are not
+    re-raised afterwards (uvicorn re-raises them, which kills the process before its clean-up,
+    leaving an embedded redis-server behind); SIGHUP calls ``on_hangup`` (a reload)."""
+
+    def __init__(self, config: uvicorn.Config, on_hangup: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_hangup = on_hangup
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handlers: dict[int, Callable[[int, FrameType | None], None]] = {
+            signal.SIGINT: self.handle_exit, signal.SIGTERM: self.handle_exit}
+        if self.on_hangup is not None:
+            hangup = self.on_hangup
+            handlers[signal.SIGHUP] = lambda _sig, _frame: hangup()
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000,
+               on_hangup: Callable[[], None] | None = None,
+               headers_timeout: float = READ_TIMEOUT) -> None:
     """Run an ASGI app the way ``fsql serve`` does: one uvicorn worker, its fastest event loop
-    and HTTP parser that are installed (uvloop, httptools; else asyncio, h11), no access log,
-    no ``Server`` header, no request limit."""
+    (uvloop if installed) and the httptools parser, no access log, no ``Server`` header, idle
+    keep-alive connections closed after 5 s, connections whose headers do not arrive within
+    ``headers_timeout`` closed. Returns after SIGTERM or SIGINT (graceful: requests in flight
+    finish, for at most 10 s)."""
     import gc
 
-    import uvicorn
-
     gc.freeze()  # what start-up loaded lives as long as the server: keep it out of collections
-    uvicorn.run(app, host=host, port=port, loop="auto", http="auto", log_level="warning",
-                access_log=False, server_header=False)
+    protocol = type("HeadersTimeoutProtocol", (_HeadersTimeoutProtocol,),
+                    {"headers_timeout": headers_timeout})
+    config = uvicorn.Config(app, host=host, port=port, loop="auto", http=protocol,
+                            log_level="warning", access_log=False, server_header=False,
+                            timeout_keep_alive=5, timeout_graceful_shutdown=10)
+    _Server(config, on_hangup).run()

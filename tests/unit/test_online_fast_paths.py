@@ -11,12 +11,22 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
+import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fsql.definitions import Feature
 from fsql.dtypes import FeatureType
-from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, from_micros, iso_utc
+from fsql.online.keys import (
+    INT_KEY,
+    STR_KEY,
+    ViewLayout,
+    converter,
+    from_micros,
+    iso_utc,
+    stored_types,
+)
+from fsql.online.vectors import unpack
 from fsql.serve import OnlineResult, _decode, _ViewRequest
 
 MIN_US = -62_135_596_800_000_000  # 0001-01-01
@@ -29,6 +39,7 @@ FEATURES = (Feature("n", FeatureType.parse("int64"), "", 0),
             Feature("atz", FeatureType.parse("timestamptz"), "", 0),
             Feature("d", FeatureType.parse("date"), "", 0),
             Feature("m", FeatureType.parse("decimal(10,2)"), "", 0))
+LAYOUT = ViewLayout("ns", "v", ("k",), (INT_KEY,), FEATURES)
 
 
 @given(st.integers(MIN_US, MAX_US))
@@ -76,12 +87,14 @@ def _old_decode(layout: ViewLayout, positions: list[int], raws: list[bytes | Non
 
 
 #: how to_json must write a non-null decoded value, by declared feature type: times and dates
-#: as ISO text, decimals as text; a type not listed here is written as it is
+#: as ISO text, decimals as text, infinities as protobuf's JSON strings; a type not listed
+#: here is written as it is
 JSON_FORM: dict[str, Callable[[Any], Any]] = {
     "timestamp": lambda v: v.isoformat(),
     "timestamptz": lambda v: v.isoformat(),
     "date": lambda v: v.isoformat(),
     "decimal(10,2)": str,
+    "float64": lambda v: {math.inf: "Infinity", -math.inf: "-Infinity"}.get(v, v),
 }
 
 
@@ -108,10 +121,11 @@ def test_column_wise_decode_and_json_equal_per_value(
     raws = [None if row is None else layout.encode(row[0], None, list(row[1])) for row in rows]
     names = tuple(f"c{p}" for p in positions)
     request = _ViewRequest(SimpleNamespace(features=FEATURES), ("k",),  # type: ignore[arg-type]
-                           tuple(FEATURES[p] for p in positions), tuple(positions), names, ttl,
-                           tuple(converter(FEATURES[p]) for p in positions))
+                           tuple(FEATURES[p] for p in positions), names, ttl,
+                           tuple(converter(FEATURES[p]) for p in positions),
+                           tuple(stored_types(FEATURES[p]) for p in positions))
     result = OnlineResult({"k": list(range(len(rows)))}, {})
-    _decode(request, raws, now, result)
+    _decode(request, tuple(positions), len(FEATURES), raws, now, result)
     columns, statuses, stamps = _old_decode(layout, positions, raws, now, ttl)
     assert list(result.values) == list(names)
     for name, column in zip(names, columns, strict=True):
@@ -139,6 +153,22 @@ def test_to_json_of_a_hand_made_result_converts_values() -> None:
     got = result.to_json()["results"]
     assert got[1] == {"values": [at.isoformat(), None], "statuses": ["PRESENT", "MISSING"],
                       "event_timestamps": ["1970-01-01T00:00:00+00:00", None]}
-    assert got[2]["values"] == ["1.50", math.inf]
+    assert got[2]["values"] == ["1.50", "Infinity"]
     assert got[2]["event_timestamps"] == ["1970-01-01T00:00:00+00:00",
                                           "1970-01-01T00:00:00.000001+00:00"]
+
+
+@given(raws=st.lists(st.one_of(st.none(), st.binary(max_size=60),
+                               stored_row.map(lambda row: LAYOUT.encode(0, None, list(row)))),
+                     max_size=10))
+def test_unpack_never_fails_and_marks_what_it_cannot_decode(raws: list[bytes | None]) -> None:
+    """Any bytes at all: good values decode as ``ViewLayout.decode`` does, the rest are
+    reported by position (with empty vectors), and nothing raises."""
+    vectors, events, corrupt = unpack(raws, len(FEATURES))
+    assert len(vectors) == len(events) == len(raws)
+    for i, raw in enumerate(raws):
+        if raw is None or i in corrupt:
+            assert vectors[i] == [None] * len(FEATURES) and events[i] is None
+            continue
+        event, _, _ = LAYOUT.decode(raw)
+        assert (events[i], vectors[i]) == (event, msgpack.unpackb(raw[40:]))

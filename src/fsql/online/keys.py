@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -92,9 +93,14 @@ class ViewLayout:
     @property
     def schema_fingerprint(self) -> str:
         """What readers depend on: key columns and kinds, feature names and types."""
-        payload = json.dumps([self.key_columns, self.key_kinds,
-                              [(f.name, f.dtype.name) for f in self.features]])
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return schema_fingerprint(self.key_columns, self.key_kinds,
+                                  [(f.name, f.dtype.name) for f in self.features])
+
+    @property
+    def stored_features(self) -> str:
+        """The ``features`` meta field: ``[[name, type], ...]`` in stored (declared) order, so
+        readers find each feature in a stored vector by name, whatever definition they hold."""
+        return json.dumps([[f.name, f.dtype.name] for f in self.features])
 
     def key(self, generation: int, values: tuple[Any, ...]) -> bytes:
         return f"{self.prefix}:{generation}:{self.key_suffix(values)}".encode()
@@ -124,10 +130,11 @@ class ViewLayout:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
             raise RequestError(f"key '{column}' of view '{self.view}' must be an integer, "
-                               f"got {value!r}")
+                               f"got {reprlib.repr(value)}")
         if isinstance(value, str):
             return value
-        raise RequestError(f"key '{column}' of view '{self.view}' must be a string, got {value!r}")
+        raise RequestError(f"key '{column}' of view '{self.view}' must be a string, "
+                           f"got {reprlib.repr(value)}")
 
     def encode(self, event: int | None, created: int | None, values: list[Any]) -> bytes:
         """One entity's stored value: the (event, created) header, then its features."""
@@ -148,12 +155,23 @@ class ViewLayout:
             _decode_value(v, f) for v, f in zip(values, self.features, strict=True)]
 
 
+def schema_fingerprint(key_columns: Sequence[str], key_kinds: Sequence[str],
+                       features: Sequence[tuple[str, str]]) -> str:
+    """The ``schema`` meta field: a hash of key columns, key kinds and (feature, type)s."""
+    payload = json.dumps([list(key_columns), list(key_kinds), [list(f) for f in features]])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def _key_parts(values: Sequence[Any], kind: str) -> list[str]:
     if kind == INT_KEY:
         return list(map(str, values))
     # ASCII letters and digits are never quoted: skip quote() (slow) for such keys
-    return [text if text.isascii() and text.isalnum() else quote(text, safe="")
-            for text in map(str, values)]
+    try:
+        return [text if text.isascii() and text.isalnum() else quote(text, safe="")
+                for text in map(str, values)]
+    except UnicodeEncodeError as err:  # a lone surrogate (say, from undecodable CLI bytes)
+        raise RequestError(f"key values must be valid Unicode text, got "
+                           f"{reprlib.repr(err.object)}") from None
 
 
 def converter(feature: Feature) -> Callable[[Any], Any] | None:
@@ -168,6 +186,19 @@ def converter(feature: Feature) -> Callable[[Any], Any] | None:
     if kind.startswith("decimal"):
         return Decimal
     return None
+
+
+def stored_types(feature: Feature) -> frozenset[type]:
+    """The Python types msgpack gives back for ``feature``'s stored values (None included):
+    any other type in a stored vector means the value is corrupt."""
+    kind = feature.dtype.name
+    if kind.startswith("int") or kind in ("timestamp", "timestamptz", "date"):
+        return frozenset({int, type(None)})
+    if kind.startswith("float"):
+        return frozenset({float, int, type(None)})
+    if kind == "bool":
+        return frozenset({bool, type(None)})
+    return frozenset({str, type(None)})  # string, decimal (as text)
 
 
 def _decode_value(value: Any, feature: Feature) -> Any:

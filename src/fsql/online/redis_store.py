@@ -294,7 +294,7 @@ class RedisStore:
             counts.written += len(keys)
 
     # -- reads -------------------------------------------------------------------------------
-    READ_META = ("generation", "key_kinds", "schema")  # the meta fields readers need
+    READ_META = ("generation", "key_kinds", "schema", "features")  # the fields readers need
 
     def read(self, requests: Sequence[tuple[ViewLayout, Sequence[tuple[Any, ...]]]]
              ) -> list[tuple[dict[str, str], list[bytes | None]]]:

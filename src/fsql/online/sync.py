@@ -117,7 +117,9 @@ def _encode_batch(batch: pa.RecordBatch, join: ViewJoin, layout: ViewLayout) -> 
     expiry = None
     if join.view.ttl is not None:  # Redis expires at ms: round up, readers check exactly
         ttl_us = join.view.ttl.seconds * 1_000_000
-        expiry = [-(-(event + ttl_us) // 1000) for event in events]
+        # kept for a grace of min(ttl, 1 day) after expiry, so readers report EXPIRED, not MISSING
+        keep_us = ttl_us + min(ttl_us, 86_400_000_000)
+        expiry = [-(-(event + keep_us) // 1000) for event in events]
     return Batch(suffixes, layout.encode_rows(events, created, columns), expiry)
 
 
@@ -252,6 +254,7 @@ class Syncer:
             self.store.publish(layout, {**fields, "generation": str(generation),
                                         "definition": node.hash,
                                         "schema": layout.schema_fingerprint, "format": FORMAT,
+                                        "features": layout.stored_features,
                                         "key_kinds": json.dumps(layout.key_kinds),
                                         "manifest": json.dumps(view_manifest(self.manifest,
                                                                              node.name))},

@@ -1,0 +1,78 @@
+"""A real ``fsql serve`` process for tests: started on a free port, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.redis_server import free_port
+
+FSQL = str(Path(sys.executable).parent / "fsql")
+URL = "/get-online-features"
+
+
+@dataclass
+class Served:
+    """One running ``fsql serve`` process."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    stderr: str = ""  # once it has exited
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def post(self, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(self.base + URL, json=body, timeout=10)
+
+    def get(self, path: str, timeout: float = 10) -> httpx.Response:
+        return httpx.get(self.base + path, timeout=timeout)
+
+
+@contextmanager
+def serving(root: Path, *options: str) -> Iterator[Served]:
+    """``fsql serve`` on ``root`` until the block ends (then SIGTERM); waits until it answers
+    HTTP (any status: /health may say 503)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FSQL_")}
+    proc = subprocess.Popen([FSQL, "--project-dir", str(root), "serve", "--port", str(port),
+                             *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    served = Served(proc, port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                served.get("/metrics", timeout=1)
+                break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "fsql serve did not come up"
+            time.sleep(0.05)
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            _, served.stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, served.stderr = proc.communicate()
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
