@@ -86,7 +86,8 @@ def test_serve_hides_password_in_start_up_line_and_http_bodies(
         while True:
             assert proc.poll() is None, proc.communicate()
             try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                # up: /health answers (503 "unavailable" here: nothing was synced yet)
+                if httpx.get(f"{base}/health", timeout=1).status_code in (200, 503):
                     break
             except httpx.TransportError:
                 pass
