@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import redis
 
 import fsql
 from fsql.build import Silent
-from fsql.errors import CheckFailed, OnlineStoreError
+from fsql.errors import CheckFailed
 from tests.conftest import MakeProject
 from tests.online.scores import get_scores, scores_project, utc_now, write_scores
 from tests.online.test_robustness import (
@@ -254,10 +255,12 @@ def test_eviction_fails_the_sync_and_the_next_run_refreshes_the_view(
     client.config_set("maxmemory", used + 2_000_000)  # a second generation needs ~4 MB more
     v2 = versioned(users, 2, base)
     write_scores(data, v2)
-    warnings: list[str] = []
-    with pytest.raises(OnlineStoreError, match="maxmemory-policy volatile-random"):
-        project.sync(full_refresh=True, warn=warnings.append)
-    assert any("can evict keys" in w for w in warnings), warnings
+    proc = start_sync(project, "--full-refresh")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, (out, err)
+    err = " ".join(err.split())
+    assert err.startswith("Warning: the online store can evict keys"), err
+    assert "maxmemory-policy volatile-random" in err.split("Error:")[1], err
     assert int(client.info("stats")["evicted_keys"]) > 0
     assert missing(project, users, 1, base) > 0  # the live generation lost keys too
     client.config_set("maxmemory", 0)
@@ -292,10 +295,10 @@ def test_a_restored_lock_of_a_dead_run_is_taken_over(
     users = list(range(100))
     project, data, base, _ = synced_v1(make_project, own_redis.url, tmp_path, users,
                                        lock_timeout=600)
-    store = project.store()
-    dead = store.acquire().value  # a run that held the lock when the snapshot was taken
-    store.close()
-    own_redis.client().save()
+    client = own_redis.client()
+    dead = f"{uuid.uuid4().hex}|{client.info('server')['run_id']}"
+    client.set(f"{prefix(project)}:lock", dead, px=600_000)  # a run holding it at the SAVE
+    client.save()
     own_redis.stop(kill=True)
     own_redis.start()
     assert own_redis.client().get(f"{prefix(project)}:lock") == dead.encode()
@@ -366,11 +369,11 @@ def test_any_base_exception_releases_the_lock_and_stops_its_thread(
 def test_an_overlapping_sync_exits_75_before_touching_duckdb(
         make_project: MakeProject, own_redis: RedisServer, tmp_path: Path) -> None:
     project, _, _, _ = synced_v1(make_project, own_redis.url, tmp_path, list(range(10)))
-    store = project.store()
-    store.acquire()  # a running sync...
-    store.close()
+    client = own_redis.client()
+    client.set(f"{prefix(project)}:lock", f"{uuid.uuid4().hex}|{client.info('server')['run_id']}",
+               px=600_000)  # a running sync...
     holder = subprocess.Popen(  # ...which has the DuckDB file open
-        [sys.executable, "-c", "import duckdb, sys, time; duckdb.connect(sys.argv[1]); "
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
          "print('open', flush=True); time.sleep(60)", str(project.target.offline.path)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -400,13 +403,13 @@ def test_a_future_dated_row_never_moves_the_watermark_past_as_of(
     write_scores(data, rows)
     first = project.sync()
     view = first.views[0]
-    assert (view.written, view.future_dated) == (2, 1)
     assert view.watermark is not None and view.watermark <= first.as_of
+    assert (view.written, view.future_dated) == (2, 1)
     rows.append((2, now - dt.timedelta(minutes=1), now, 2, "real"))
     write_scores(data, rows)
     second = project.sync().views[0]
-    assert (second.mode, second.written, second.future_dated) == ("incremental", 1, 1)
     assert get_scores(project, [1, 2, 3])["label"] == ["future-dated", "real", "early"]
+    assert (second.mode, second.written, second.future_dated) == ("incremental", 1, 1)
     (fresh,) = project.freshness()
     assert fresh.future_dated == 1
     # a watermark that an older fsql moved a year ahead is repaired by a full refresh
