@@ -380,7 +380,7 @@ def stage_timers() -> dict[str, float]:
          generator=True)
     wrap(sync, "_encode_batch", "Arrow -> keys + msgpack values")
     wrap(redis_store.RedisStore, "write",
-         "write (fenced EVAL of MSET/SET; guarded EVALSHA when incremental)")
+         "write (MULTI: MSET/SET + fence; guarded EVALSHA when incremental)")
     wrap(redis_store.RedisStore, "drop_generation", "drop old generation (SCAN + UNLINK)")
     return stages
 
