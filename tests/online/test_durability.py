@@ -428,6 +428,9 @@ def test_failing_data_tests_or_a_large_drop_publish_nothing(
     yml = project.root / "features" / "scores.yml"
     yml.write_text(yml.read_text().replace("online: true",
                                            "online: true\n  tests:\n    - row_count: {min: 1}"))
+    current = v1[10:] + versioned(users[:10], 2, base)
+    write_scores(data, current)
+    assert project.sync().views[0].entities == 10  # incremental: 10 changed, 1000 online
     client = own_redis.client()
     keys = count_keys(client, "*")
     before = meta(client, project)
@@ -439,13 +442,13 @@ def test_failing_data_tests_or_a_large_drop_publish_nothing(
     assert "row_count" in err and "nothing was synced" in " ".join(err.split())
     with pytest.raises(CheckFailed, match="would drop 1,000 of the 1,000 entities"):
         project.sync(full_refresh=True, test=False)
-    write_scores(data, v1[:400])  # a truncated one: 60% gone
+    write_scores(data, current[:400])  # a truncated one: 60% gone
     with pytest.raises(CheckFailed, match="more than max_drop 50%"):
         project.sync(full_refresh=True)
     assert meta(client, project)["generation"] == before["generation"]
     assert count_keys(client, "*") == keys  # the refused generations were deleted
-    assert_reference(read_all(project, users), v1)
+    assert_reference(read_all(project, users), current)
 
     allowed = project.sync(full_refresh=True, allow_drop=True).views[0]
     assert (allowed.entities, allowed.dropped) == (400, 1000)
-    assert_reference(read_all(project, users), v1[:400])
+    assert_reference(read_all(project, users), current[:400])

@@ -83,7 +83,7 @@ _COUNT = _FENCE + "return n"
 # newer of the stored and the new value by their 40-character (event, created) header.
 # KEYS[3..] the keys, ARGV[5..]: value, pxat pairs.
 _WRITE = _FENCE + """
-local written, unchanged, stale = 0, 0, 0
+local written, unchanged, stale, created = 0, 0, 0, 0
 for i = 3, #KEYS do
   local key, new, pxat = KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]
   local old = redis.call('GET', key)
@@ -98,9 +98,10 @@ for i = 3, #KEYS do
       redis.call('SET', key, new, 'PXAT', pxat)
     end
     written = written + 1
+    if not old then created = created + 1 end
   end
 end
-return {written, unchanged, stale}
+return {written, unchanged, stale, created}
 """
 
 _RELEASE = """
@@ -169,11 +170,13 @@ class WriteCounts:
     written: int = 0
     unchanged: int = 0
     stale: int = 0
+    created: int = 0  # of the written: keys that did not exist (new entities, or expired)
 
     def add(self, other: Sequence[int]) -> None:
         self.written += int(other[0])
         self.unchanged += int(other[1])
         self.stale += int(other[2])
+        self.created += int(other[3])
 
 
 @dataclass(frozen=True, slots=True)

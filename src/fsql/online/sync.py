@@ -292,9 +292,11 @@ class Syncer:
             if full and not allow_drop:
                 self.refuse_drop(layout, meta, entities)
             dropped = 0
+            # entities online: those published, plus those incremental syncs created since
+            online = entities if full else _online_entities(meta) + counts.created
             fields = {"watermark": "" if watermark is None else str(watermark),
                       "as_of": str(as_of), "synced_at": str(micros_now(time.time())),
-                      "last_entities": str(entities)}
+                      "last_entities": str(entities), "online_entities": str(online)}
             if lock is not None and full:
                 retired = meta.get("generation")
                 self.store.publish(layout, {**fields, "generation": generation,
@@ -325,7 +327,7 @@ class Syncer:
     def refuse_drop(self, layout: ViewLayout, meta: dict[str, str], entities: int) -> None:
         """A full refresh may not drop more than ``max_drop`` of the entities the view had
         online (an empty or truncated source would wipe it)."""
-        before = int(meta["last_entities"]) if meta.get("last_entities") else 0
+        before = _online_entities(meta)
         limit = self.store.config.max_drop
         if "generation" not in meta or before == 0 or (before - entities) / before <= limit:
             return
@@ -335,6 +337,12 @@ class Syncer:
             f"max_drop {limit:.0%}); nothing was published, the previous data is still served.\n"
             "  hint: check the view's source (empty or truncated?); if the drop is intended, "
             "run fsql sync --allow-drop (or raise max_drop in the profile's online section)")
+
+
+def _online_entities(meta: dict[str, str]) -> int:
+    """How many entities a view has online, as its meta records it (data synced by older
+    versions: the entities of its last sync)."""
+    return int(meta.get("online_entities") or meta.get("last_entities") or 0)
 
 
 def micros_now(seconds: float) -> int:
