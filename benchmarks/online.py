@@ -380,7 +380,7 @@ def stage_timers() -> dict[str, float]:
          generator=True)
     wrap(sync, "_encode_batch", "Arrow -> keys + msgpack values")
     wrap(redis_store.RedisStore, "write",
-         "write (pipelined SET; guarded EVALSHA when incremental)")
+         "write (MULTI: MSET/SET + fence; guarded EVALSHA when incremental)")
     wrap(redis_store.RedisStore, "drop_generation", "drop old generation (SCAN + UNLINK)")
     return stages
 
@@ -438,7 +438,7 @@ def raw_reader(port: int) -> Any:
     client = redis.Redis(host="127.0.0.1", port=port, db=FSQL_DB)
     prefixes, views = [], []
     for view, (_, _, ttl, features) in VIEWS.items():
-        generation = int(client.hget(f"{NAMESPACE}:v1:{view}:meta", "generation"))
+        generation = client.hget(f"{NAMESPACE}:v1:{view}:meta", "generation").decode()
         prefixes.append(f"{NAMESPACE}:v1:{view}:{generation}:")
         views.append(([name for name, _ in features], ttl * 1_000_000 if ttl else None))
     unpack = msgpack.unpackb
@@ -565,7 +565,7 @@ def compare_stores(server: RedisServer, sample: int = 1000) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     report: dict[str, Any] = {}
     for view, (_, created, ttl, _) in VIEWS.items():
-        generation = int(ours.hget(f"{NAMESPACE}:v1:{view}:meta", "generation"))
+        generation = ours.hget(f"{NAMESPACE}:v1:{view}:meta", "generation").decode()
         prefix = f"{NAMESPACE}:v1:{view}:{generation}:"
         fsql_ids = {_entity(k) for k in ours.scan_iter(match=prefix + "*", count=10_000)}
         hand_ids = {_entity(k) for k in theirs.scan_iter(match=f"hand:{view}:*", count=10_000)}

@@ -52,7 +52,7 @@ def create_app(url: str, namespace: str, views: list[tuple[str, list[str], int |
         generation = client.hget(f"{namespace}:v1:{view}:meta", "generation")
         if generation is None:
             raise SystemExit(f"view {view!r} was never synced")
-        prefixes.append(f"{namespace}:v1:{view}:{int(generation)}:")
+        prefixes.append(f"{namespace}:v1:{view}:{generation.decode()}:")
     names = [key, *[name for _, features, _ in views for name in features]]
     unpack = msgpack.unpackb
 

@@ -26,7 +26,7 @@ from sqlglot import exp
 from fsql import __version__
 from fsql.compile import CompiledProject, CompiledTrainingSet
 from fsql.engines.base import Engine
-from fsql.errors import CheckFailed, EngineError
+from fsql.errors import EngineError
 from fsql.pit import leakage_guard_query
 
 
@@ -153,13 +153,8 @@ def _run_tests(project: CompiledProject, engine: Engine, order: list[str],
             (*item.ts.plan.output_spine, *item.ts.plan.feature_columns))
         if target is not None:
             chosen.append(target)
-    bad = [r for r in quality.run(project, engine, chosen) if r.status != "pass"]
-    if bad:
-        lines = "\n".join(f"- {r.status}: {r.test} on {r.object} ({r.path}:{r.line})"
-                          f"{': ' + r.message if r.message else ''}"
-                          f"{' e.g. ' + repr(r.examples) if r.examples else ''}" for r in bad)
-        raise CheckFailed(f"{len(bad)} data test(s) did not pass; nothing was published:\n"
-                          f"{lines}\n  hint: run fsql test for details, or build with --no-test")
+    quality.require_passing(project, engine, chosen, "nothing was published",
+                            "build with --no-test")
 
 
 @dataclass(frozen=True, slots=True)

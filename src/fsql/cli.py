@@ -201,9 +201,9 @@ def freshness(ctx: typer.Context, as_json: JsonOption = False) -> None:
         output.print_json([r.to_json() for r in results])
     else:
         output.table("Freshness", ["view", "sla", "newest event", "data age", "last sync",
-                                   "sync age", "status"],
+                                   "sync age", "future-dated", "status"],
                      [(r.view, _hours(r.sla_seconds), r.newest_event, _hours(r.data_age),
-                       r.last_sync, _hours(r.sync_age),
+                       r.last_sync, _hours(r.sync_age), f"{r.future_dated:,}",
                        ("BREACH: " + r.reason) if r.breached else "ok") for r in results])
     breached = [r.view for r in results if r.breached]
     if breached:
@@ -297,18 +297,26 @@ def sync(
     = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Compute what would be written; write nothing.")] = False,
+    no_test: Annotated[bool, typer.Option(
+        "--no-test", help="Skip the views' data tests that normally gate the sync.")] = False,
+    allow_drop: Annotated[bool, typer.Option(
+        "--allow-drop", help="Let a full refresh drop more than max_drop of a view's "
+        "entities.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write the latest row per entity of every online feature view to the online store.
 
     Incremental by default (only entities with rows newer than the stored watermark), safe to
     run from cron: a lock keeps runs from overlapping (exit 75 when held), an interrupted run
-    loses nothing, and a late row never replaces a newer value.
+    loses nothing, a late row never replaces a newer value, and a run whose writes the store
+    lost (restore, failover, flush, eviction) fails with exit 4 instead of publishing them.
+    Data tests gate the sync (exit 5), and so does a full refresh dropping too many entities.
     """
     project = _settings(ctx).project()
     with output.step_bar(enabled=not as_json) as bar:
         result = project.sync(select or [], full_refresh=full_refresh, dry_run=dry_run,
-                              progress=bar)
+                              progress=bar, test=not no_test, allow_drop=allow_drop,
+                              warn=lambda text: output.stderr.print(f"Warning: {text}"))
     if as_json:
         output.print_json(result.to_json())
         return
@@ -318,6 +326,12 @@ def sync(
                  [(v.view, v.mode, f"{v.entities:,}", f"{v.written:,}", f"{v.unchanged:,}",
                    f"{v.stale:,}", f"{v.dropped:,}", v.watermark, f"{v.seconds:.2f}")
                   for v in result.views])
+    for v in result.views:
+        if v.full_reason and v.full_reason != "--full-refresh":
+            output.stdout.print(f"  {v.view}: full refresh because {v.full_reason}")
+        if v.future_dated:
+            output.stdout.print(f"  {v.view}: {v.future_dated:,} future-dated rows (time after "
+                                "as_of): synced, but they never move the watermark")
     output.stdout.print(f"Synced {len(result.views)} views in {result.seconds:.2f}s")
 
 

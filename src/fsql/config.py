@@ -78,6 +78,7 @@ class OnlineConfig:
     batch_size: int
     socket_timeout: float
     lock_timeout: float
+    max_drop: float = 0.5  # share of a view's entities a full refresh may drop (sync)
 
     @property
     def display(self) -> str:
@@ -233,7 +234,7 @@ def _offline(raw: dict[str, Any], project: ProjectConfig, path: Path, target: st
 
 
 _ONLINE_KEYS = {"type", "url", "path", "db", "password", "namespace", "pool_size", "batch_size",
-                "socket_timeout", "lock_timeout"}
+                "socket_timeout", "lock_timeout", "max_drop"}
 
 
 def _number(raw: dict[str, Any], key: str, default: float, where: str, kind: type = int) -> Any:
@@ -277,4 +278,5 @@ def _online(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str
         batch_size=_number(raw, "batch_size", 2000, where),
         socket_timeout=_number(raw, "socket_timeout", 5.0, where, float),
         lock_timeout=_number(raw, "lock_timeout", 600.0, where, float),
+        max_drop=min(_number(raw, "max_drop", 0.5, where, float), 1.0),
     )

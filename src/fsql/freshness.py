@@ -5,7 +5,9 @@ For every feature view with ``freshness: <duration>`` in its YAML:
 * data age = now - the newest event timestamp in the view (at or before now);
 * for online views, sync age = now - the last successful sync of that view, plus its watermark.
 
-A view breaches when its data age, or (online) its sync age, exceeds the SLA.
+A view breaches when its data age, or (online) its sync age, exceeds the SLA. Rows whose
+created or event time is after now are counted (``future_dated``): they do not breach, but a
+clock or ingestion bug that dates rows ahead shows here (sync counts them the same way).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from fsql.engines.base import Engine
 from fsql.online.keys import iso_utc
 from fsql.online.redis_store import RedisStore
 from fsql.online.sync import layout_for, view_join
-from fsql.pit import common_instant
+from fsql.pit import LatestPlan, common_instant, watermark_query
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class Freshness:
     watermark: str | None
     breached: bool
     reason: str
+    future_dated: int  # rows with a created/event time after now
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -66,6 +69,8 @@ def check(project: CompiledProject, engine: Engine, store: RedisStore | None,
             exp.select(exp.alias_(exp.Max(this=ts), "newest", quoted=True))
             .from_(exp.to_table(node.relation, quoted=True))
             .where(exp.LTE(this=ts.copy(), expression=as_of)))
+        future_dated = engine.fetch_arrow(watermark_query(LatestPlan(join, now_us))).column(
+            "future_dated")[0].as_py() or 0
         column = newest_table.column(0).cast(pa.timestamp("us", tz="UTC"))
         newest = pc.cast(column, pa.int64())[0].as_py()
         data_age = None if newest is None else (now_us - newest) / 1e6
@@ -87,5 +92,6 @@ def check(project: CompiledProject, engine: Engine, store: RedisStore | None,
             elif sync_age > sla:
                 reasons.append(f"last sync was {sync_age / 3600:.1f}h ago")
         results.append(Freshness(view.name, sla, _iso(newest), data_age, last_sync, sync_age,
-                                 watermark, bool(reasons), "; ".join(reasons) or "ok"))
+                                 watermark, bool(reasons), "; ".join(reasons) or "ok",
+                                 int(future_dated)))
     return results

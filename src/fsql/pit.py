@@ -382,20 +382,30 @@ def latest_rows_query(plan: LatestPlan) -> exp.Select:
 
 
 def watermark_query(plan: LatestPlan) -> exp.Select:
-    """For rows newer than the watermark: the greatest basis among rows already visible
-    (event_ts <= as_of) and the smallest basis among future-dated rows, which must stay above
-    the next watermark so they are picked up once their time comes."""
+    """For rows newer than the watermark: ``done``, the greatest basis among rows already
+    visible (event_ts <= as_of) whose basis is not after as_of either; ``future``, the smallest
+    basis among rows whose event is still to come, which must stay above the next watermark so
+    they are picked up once their time comes; and ``future_dated``, how many rows have a basis
+    after as_of (a created or event time in the future).
+
+    So the next watermark never passes as_of: a row created "a year from now" is synced (its
+    event is visible) but cannot move the watermark past the rows that really arrive meanwhile;
+    being newer than every watermark, it is seen (and counted) again by each sync until its
+    time comes."""
     join, view, common = plan.join, plan.join.view, plan.common
     basis = plan.basis()
     ts = _instant(view.timestamp, join.ts_type, common)
     as_of = _instant_literal(plan.as_of, common)
-    visible = exp.LTE(this=ts, expression=as_of)
+    visible = exp.and_(exp.LTE(this=ts, expression=as_of),
+                       exp.LTE(this=basis.copy(), expression=as_of.copy()))
 
-    def when(condition: exp.Expr) -> exp.Expr:
-        return exp.Case(ifs=[exp.If(this=condition, true=basis.copy())])
+    def when(condition: exp.Expr, then: exp.Expr) -> exp.Expr:
+        return exp.Case(ifs=[exp.If(this=condition, true=then)])
 
     return exp.select(
-        exp.alias_(exp.Max(this=when(visible)), "done", quoted=True),
-        exp.alias_(exp.Min(this=when(exp.GT(this=ts.copy(), expression=as_of.copy()))),
-                   "future", quoted=True),
+        exp.alias_(exp.Max(this=when(visible, basis.copy())), "done", quoted=True),
+        exp.alias_(exp.Min(this=when(exp.GT(this=ts.copy(), expression=as_of.copy()),
+                                     basis.copy())), "future", quoted=True),
+        exp.alias_(exp.Count(this=when(exp.GT(this=basis.copy(), expression=as_of.copy()),
+                                       exp.Literal.number(1))), "future_dated", quoted=True),
     ).from_(plan.rows("v")).where(basis.copy().is_(exp.null()).not_())

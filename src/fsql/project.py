@@ -8,8 +8,8 @@ declared as its tables).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -228,20 +228,27 @@ class Project:
 
     def sync(self, select: Iterable[str] = (), full_refresh: bool = False,
              dry_run: bool = False, progress: Progress | None = None,
-             now: float | None = None) -> SyncResult:
+             now: float | None = None, test: bool = True, allow_drop: bool = False,
+             warn: Callable[[str], None] | None = None) -> SyncResult:
         """``fsql sync``: write the latest row per entity of each online view to the store.
 
-        ``now`` (epoch seconds) overrides the clock, for tests and backfills.
+        ``now`` (epoch seconds) overrides the clock, for tests and backfills. With ``test``
+        the views' data tests must pass first; ``allow_drop`` lets a full refresh drop more
+        than the profile's ``max_drop`` share of a view's entities; ``warn`` receives warnings
+        as they arise (they are also in the result).
         """
         from fsql.build import Silent
         from fsql.online.sync import Syncer
 
         store = self.store()
         try:
-            with self._compiled() as (engine, project):
-                syncer = Syncer(project, engine, store, progress or Silent(),
-                                self.target.online.batch_size)
-                return syncer.run(select, full_refresh, dry_run, now)
+            # the lock first: an overlapping sync fails fast on it (exit 75) before it
+            # competes for the DuckDB file
+            with (nullcontext(None) if dry_run else store.locked()) as lock, \
+                    self._compiled() as (engine, project):
+                syncer = Syncer(project, engine, store, lock, progress or Silent(),
+                                self.target.online.batch_size, warn or (lambda _: None))
+                return syncer.run(select, full_refresh, dry_run, now, test, allow_drop)
         finally:
             store.close()
 

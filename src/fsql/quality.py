@@ -24,7 +24,7 @@ from sqlglot import exp
 from fsql.compile import CompiledProject
 from fsql.definitions import DataTest, FeatureView, TrainingSet
 from fsql.engines.base import Engine
-from fsql.errors import DefinitionError
+from fsql.errors import CheckFailed, DefinitionError
 
 BUILTIN = ("not_null", "unique", "accepted_values", "accepted_range", "relationships",
            "row_count", "max_null_fraction")
@@ -259,6 +259,20 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget]
         for test, expectation in planned:
             results.append(_outcome(test, target, batch.validate(expectation)))
     return results
+
+
+def require_passing(project: CompiledProject, engine: Engine, selected: list[TestTarget],
+                    outcome: str, override: str) -> None:
+    """Run the tests of ``selected`` and raise ``CheckFailed`` listing every one that did not
+    pass: the gate of ``fsql build`` and ``fsql sync`` (``outcome`` says what was therefore not
+    done, ``override`` how to skip the tests)."""
+    bad = [r for r in run(project, engine, selected) if r.status != "pass"]
+    if bad:
+        lines = "\n".join(f"- {r.status}: {r.test} on {r.object} ({r.path}:{r.line})"
+                          f"{': ' + r.message if r.message else ''}"
+                          f"{' e.g. ' + repr(r.examples) if r.examples else ''}" for r in bad)
+        raise CheckFailed(f"{len(bad)} data test(s) did not pass; {outcome}:\n"
+                          f"{lines}\n  hint: run fsql test for details, or {override}")
 
 
 def _raised(info: Any) -> str | None:

@@ -118,13 +118,11 @@ def count_keys(client: redis.Redis, pattern: str) -> int:
     return sum(1 for _ in client.scan_iter(match=pattern, count=5000))
 
 
-def write_calls(client: redis.Redis, batch_size: int = 5) -> int:
-    """Written batches since the last CONFIG RESETSTAT: guarded script calls (incremental),
-    or plain SETs (a full refresh of a view with a ttl: one per entity) per ``batch_size``."""
+def write_calls(client: redis.Redis) -> int:
+    """Written batches since the last CONFIG RESETSTAT: one fenced script call each (guarded
+    EVALSHA when incremental, EVAL for a full refresh), give or take a lock refresh."""
     stats = client.info("commandstats")
-    calls = {c: int(stats.get(f"cmdstat_{c}", {}).get("calls", 0))
-             for c in ("evalsha", "eval", "mset", "set")}
-    return calls["evalsha"] + calls["eval"] + calls["mset"] + calls["set"] // batch_size
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
 
 
 def wait_until(condition: Any, timeout: float, what: str, proc: subprocess.Popen[str] | None
@@ -169,7 +167,7 @@ def sync_writing(project: fsql.Project, server: RedisServer, *args: str, batches
     client.config_resetstat()
     proc = start_sync(project, *args)
     try:
-        wait_until(lambda: write_calls(client, batch_size) > batches, 60,
+        wait_until(lambda: write_calls(client) > batches, 60,
                    f"it wrote {batches} batches", proc)
     except BaseException:
         kill(proc)

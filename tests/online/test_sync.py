@@ -83,7 +83,7 @@ def test_full_refresh_replaces_generation(online_example: fsql.Project) -> None:
 def test_lock_held_then_released(online_example: fsql.Project) -> None:
     store = online_example.store()
     try:
-        token = store.acquire_lock()
+        token = store.acquire().value
         with pytest.raises(LockHeldError, match="another fsql sync is running"):
             online_example.sync()
         store.release_lock(token)
@@ -102,7 +102,7 @@ def test_stale_lock_is_recovered_after_timeout(online_template: Path, tmp_path: 
                                                       lock_timeout=30))
     project = fsql.Project(root)
     store = project.store()
-    store.acquire_lock()  # a run that "crashed": nobody releases it
+    store.acquire()  # a run that "crashed": nobody releases it
     # the lock carries lock_timeout as its expiry, so it cannot outlive a crashed run by more
     assert 29_000 < store.client.pttl(store.lock_key) <= 30_000
     with pytest.raises(LockHeldError):
@@ -185,7 +185,7 @@ def test_ttl_expiry_with_controllable_clock(scores: tuple[fsql.Project, Path]) -
         assert later.values["score"] == [None, None]
         # and Redis drops the key itself a grace of min(ttl, 1 day) after event time + ttl
         ttl_ms = service.store.client.pttl(service._layouts["scores"].key(
-            int(service.store.meta(service._layouts["scores"])["generation"]), (1,)))
+            service.store.meta(service._layouts["scores"])["generation"], (1,)))
         assert 7_200_000 < ttl_ms <= 7_200_000 + 60_000 + 1000
     finally:
         service.store.close()

@@ -58,7 +58,7 @@ def tamper(project: fsql.Project, user: int, position: int, value: object) -> No
         service.get(["v"], {"user_id": [user]})  # learns the layout
         layout: ViewLayout = service._layouts["v"]
         store = service.store
-        key = layout.key(int(store.meta(layout)["generation"]), (user,))
+        key = layout.key(store.meta(layout)["generation"], (user,))
         event, created, values = layout.decode(store.client.get(key))
         values[position] = value
         store.client.set(key, layout.encode(event, created, values), keepttl=True)
@@ -88,7 +88,7 @@ def test_missing_online_value_is_reported_and_cli_exits_5(project: fsql.Project)
     try:
         service.get(["v"], {"user_id": [3]})
         layout = service._layouts["v"]
-        service.store.client.delete(layout.key(int(service.store.meta(layout)["generation"]),
+        service.store.client.delete(layout.key(service.store.meta(layout)["generation"],
                                                (3,)))
     finally:
         service.store.close()

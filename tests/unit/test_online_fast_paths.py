@@ -61,7 +61,7 @@ def test_key_suffixes_equal_key_suffix(rows: list[tuple[int, str]]) -> None:
     layout = ViewLayout("ns", "v", ("a", "b"), (INT_KEY, STR_KEY), FEATURES)
     columns = [[a for a, _ in rows], [b for _, b in rows]]
     assert layout.key_suffixes(columns) == [layout.key_suffix(row) for row in rows]
-    assert [layout.key(3, row) for row in rows] == [
+    assert [layout.key("3", row) for row in rows] == [
         f"ns:v1:v:3:{a}|{quote(b, safe='')}".encode() for a, b in rows]
     single = ViewLayout("ns", "v", ("b",), (STR_KEY,), FEATURES)
     assert single.key_suffixes([columns[1]]) == [quote(b, safe="") for b in columns[1]]

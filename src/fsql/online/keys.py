@@ -5,7 +5,11 @@ atomically)::
 
     {namespace}:v1:{view}:{generation}:{key}     key = join-key values joined by '|'
     {namespace}:v1:{view}:meta                   hash: generation, fingerprints, watermark...
-    {namespace}:v1:lock                          the sync lock
+    {namespace}:v1:lock                          the sync lock: "<random token>|<server run_id>"
+    {namespace}:v1:run:{token}:writes            writes acknowledged under that lock
+
+A generation is a random id (16 hex digits; data synced by older versions has small integers),
+so keys left by a run that lost its lock never belong to a later generation.
 
 Values::
 
@@ -85,7 +89,7 @@ class ViewLayout:
     def meta_key(self) -> str:
         return f"{self.prefix}:meta"
 
-    def generation_pattern(self, generation: int) -> str:
+    def generation_pattern(self, generation: str) -> str:
         """A SCAN pattern for every key of one generation (glob characters escaped)."""
         escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
         return f"{escaped}:{generation}:*"
@@ -102,7 +106,7 @@ class ViewLayout:
         readers find each feature in a stored vector by name, whatever definition they hold."""
         return json.dumps([[f.name, f.dtype.name] for f in self.features])
 
-    def key(self, generation: int, values: tuple[Any, ...]) -> bytes:
+    def key(self, generation: str, values: tuple[Any, ...]) -> bytes:
         return f"{self.prefix}:{generation}:{self.key_suffix(values)}".encode()
 
     def key_suffix(self, values: tuple[Any, ...]) -> str:

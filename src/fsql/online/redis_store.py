@@ -19,12 +19,25 @@ Guarantees, and how:
 * **Nothing published without the lock.** The flip and watermark updates check, in the same
   script, that the sync still holds its lock: a run whose lock expired, or whose Redis restarted
   and lost the data written so far (and the lock), fails instead of publishing a partial view.
+* **Nothing published over lost writes.** Every write batch is fenced by the lock and counts
+  itself in a per-run counter key, atomically with the writes (one script); the client counts
+  the writes acknowledged to it. Publishing and moving a watermark require the counter to equal
+  the client's count, so a Redis restored from a snapshot taken mid-run, a failover to a lagging
+  replica or a FLUSHDB (all of which lower or remove the counter) fails the run instead of
+  publishing holes. Evictions remove data keys, not the counter: the run compares the server's
+  ``evicted_keys`` with its value at the start right before each publish (see ``SyncLock``).
+* **Locks and generations are never confused across restores.** The lock's value is
+  ``<random token>|<server run_id>``: a lock restored from a snapshot, or replicated from
+  another server, names a run_id the server no longer has and is taken over at once.
+  Generations are random ids, so keys left by a run that lost its lock are never reused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,17 +49,43 @@ from fsql.config import OnlineConfig
 from fsql.errors import LockHeldError, OnlineStoreError
 from fsql.online.keys import FORMAT, ViewLayout
 
+LOCK_REFRESH_SECONDS = 10.0  # at most; a third of lock_timeout when that is shorter
+
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:  # hiredis packs a whole command in C (redis-py makes a Python pass over the arguments)
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis is a dependency; redis-py packs without it
     _hiredis_pack = None
 
-_WRITE = """
-local written, unchanged, stale = 0, 0, 0
-for i, key in ipairs(KEYS) do
-  local new = ARGV[2 * i - 1]
-  local pxat = ARGV[2 * i]
+# Every write batch ends its run of commands with this fence, atomically with its writes. KEYS[1]
+# is the sync lock, ARGV[1] the run's lock value; KEYS[2] counts the run's writes (expiring with
+# the lock, ARGV[2] ms), ARGV[3] is the count the client was acknowledged before this batch and
+# ARGV[4] the batch's size. A batch is accepted only while the lock is held and the store still
+# holds every write acknowledged before it (-1: lock lost, -2: writes lost); then the count
+# moves by the batch's size. A batch retried after a broken connection finds the count already
+# moved by itself (-3) and is counted once.
+_FENCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local before, n = tonumber(ARGV[3]), tonumber(ARGV[4])
+local count = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n > 0 and count == before + n then return -3 end
+if count ~= before then return -2 end
+redis.call('SET', KEYS[2], before + n, 'PX', ARGV[2])
+"""
+
+# Full refresh: MULTI, the batch's plain writes, this, EXEC (a transaction: a snapshot, a
+# replica or the AOF has all of it or none). The writes go to a generation no reader sees, so
+# that they are applied even when the fence refuses is harmless: the run fails and deletes
+# that generation, which no other run can use (its id is random).
+_COUNT = _FENCE + "return n"
+
+# Guarded writes (incremental syncs, into the live generation): the fence first, then keep the
+# newer of the stored and the new value by their 40-character (event, created) header.
+# KEYS[3..] the keys, ARGV[5..]: value, pxat pairs.
+_WRITE = _FENCE + """
+local written, unchanged, stale, created = 0, 0, 0, 0
+for i = 3, #KEYS do
+  local key, new, pxat = KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]
   local old = redis.call('GET', key)
   if old and string.sub(old, 1, 40) > string.sub(new, 1, 40) then
     stale = stale + 1
@@ -59,40 +98,68 @@ for i, key in ipairs(KEYS) do
       redis.call('SET', key, new, 'PXAT', pxat)
     end
     written = written + 1
+    if not old then created = created + 1 end
   end
 end
-return {written, unchanged, stale}
+return {written, unchanged, stale, created}
 """
 
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  return redis.call('DEL', KEYS[1])
+end
 return 0
 """
 
 _REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
 
-# Meta updates of a sync happen only while it still holds the lock (KEYS[2] == ARGV[1]): a run
-# whose lock expired, or whose store restarted and lost its data (and the lock with it) while
-# the client reconnected transparently, must not publish a generation or move a watermark.
-_SET_META = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return 1
+# A lock whose value names another server incarnation (restored from a snapshot, replicated
+# from a former master) is replaced, only if it is still that value.
+_TAKE_OVER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return false
 """
 
-# Publishing also clears the pending generation and records the one it replaces as retired,
-# in the same step, so a run dying before that one is deleted leaves it findable.
-_PUBLISH = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+# Meta updates (KEYS[1]) of a sync happen only while it still holds the lock (KEYS[2] ==
+# ARGV[1]) and the store still holds every write it acknowledged (counter KEYS[3] == ARGV[2]):
+# a run whose lock expired, or whose store restarted, failed over or was flushed while the
+# client reconnected transparently, must not publish a generation or move a watermark.
+# Returns {1, count} when done, {0, count} for a lost lock, {-1, count} for lost writes.
+_CHECK = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {0, 0} end
+local count = tonumber(redis.call('GET', KEYS[3]) or '0')
+if count ~= tonumber(ARGV[2]) then return {-1, count} end
+"""
+
+_SET_META = _CHECK + """
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+return {1, count}
+"""
+
+# Publishing also clears the pending generation and records the one it replaces (ARGV[3]) as
+# retired, in the same step, so a run dying before that one is deleted leaves it findable.
+_PUBLISH = _CHECK + """
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('HDEL', KEYS[1], 'pending_generation')
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'retired_generation', ARGV[2]) end
-return 1
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'retired_generation', ARGV[3]) end
+return {1, count}
+"""
+
+# Forget a meta field (pending or retired generation) only if it still names ours.
+_FORGET = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
 """
 
 
@@ -103,11 +170,13 @@ class WriteCounts:
     written: int = 0
     unchanged: int = 0
     stale: int = 0
+    created: int = 0  # of the written: keys that did not exist (new entities, or expired)
 
     def add(self, other: Sequence[int]) -> None:
         self.written += int(other[0])
         self.unchanged += int(other[1])
         self.stale += int(other[2])
+        self.created += int(other[3])
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +188,96 @@ class Batch:
     suffixes: list[str]
     values: list[bytes]
     expire_at_ms: list[int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """What a sync must know of the Redis server it writes to (from INFO)."""
+
+    run_id: str  # changes at every restart; a promoted replica has its own
+    evicted_keys: int  # since the start (or CONFIG RESETSTAT)
+    maxmemory: int
+    policy: str  # maxmemory-policy
+
+    @property
+    def can_evict(self) -> bool:
+        return self.maxmemory > 0 and self.policy != "noeviction"
+
+    def evicted_since(self, earlier: ServerState) -> int | None:
+        """Keys evicted since ``earlier`` (counted from 0 if the stats were reset since);
+        None when ``earlier`` was another server incarnation (no way to tell)."""
+        if earlier.run_id != self.run_id:
+            return None
+        if self.evicted_keys >= earlier.evicted_keys:
+            return self.evicted_keys - earlier.evicted_keys
+        return self.evicted_keys
+
+    def stamp(self) -> dict[str, str]:
+        """The meta fields recording this state with a view's published data."""
+        return {"server_run_id": self.run_id, "evicted_keys": str(self.evicted_keys)}
+
+    @classmethod
+    def stamped(cls, meta: dict[str, str]) -> ServerState | None:
+        """The state ``stamp`` recorded in a view's meta, if any."""
+        if "server_run_id" not in meta:
+            return None
+        return cls(meta["server_run_id"], int(meta.get("evicted_keys") or 0), 0, "")
+
+
+class SyncLock:
+    """The sync lock, held by one run: its value (``<token>|<server run_id>``), the count of
+    writes the store acknowledged under it (compared with the store's own count before
+    publishing), the server's state when it was taken, and a daemon thread that refreshes it
+    every ``min(10 s, lock_timeout / 3)`` on its own pooled connection -- so a long DuckDB query
+    does not let it expire. The main thread learns of a lost lock at its next write or publish
+    (``check``, and the fence in every script)."""
+
+    def __init__(self, store: RedisStore, value: str, state: ServerState,
+                 took_over: str | None) -> None:
+        self.store, self.value, self.state, self.took_over = store, value, state, took_over
+        self.counter_key = _counter_key(store.config, value)
+        self.acknowledged = 0
+        self.lost = False  # set by the refresher when the lock is no longer ours
+        self._stop = threading.Event()
+        interval = min(LOCK_REFRESH_SECONDS, store.config.lock_timeout / 3)
+        self._thread = threading.Thread(target=self._keep, args=(interval,), daemon=True,
+                                        name="fsql-sync-lock")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def check(self, when: str) -> None:
+        if self.lost:
+            raise self.store.lost_lock(self, when)
+
+    def _keep(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                if not self.store.refresh_lock(self):
+                    self.lost = True
+                    return
+            except OnlineStoreError:
+                continue  # a blip: the fenced writes and publish find out if the lock survived
+
+
+def _counter_key(config: OnlineConfig, lock_value: str) -> str:
+    """The key counting the writes made under one lock value."""
+    return f"{config.namespace}:{FORMAT}:run:{lock_value.split('|', 1)[0]}:writes"
+
+
+def _evicting(state: ServerState) -> str:
+    """", or evicted its keys (maxmemory-policy ...)" when the server can evict keys."""
+    return (f", or evicted its keys (maxmemory-policy {state.policy})" if state.can_evict
+            else "")
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    return [x for item in fields.items() for x in item]
 
 
 def _text(value: bytes | str) -> str:
@@ -154,8 +313,10 @@ class RedisStore:
         self._write = self.client.register_script(_WRITE)
         self._release = self.client.register_script(_RELEASE)
         self._refresh = self.client.register_script(_REFRESH)
+        self._take_over = self.client.register_script(_TAKE_OVER)
         self._set_meta = self.client.register_script(_SET_META)
         self._publish = self.client.register_script(_PUBLISH)
+        self._forget = self.client.register_script(_FORGET)
         self._generations: dict[str, tuple[bytes, str]] = {}  # view -> generation, key prefix
 
     @property
@@ -175,35 +336,98 @@ class RedisStore:
             raise OnlineStoreError(f"online store ({self.where}) failed while {doing}: "
                                    f"{err}") from None
 
-    # -- lock ------------------------------------------------------------------------------
+    # -- server state and lock ---------------------------------------------------------------
     @property
     def lock_key(self) -> str:
         return f"{self.config.namespace}:{FORMAT}:lock"
 
-    def acquire_lock(self) -> str:
-        """Take the sync lock or raise ``LockHeldError``. A lock left by a crashed run expires
-        after ``lock_timeout`` seconds; a live run keeps refreshing it."""
-        token = f"{uuid.uuid4()}"
+    def server_state(self) -> ServerState:
+        """The server's identity and eviction figures (INFO server, stats, memory)."""
+        with self.errors("reading the server's INFO"):
+            server, stats, memory = (self.client.info(part)
+                                     for part in ("server", "stats", "memory"))
+        return ServerState(str(server["run_id"]), int(stats.get("evicted_keys", 0)),
+                           int(memory.get("maxmemory", 0)),
+                           str(memory.get("maxmemory_policy", "noeviction")))
+
+    def acquire(self) -> SyncLock:
+        """Take the sync lock (not yet refreshed: use ``locked``) or raise ``LockHeldError``.
+
+        A lock left by a crashed run expires after ``lock_timeout`` seconds. A lock naming
+        another server run_id was restored from a snapshot or replicated from a former master:
+        its run cannot still be writing to this server under it (its fenced writes name the
+        old value), so it is taken over at once and the takeover is reported."""
         timeout_ms = int(self.config.lock_timeout * 1000)
+        state = self.server_state()
+        value = f"{secrets.token_hex(16)}|{state.run_id}"
         with self.errors("taking the sync lock"):
-            if self.client.set(self.lock_key, token, nx=True, px=timeout_ms):
-                return token
+            if self.client.set(self.lock_key, value, nx=True, px=timeout_ms):
+                return SyncLock(self, value, state, None)
+            held = self.client.get(self.lock_key)
+            holder = None if held is None else _text(held)
+            if holder is not None and "|" in holder and \
+                    holder.rsplit("|", 1)[1] != state.run_id and \
+                    self._take_over(keys=[self.lock_key], args=[holder, value, timeout_ms]):
+                return SyncLock(self, value, state, holder)
             ttl = self.client.pttl(self.lock_key)
         raise LockHeldError(
             f"another fsql sync is running for namespace '{self.config.namespace}' "
             f"(lock {self.lock_key}; it expires in {max(ttl, 0) / 1000:.0f}s if that run died). "
             "Nothing was done; try again later.")
 
-    def refresh_lock(self, token: str) -> None:
-        with self.errors("refreshing the sync lock"):
-            ok = self._refresh(keys=[self.lock_key],
-                               args=[token, int(self.config.lock_timeout * 1000)])
-        if not ok:
-            raise self._lost_lock("while writing")
+    @contextmanager
+    def locked(self) -> Iterator[SyncLock]:
+        """Hold the sync lock for the block, refreshed by a background thread; released (and
+        the thread stopped) however the block ends, a signal's BaseException included."""
+        lock = self.acquire()
+        lock.start()
+        try:
+            yield lock
+        except BaseException:
+            lock.stop()
+            # the error that stopped the run is the one to report: releasing the lock of a
+            # store that went away fails too (the lock then expires after lock_timeout)
+            with contextlib.suppress(OnlineStoreError):
+                self.release_lock(lock.value)
+            raise
+        lock.stop()
+        self.release_lock(lock.value)
 
-    def release_lock(self, token: str) -> None:
+    def refresh_lock(self, lock: SyncLock) -> bool:
+        """Extend the lock (and its write counter) by lock_timeout; False if it is not ours."""
+        with self.errors("refreshing the sync lock"):
+            return bool(self._refresh(keys=[self.lock_key, lock.counter_key],
+                                      args=[lock.value, int(self.config.lock_timeout * 1000)]))
+
+    def release_lock(self, value: str) -> None:
         with self.errors("releasing the sync lock"):
-            self._release(keys=[self.lock_key], args=[token])
+            self._release(keys=[self.lock_key, _counter_key(self.config, value)], args=[value])
+
+    def lost_lock(self, lock: SyncLock, when: str) -> OnlineStoreError:
+        return OnlineStoreError(
+            f"lost the sync lock {when}: it expired (lock_timeout too short for this sync?), "
+            f"or the online store restarted or was flushed{_evicting(lock.state)} and lost it "
+            "with the data written so far; stopping without publishing or moving the "
+            "watermark: run fsql sync again")
+
+    def lost_writes(self, lock: SyncLock, held: int, when: str) -> OnlineStoreError:
+        return OnlineStoreError(
+            f"the online store lost writes of this sync {when}: it holds {held:,} of the "
+            f"{lock.acknowledged:,} writes it acknowledged (restored from a snapshot, failed "
+            f"over to a lagging replica, or flushed{_evicting(lock.state)}?); stopping without "
+            "publishing or moving the watermark: run fsql sync again to rewrite them")
+
+    def durable_state(self, lock: SyncLock, when: str) -> ServerState:
+        """The server's state, checked to have evicted no key since the lock was taken."""
+        state = self.server_state()
+        evicted = state.evicted_since(lock.state)
+        if evicted:
+            raise OnlineStoreError(
+                f"the online store evicted {evicted:,} keys during this sync (maxmemory "
+                f"{state.maxmemory:,} bytes, maxmemory-policy {state.policy}); stopping {when}. "
+                "Raise maxmemory or set maxmemory-policy noeviction, then run fsql sync again "
+                "(it rewrites the views synced since the eviction)")
+        return state
 
     # -- meta --------------------------------------------------------------------------------
     def meta(self, layout: ViewLayout) -> dict[str, str]:
@@ -211,44 +435,49 @@ class RedisStore:
             raw = self.client.hgetall(layout.meta_key)
         return {_text(k): _text(v) for k, v in raw.items()}
 
-    def set_meta(self, layout: ViewLayout, fields: dict[str, str], token: str) -> None:
-        """Update a view's state (watermark...), only while the sync lock ``token`` is held."""
-        args = [token, *(x for item in fields.items() for x in item)]
+    def _update(self, script: Any, layout: ViewLayout, lock: SyncLock, when: str,
+                args: Sequence[str]) -> None:
+        """Run a meta update ``script`` (``_CHECK`` first) or raise why it was refused."""
+        lock.check(when)
         with self.errors(f"updating the state of view '{layout.view}'"):
-            held = self._set_meta(keys=[layout.meta_key, self.lock_key], args=args)
-        if not held:
-            raise self._lost_lock(f"before updating the state of view '{layout.view}'")
+            status, held = script(keys=[layout.meta_key, self.lock_key, lock.counter_key],
+                                  args=[lock.value, lock.acknowledged, *args])
+        if status == 0:
+            raise self.lost_lock(lock, when)
+        if status == -1:
+            raise self.lost_writes(lock, int(held), when)
 
-    def new_generation(self, layout: ViewLayout) -> int:
-        """Reserve a generation number for a full refresh (recorded as pending until published,
-        so a crashed refresh's keys can be found and deleted)."""
-        with self.errors(f"starting a full refresh of view '{layout.view}'"):
-            generation = int(self.client.hincrby(layout.meta_key, "next_generation", 1))
-            self.client.hset(layout.meta_key, "pending_generation", str(generation))
+    def set_meta(self, layout: ViewLayout, fields: dict[str, str], lock: SyncLock) -> None:
+        """Update a view's state (watermark...) while ``lock`` is held and nothing it wrote
+        was lost or evicted; the server's run_id and evicted_keys are recorded with it."""
+        when = f"before updating the state of view '{layout.view}'"
+        self._update(self._set_meta, layout, lock, when,
+                     _flat({**fields, **self.durable_state(lock, when).stamp()}))
+
+    def new_generation(self, layout: ViewLayout, lock: SyncLock) -> str:
+        """A fresh random generation id for a full refresh (recorded as pending until
+        published, so a crashed refresh's keys can be found and deleted). Random, so the keys
+        of a run that lost its lock are never mistaken for a later generation's."""
+        generation = secrets.token_hex(8)
+        self._update(self._set_meta, layout, lock,
+                     f"before starting a full refresh of view '{layout.view}'",
+                     ["pending_generation", generation])
         return generation
 
-    def publish(self, layout: ViewLayout, fields: dict[str, str], token: str,
-                retired: int | None = None) -> None:
-        """Switch readers to a new generation, atomically with its metadata, only while the
-        sync lock ``token`` is held. ``retired`` (the generation replaced) is recorded as
-        ``retired_generation`` until ``drop_generation`` has deleted it."""
-        args = [token, "" if retired is None else str(retired),
-                *(x for item in fields.items() for x in item)]
-        with self.errors(f"publishing view '{layout.view}'"):
-            held = self._publish(keys=[layout.meta_key, self.lock_key], args=args)
-        if not held:
-            raise self._lost_lock(f"before publishing view '{layout.view}'")
+    def publish(self, layout: ViewLayout, fields: dict[str, str], lock: SyncLock,
+                retired: str | None = None) -> None:
+        """Switch readers to a new generation, atomically with its metadata, while ``lock``
+        is held and nothing it wrote was lost or evicted. ``retired`` (the generation
+        replaced) is recorded as ``retired_generation`` until ``drop_generation`` has deleted
+        it."""
+        when = f"before publishing view '{layout.view}'"
+        self._update(self._publish, layout, lock, when,
+                     [retired or "", *_flat({**fields, **self.durable_state(lock, when).stamp()})])
 
-    def _lost_lock(self, when: str) -> OnlineStoreError:
-        return OnlineStoreError(
-            f"lost the sync lock {when}: it expired (lock_timeout too short for this sync?) or "
-            "the online store restarted and lost it, with the data written so far; stopping "
-            "without publishing or moving the watermark: run fsql sync again")
-
-    def drop_generation(self, layout: ViewLayout, generation: int,
+    def drop_generation(self, layout: ViewLayout, generation: str,
                         forget: str | None = None) -> int:
         """Delete every key of one generation (SCAN + UNLINK, in batches); then delete the
-        meta field ``forget`` that recorded it (pending or retired), if given."""
+        meta field ``forget`` that recorded it (pending or retired), if it still does."""
         deleted = 0
         with self.errors(f"deleting old data of view '{layout.view}'"):
             batch: list[bytes] = []
@@ -261,37 +490,68 @@ class RedisStore:
             if batch:
                 deleted += int(self.client.unlink(*batch))
             if forget is not None:
-                self.client.hdel(layout.meta_key, forget)
+                self._forget(keys=[layout.meta_key], args=[forget, generation])
         return deleted
 
     # -- writes ------------------------------------------------------------------------------
-    def write(self, layout: ViewLayout, generation: int, batch: Batch, counts: WriteCounts,
-              guarded: bool = True) -> None:
-        """Write one batch in one round trip.
+    def write(self, layout: ViewLayout, generation: str, batch: Batch, counts: WriteCounts,
+              lock: SyncLock, guarded: bool = True) -> None:
+        """Write one batch in one round trip, fenced by ``lock`` (see ``_FENCE``).
 
         ``guarded``: through the script that keeps whichever of the stored and the new value is
-        newer (incremental syncs, into the live generation). Unguarded: plain pipelined ``SET``
-        (``MSET`` without a ttl) -- for a full refresh, whose new generation no reader sees and
-        no other sync writes (the lock is held), and which holds each entity once."""
+        newer (incremental syncs, into the live generation). Unguarded: plain ``MSET`` or
+        ``SET ... PXAT`` in a MULTI/EXEC with the fence (``_COUNT``) -- for a full refresh,
+        whose new generation no reader sees and no other sync writes, and which holds each
+        entity once (as fast as a plain pipeline; SETs inside a script cost Redis ~50% more
+        CPU)."""
         if not batch.values:
             return
+        when = f"while writing view '{layout.view}'"
+        lock.check(when)
         prefix = f"{layout.prefix}:{generation}:"
         keys = [prefix + suffix for suffix in batch.suffixes]
+        fence: list[Any] = [self.lock_key, lock.counter_key, lock.value,
+                            int(self.config.lock_timeout * 1000), lock.acknowledged, len(keys)]
         expiry = batch.expire_at_ms
+        if guarded:
+            pairs = zip(batch.values, expiry or [0] * len(keys), strict=True)
+            args = [*fence[2:], *(x for p in pairs for x in p)]
+
+            def send() -> Any:
+                return self._write(keys=[*fence[:2], *keys], args=args)
+        else:
+            writes: list[tuple[Any, ...]] = (
+                [("MSET", *(x for p in zip(keys, batch.values, strict=True) for x in p))]
+                if expiry is None else
+                [("SET", key, value, "PXAT", at)
+                 for key, value, at in zip(keys, batch.values, expiry, strict=True)])
+            # EVAL, not EVALSHA: a restarted server has no script cache (the body is small)
+            commands = [("MULTI",), *writes, ("EVAL", _COUNT, 2, *fence), ("EXEC",)]
+
+            def send() -> Any:
+                results = self._round_trip(commands)[-1]
+                failed = [r for r in results if isinstance(r, redis.ResponseError)]
+                if failed:  # a write refused inside EXEC: the run fails, nothing publishes
+                    raise failed[0]
+                return results[-1]
         with self.errors(f"writing view '{layout.view}'"):
-            if guarded:
-                pairs = zip(batch.values, expiry or [0] * len(keys), strict=True)
-                counts.add(self._write(keys=keys, args=[x for pair in pairs for x in pair]))
-                return
-            if expiry is None:
-                commands: list[tuple[Any, ...]] = [
-                    ("MSET", *[x for pair in zip(keys, batch.values, strict=True)
-                               for x in pair])]
-            else:
-                commands = [("SET", key, value, "PXAT", at)
-                            for key, value, at in zip(keys, batch.values, expiry, strict=True)]
-            self._round_trip(commands)
-            counts.written += len(keys)
+            try:
+                reply = send()
+            except redis.ConnectionError:
+                # once more, on a new connection (to a restarted or failed-over server, say):
+                # the fence counts a batch that was applied after all only once (-3)
+                reply = send()
+        if reply == -1:
+            raise self.lost_lock(lock, when)
+        if reply == -2:
+            raise self.lost_writes(lock, int(self.client.get(lock.counter_key) or 0), when)
+        lock.acknowledged += len(batch.values)
+        if reply == -3:  # a retried batch already applied: its counts are unknown
+            counts.unchanged += len(batch.values)
+        elif guarded:
+            counts.add(reply)
+        else:
+            counts.written += len(batch.values)
 
     # -- reads -------------------------------------------------------------------------------
     READ_META = ("generation", "key_kinds", "schema", "features")  # the fields readers need
@@ -344,7 +604,8 @@ class RedisStore:
                     if generation is None:
                         live.pop(layout.view, None)
                     else:
-                        live[layout.view] = (generation, f"{layout.prefix}:{int(generation)}:")
+                        live[layout.view] = (generation,
+                                             f"{layout.prefix}:{_text(generation)}:")
                         retry = retry or bool(suffixes)
                 results.append(({name: _text(value) for name, value in zip(fields, found,
                                                                         strict=True)

@@ -9,9 +9,14 @@ Per online view, under the sync lock:
    goes through the store's guard, which keeps whichever of the stored and the new row is newer.
    This is exact because the store always holds the latest row among the rows at or below the
    watermark: a late row (old event time, new created time) is refused as stale.
-3. The watermark moves only after every batch of the view was written, and never past a
-   future-dated row, so an interrupted or crashed sync is completed by the next run. Rows
-   deleted from a source are only dropped online by ``--full-refresh``.
+3. The watermark moves only after every batch of the view was written and the store was
+   shown to still hold every write of the run (see redis_store), never past a row whose event
+   is still to come and never past the sync's own as_of (a future-dated created time is
+   counted, not trusted), so an interrupted, crashed or rolled-back sync is completed by the
+   next run. Rows deleted from a source are only dropped online by a full refresh, which
+   refuses to drop more than ``max_drop`` of a view's entities without ``--allow-drop``.
+4. Data tests of the synced views run first, as in ``fsql build``: a failure syncs nothing.
+   A view whose keys may have been evicted since its last sync is fully refreshed.
 
 Rows stream from the engine in Arrow record batches, so memory stays bounded.
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +37,7 @@ from fsql.diff import breaking, diff, view_manifest
 from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, OnlineStoreError, RequestError
 from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column, iso_utc
-from fsql.online.redis_store import Batch, RedisStore, WriteCounts
+from fsql.online.redis_store import Batch, RedisStore, ServerState, SyncLock, WriteCounts
 from fsql.pit import CREATED, TS, LatestPlan, ViewJoin, latest_rows_query, watermark_query
 
 if TYPE_CHECKING:
@@ -41,7 +46,6 @@ if TYPE_CHECKING:
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UINT",
                   "UBIGINT"}
 _STRING_TYPES = {"VARCHAR", "TEXT", "CHAR", "NVARCHAR", "NCHAR"}
-LOCK_REFRESH_SECONDS = 10.0  # at most; a third of lock_timeout when that is shorter
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,8 @@ class ViewSyncResult:
     dropped: int  # keys of a replaced generation deleted
     watermark: str | None
     seconds: float
+    full_reason: str | None = None  # why the view was fully refreshed
+    future_dated: int = 0  # rows whose created/event time is after as_of (never in watermark)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +73,11 @@ class SyncResult:
     as_of: str
     dry_run: bool
     seconds: float
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"as_of": self.as_of, "dry_run": self.dry_run, "seconds": round(self.seconds, 3),
+                "warnings": list(self.warnings),
                 "views": [{**asdict(v), "seconds": round(v.seconds, 3)} for v in self.views]}
 
 
@@ -123,31 +131,34 @@ def _encode_batch(batch: pa.RecordBatch, join: ViewJoin, layout: ViewLayout) -> 
     return Batch(suffixes, layout.encode_rows(events, created, columns), expiry)
 
 
-def _watermark(engine: Engine, plan: LatestPlan) -> int | None:
-    """The next watermark (microseconds), or the current one if nothing newer is visible."""
+def _watermark(engine: Engine, plan: LatestPlan) -> tuple[int | None, int]:
+    """The next watermark (microseconds; the current one if nothing newer is visible), and
+    how many rows are future-dated (see ``watermark_query``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     table = engine.fetch_arrow(watermark_query(plan))
     done, future = (pc.cast(table.column(n).cast(pa.timestamp("us", tz="UTC")),
                             pa.int64())[0].as_py() for n in ("done", "future"))
+    future_dated = int(table.column("future_dated")[0].as_py() or 0)
     if done is None:
-        return plan.changed_since
-    return int(done) if future is None else min(int(done), int(future) - 1)
+        return plan.changed_since, future_dated
+    return (int(done) if future is None else min(int(done), int(future) - 1)), future_dated
 
 
 class Syncer:
-    """Runs one sync of selected online views from an engine session into a store."""
+    """Runs one sync of selected online views from an engine session into a store, under a
+    held ``lock`` (None for a dry run, which writes nothing)."""
 
     def __init__(self, project: CompiledProject, engine: Engine, store: RedisStore,
-                 progress: Progress, batch_size: int) -> None:
-        self.project, self.engine, self.store = project, engine, store
+                 lock: SyncLock | None, progress: Progress, batch_size: int,
+                 warn: Callable[[str], None] = lambda _: None) -> None:
+        self.project, self.engine, self.store, self.lock = project, engine, store, lock
         self.progress = progress
         self.batch_size = batch_size
+        self.warn = warn
         self.manifest = manifest(project)
-        self._token: str | None = None
-        self._lock_refreshed = 0.0
-        self._lock_refresh = min(LOCK_REFRESH_SECONDS, store.config.lock_timeout / 3)
+        self.state = lock.state if lock is not None else store.server_state()
 
     def refuse_breaking(self, nodes: list[CompiledNode]) -> None:
         """Refuse to overwrite live online data with a breaking definition change (a feature
@@ -176,99 +187,165 @@ class Syncer:
             raise RequestError("no online feature views selected (set online: true on a view)")
         return sorted(nodes, key=lambda n: n.name)
 
+    def warnings(self) -> list[str]:
+        """What the operator should know before this sync writes anything."""
+        found = []
+        if self.lock is not None and self.lock.took_over is not None:
+            holder = self.lock.took_over.rsplit("|", 1)[1]
+            found.append(f"took over a sync lock of server run_id {holder} (this server is "
+                         f"{self.state.run_id}): the online store was restored from a snapshot "
+                         "or failed over since that run took it, so that run cannot publish")
+        if self.state.can_evict:
+            found.append(f"the online store can evict keys (maxmemory {self.state.maxmemory:,} "
+                         f"bytes, maxmemory-policy {self.state.policy}): a sync during which "
+                         "keys are evicted fails (exit 4) and the next one rewrites the view; "
+                         "set maxmemory-policy noeviction for an online store")
+        return found
+
     def run(self, selectors: Iterable[str], full_refresh: bool, dry_run: bool,
-            now: float | None = None) -> SyncResult:
+            now: float | None = None, test: bool = True, allow_drop: bool = False
+            ) -> SyncResult:
+        """Sync the selected online views. With ``test``, their data tests must pass first
+        (nothing is written otherwise); a full refresh dropping more than the profile's
+        ``max_drop`` share of a view's entities fails unless ``allow_drop``."""
         started = time.perf_counter()
         as_of = micros_now(now if now is not None else self.store.clock())
         nodes = self.online_nodes(selectors)
+        warnings = self.warnings()
+        for warning in warnings:
+            self.warn(warning)
+        if test:
+            self.require_tests(nodes)
+        if not full_refresh:
+            self.refuse_breaking(nodes)
         self.progress.start(len(nodes))
         results = []
-        if not dry_run:
-            self._token = self.store.acquire_lock()
-            self._lock_refreshed = time.monotonic()
-        try:
-            if not full_refresh:
-                self.refuse_breaking(nodes)
-            for node in nodes:
-                self.progress.step(f"sync {node.name}", None)
-                result = self.sync_view(node, as_of, full_refresh, dry_run)
-                self.progress.step(f"sync {node.name}", result.seconds)
-                results.append(result)
-        except BaseException:
-            # the error that stopped the run is the one to report: releasing the lock of a
-            # store that went away fails too (the lock then expires after lock_timeout)
-            with contextlib.suppress(OnlineStoreError):
-                self._release_lock()
-            raise
-        self._release_lock()
-        return SyncResult(tuple(results), iso_utc(as_of), dry_run, time.perf_counter() - started)
+        for node in nodes:
+            self.progress.step(f"sync {node.name}", None)
+            result = self.sync_view(node, as_of, full_refresh, dry_run, allow_drop)
+            self.progress.step(f"sync {node.name}", result.seconds)
+            results.append(result)
+        return SyncResult(tuple(results), iso_utc(as_of), dry_run,
+                          time.perf_counter() - started, tuple(warnings))
 
-    def _release_lock(self) -> None:
-        token, self._token = self._token, None
-        if token is not None:
-            self.store.release_lock(token)
+    def require_tests(self, nodes: list[CompiledNode]) -> None:
+        """The views' data tests, as ``fsql build`` runs them: a failure syncs nothing."""
+        from fsql import quality
 
-    def _keep_lock(self) -> None:
-        if self._token is not None and time.monotonic() - self._lock_refreshed > \
-                self._lock_refresh:
-            self.store.refresh_lock(self._token)
-            self._lock_refreshed = time.monotonic()
+        quality.require_passing(self.project, self.engine,
+                                quality.targets(self.project, [n.id for n in nodes]),
+                                "nothing was synced", "sync with --no-test")
+
+    def full_reason(self, node: CompiledNode, layout: ViewLayout, meta: dict[str, str],
+                    as_of: int, full_refresh: bool) -> str | None:
+        """Why this view needs a full refresh, or None for an incremental sync."""
+        if full_refresh:
+            return "--full-refresh"
+        if "generation" not in meta:
+            return "first sync"
+        if meta.get("definition") != node.hash:
+            return "definition changed"
+        if meta.get("schema") != layout.schema_fingerprint or meta.get("format") != FORMAT:
+            return "online layout changed"
+        stamped = ServerState.stamped(meta)
+        if stamped is not None:
+            evicted = self.state.evicted_since(stamped)
+            if evicted:
+                return (f"{evicted:,} keys were evicted from the online store since the last "
+                        f"sync (maxmemory-policy {self.state.policy})")
+            if evicted is None and self.state.can_evict:
+                return ("the online store restarted since the last sync and can evict keys "
+                        f"(maxmemory-policy {self.state.policy})")
+        if meta.get("watermark") and int(meta["watermark"]) > as_of:
+            return (f"the stored watermark {iso_utc(int(meta['watermark']))} is after this "
+                    "sync's as_of (moved by a future-dated row before fsql capped it)")
+        return None
 
     def sync_view(self, node: CompiledNode, as_of: int, full_refresh: bool,
-                  dry_run: bool) -> ViewSyncResult:
+                  dry_run: bool, allow_drop: bool = False) -> ViewSyncResult:
         started = time.perf_counter()
         join = view_join(node, self.project)
         layout = layout_for(node, join, self.store.config.namespace)
         meta = self.store.meta(layout)
+        lock = self.lock
         if not dry_run:
             # a full refresh that died before publishing (its keys were never visible), or
             # after publishing but before deleting the generation it replaced
             for stale in ("pending_generation", "retired_generation"):
                 if stale in meta:
-                    self.store.drop_generation(layout, int(meta[stale]), forget=stale)
-                    self._keep_lock()
-        full = (full_refresh or "generation" not in meta
-                or meta.get("definition") != node.hash
-                or meta.get("schema") != layout.schema_fingerprint
-                or meta.get("format") != FORMAT)
+                    self.store.drop_generation(layout, meta[stale], forget=stale)
+        reason = self.full_reason(node, layout, meta, as_of, full_refresh)
+        full = reason is not None
         changed = None if full or not meta.get("watermark") else int(meta["watermark"])
         plan = LatestPlan(join, as_of, changed)
-        watermark = _watermark(self.engine, plan)
-        generation = (int(meta["generation"]) if not full else
-                      (0 if dry_run else self.store.new_generation(layout)))
-        counts, entities = WriteCounts(), 0
-        for batch in self.engine.fetch_batches(latest_rows_query(plan), self.batch_size):
-            encoded = _encode_batch(batch, join, layout)
-            entities += len(encoded.values)
-            if not dry_run:
-                # a full refresh fills a generation nobody reads yet: no guard needed
-                self.store.write(layout, generation, encoded, counts, guarded=not full)
-                self._keep_lock()
-        dropped = 0
-        fields = {"watermark": "" if watermark is None else str(watermark),
-                  "as_of": str(as_of), "synced_at": str(micros_now(time.time())),
-                  "last_entities": str(entities)}
-        if not dry_run and full:
-            assert self._token is not None
-            retired = int(meta["generation"]) if "generation" in meta else None
-            self.store.publish(layout, {**fields, "generation": str(generation),
-                                        "definition": node.hash,
-                                        "schema": layout.schema_fingerprint, "format": FORMAT,
-                                        "features": layout.stored_features,
-                                        "key_kinds": json.dumps(layout.key_kinds),
-                                        "manifest": json.dumps(view_manifest(self.manifest,
-                                                                             node.name))},
-                               self._token, retired)
-            if retired is not None:
-                dropped = self.store.drop_generation(layout, retired,
-                                                     forget="retired_generation")
-        elif not dry_run:
-            assert self._token is not None
-            self.store.set_meta(layout, fields, self._token)
+        watermark, future_dated = _watermark(self.engine, plan)
+        generation = meta.get("generation", "")
+        if full and lock is not None:
+            generation = self.store.new_generation(layout, lock)
+        published = False
+        try:
+            counts, entities = WriteCounts(), 0
+            for batch in self.engine.fetch_batches(latest_rows_query(plan), self.batch_size):
+                encoded = _encode_batch(batch, join, layout)
+                entities += len(encoded.values)
+                if lock is not None:
+                    # a full refresh fills a generation nobody reads yet: no guard needed
+                    self.store.write(layout, generation, encoded, counts, lock, guarded=not full)
+            if full and not allow_drop:
+                self.refuse_drop(layout, meta, entities)
+            dropped = 0
+            # entities online: those published, plus those incremental syncs created since
+            online = entities if full else _online_entities(meta) + counts.created
+            fields = {"watermark": "" if watermark is None else str(watermark),
+                      "as_of": str(as_of), "synced_at": str(micros_now(time.time())),
+                      "last_entities": str(entities), "online_entities": str(online)}
+            if lock is not None and full:
+                retired = meta.get("generation")
+                self.store.publish(layout, {**fields, "generation": generation,
+                                            "definition": node.hash,
+                                            "schema": layout.schema_fingerprint,
+                                            "format": FORMAT,
+                                            "features": layout.stored_features,
+                                            "key_kinds": json.dumps(layout.key_kinds),
+                                            "manifest": json.dumps(view_manifest(self.manifest,
+                                                                                 node.name))},
+                                   lock, retired)
+                published = True
+                if retired is not None:
+                    dropped = self.store.drop_generation(layout, retired,
+                                                         forget="retired_generation")
+            elif lock is not None:
+                self.store.set_meta(layout, fields, lock)
+        except BaseException:
+            if full and lock is not None and not published:
+                # best effort: this run's own generation, never published, never reused
+                with contextlib.suppress(OnlineStoreError):
+                    self.store.drop_generation(layout, generation, forget="pending_generation")
+            raise
         return ViewSyncResult(node.name, "full" if full else "incremental", entities,
                               counts.written, counts.unchanged, counts.stale, dropped,
                               None if watermark is None else iso_utc(watermark),
-                              time.perf_counter() - started)
+                              time.perf_counter() - started, reason, future_dated)
+
+    def refuse_drop(self, layout: ViewLayout, meta: dict[str, str], entities: int) -> None:
+        """A full refresh may not drop more than ``max_drop`` of the entities the view had
+        online (an empty or truncated source would wipe it)."""
+        before = _online_entities(meta)
+        limit = self.store.config.max_drop
+        if "generation" not in meta or before == 0 or (before - entities) / before <= limit:
+            return
+        raise CheckFailed(
+            f"view '{layout.view}': this full refresh would drop {before - entities:,} of the "
+            f"{before:,} entities online ({(before - entities) / before:.0%}, more than "
+            f"max_drop {limit:.0%}); nothing was published, the previous data is still served.\n"
+            "  hint: check the view's source (empty or truncated?); if the drop is intended, "
+            "run fsql sync --allow-drop (or raise max_drop in the profile's online section)")
+
+
+def _online_entities(meta: dict[str, str]) -> int:
+    """How many entities a view has online, as its meta records it (data synced by older
+    versions: the entities of its last sync)."""
+    return int(meta.get("online_entities") or meta.get("last_entities") or 0)
 
 
 def micros_now(seconds: float) -> int:
