@@ -120,13 +120,13 @@ def fsql_verify(project: fsql.Project, *args: str) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=60)
 
 
-def stored(project: fsql.Project) -> tuple[ViewLayout, int]:
+def stored(project: fsql.Project) -> tuple[ViewLayout, str]:
     """The view's layout and published generation, as a reader learns them."""
     service = project.online_service()
     try:
         service.get(["v"], {"user_id": [0]})
         layout: ViewLayout = service._layouts["v"]
-        return layout, int(service.store.meta(layout)["generation"])
+        return layout, service.store.meta(layout)["generation"]
     finally:
         service.store.close()
 
