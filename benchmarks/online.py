@@ -313,7 +313,9 @@ def run_hand_sync(args: argparse.Namespace) -> dict[str, Any]:
             values = list(map(packb, zip(*columns[1:], strict=True)))
             pipe = client.pipeline(transaction=False)
             if ttl:
-                expiry = (ttl * 1_000_000 + 999)  # PXAT in ms, rounded up, as fsql does
+                # PXAT in ms, rounded up, as fsql does: expired values are kept a grace of
+                # min(ttl, 1 day) so readers can report them EXPIRED
+                expiry = ttl * 1_000_000 + min(ttl, common.DAY_S) * 1_000_000 + 999
                 for key, value, event in zip(keys, values, columns[1], strict=True):
                     pipe.execute_command("SET", key, value, "PXAT", (event + expiry) // 1000)
             else:
