@@ -89,9 +89,10 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     ctx.obj = Settings(project_dir, profiles_dir, target, debug)
-    if ctx.invoked_subcommand != "serve":  # serve stops its server its own way
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, _stop)
+    # serve replaces these while its HTTP server runs (graceful stop, SIGHUP reloads); they
+    # cover its start-up, so a signal then still stops the embedded redis-server it started
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
 
 
 class Terminated(BaseException):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +69,10 @@ class OnlineConfig:
     """
 
     type: str
-    url: str | None
+    url: str | None = field(repr=False)  # may hold a password: see ``display``
     path: Path | None
     db: int
-    password: str | None
+    password: str | None = field(repr=False)
     namespace: str
     pool_size: int
     batch_size: int

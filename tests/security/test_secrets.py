@@ -99,3 +99,14 @@ def test_no_secret_in_target_or_redis(where: str, shop_dir: Path, password_redis
     stored = _redis_text(password_redis.client())
     assert b"orders_30d" in stored and b"compiled_sql" in stored  # the meta manifest was read
     assert PASSWORD.encode() not in stored
+
+
+@pytest.mark.parametrize("password", [None, PASSWORD])
+def test_a_target_repr_shows_no_password(make_project: MakeProject, password: str | None) -> None:
+    """A notebook that displays ``project.target`` (or a log of it) must not show the password
+    of the URL or of the ``password:`` field."""
+    url = "redis://127.0.0.1:1/0" if password else f"redis://:{PASSWORD}@127.0.0.1:1/0"
+    project = make_project({"profiles.yml": secret_profile(url, password)}, name="shop")
+    assert PASSWORD not in repr(project.target)
+    assert PASSWORD not in project.target.online.display
+    assert ":***@" in project.target.online.display
