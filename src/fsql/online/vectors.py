@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -27,9 +27,18 @@ class StoredView:
     layout: ViewLayout
     features: dict[str, tuple[int, str]]  # feature name -> (index in the vector, type name)
     width: int  # features per stored vector
+    # positions already answered, by the identity of the features asked for (a cached request
+    # plan asks with the same tuple every time): the per-request cost is one dict lookup
+    _answered: dict[int, tuple[Sequence[Feature], tuple[int, ...]]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def positions(self, view: str, features: Sequence[Feature]) -> tuple[int, ...]:
         """Where ``features`` are; fails naming those not stored as defined."""
+        answered = self._answered.get(id(features))
+        if answered is not None and answered[0] is features:
+            return answered[1]
+        if len(self._answered) >= 1024:
+            self._answered.clear()
         found = [self.features.get(f.name) for f in features]
         bad = [f.name for f, at in zip(features, found, strict=True)
                if at is None or at[1] != f.dtype.name]
@@ -38,7 +47,9 @@ class StoredView:
                 f"feature(s) {', '.join(bad)} of view '{view}' are not in the online "
                 "data with their defined type (added or retyped since the last sync); run fsql "
                 "sync to publish them")
-        return tuple(at[0] for at in found if at is not None)
+        positions = tuple(at[0] for at in found if at is not None)
+        self._answered[id(features)] = (features, positions)
+        return positions
 
 
 def stored_view(view: FeatureView, layout: ViewLayout, meta: Mapping[str, str]) -> StoredView:
