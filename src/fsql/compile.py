@@ -361,6 +361,7 @@ def manifest(project: CompiledProject) -> dict[str, Any]:
         out["training_sets"][name] = {
             "hash": ts.hash, "path": ts.definition.path, "output": str(ts.output),
             "features": [str(r) for r in ts.definition.features],
+            "feature_cutoff": ts.plan.feature_cutoff,
             "columns": [*ts.plan.output_spine, *ts.plan.feature_columns],
             "depends_on": sorted(project.graph.deps[f"training_set:{name}"]),
             "compiled_sql": ts.query.sql(dialect, pretty=True),

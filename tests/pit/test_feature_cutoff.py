@@ -132,6 +132,13 @@ def test_build_writes_both_and_records_the_cutoff(project: fsql.Project) -> None
             "rule": f"every joined row has spine_ts - ttl <= event_ts {upper} spine_ts"}
 
 
+def test_manifest_names_the_cutoff(project: fsql.Project) -> None:
+    project.compile()
+    manifest = json.loads((project.root / "target" / "manifest.json").read_text())
+    assert {name: ts["feature_cutoff"] for name, ts in manifest["training_sets"].items()} == {
+        "t_in": "inclusive", "t_ex": "exclusive"}
+
+
 class CutoffIgnoringJoin(AsofJoin):
     """A broken strategy: always joins inclusively, whatever the plan says."""
 
