@@ -21,11 +21,11 @@ X = TypeVar("X")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TTL = re.compile(r"^\s*(\d+)\s*(w|d|h|m|s)\s*$")
 _TTL_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_TTL_MAX_SECONDS = 100 * 366 * 86400  # past a century, leave the ttl out (no lower bound)
 #: which feature rows a spine row may use: stamped at or before its time (``inclusive``, README
 #: point-in-time rule 1), or strictly before it (``exclusive``)
 FeatureCutoff = Literal["inclusive", "exclusive"]
 FEATURE_CUTOFFS: tuple[FeatureCutoff, ...] = ("inclusive", "exclusive")
-_TTL_MAX_SECONDS = 100 * 366 * 86400  # past a century, leave the ttl out (no lower bound)
 
 
 class _Fields:
