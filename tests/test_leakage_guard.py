@@ -26,11 +26,11 @@ class FutureLeakingJoin(AsofJoin):
     """A broken strategy: matches rows up to a day *after* the spine time."""
 
     @staticmethod
-    def _condition(join: ViewJoin, alias: str, spine_ts: exp.Expr,
-                   common: exp.DataType) -> exp.Expr:
+    def _condition(join: ViewJoin, alias: str, spine_ts: exp.Expr, common: exp.DataType,
+                   exclusive: bool) -> exp.Expr:
         shifted = exp.Add(this=spine_ts, expression=exp.Interval(
             this=exp.Literal.string("1"), unit=exp.var("DAY")))
-        return AsofJoin._condition(join, alias, shifted, common)
+        return AsofJoin._condition(join, alias, shifted, common, exclusive)
 
 
 class TtlIgnoringJoin(AsofJoin):

@@ -190,7 +190,8 @@ def _write_training_set(engine: Engine, ts: CompiledTrainingSet, tmp: Path
         if any(violations.values()):
             # a feature value from the future or past its ttl is a bug in fsql: never publish
             raise EngineError(f"training set '{ts.definition.name}': the leakage guard found "
-                              f"rows joined outside [spine time - ttl, spine time]: "
+                              f"rows joined outside [spine time - ttl, spine time"
+                              f"{')' if ts.plan.exclusive else ']'}: "
                               f"{violations}; nothing was published")
         spine_rows = engine.fetch_arrow(exp.select(exp.func("count", exp.Star())).from_(
             ts.plan.spine.copy())).column(0)[0].as_py()
@@ -203,8 +204,9 @@ def _write_training_set(engine: Engine, ts: CompiledTrainingSet, tmp: Path
                              .from_(engine.parquet_query(audited).subquery()), tmp)
     finally:
         audited.unlink(missing_ok=True)
+    upper = "<" if ts.plan.exclusive else "<="
     guard = {"checked_rows": written, "violations": violations,
-             "rule": "every joined row has spine_ts - ttl <= event_ts <= spine_ts"}
+             "rule": f"every joined row has spine_ts - ttl <= event_ts {upper} spine_ts"}
     return written, (None if low is None else str(low), None if high is None else str(high)), \
         guard
 
@@ -226,6 +228,7 @@ def _publish(project: CompiledProject, engine: Engine, staged: _Staged, target: 
         "seconds": round(seconds, 3),
         "spine": {"model": ts.definition.spine.model, "source": ts.definition.spine.source,
                   "timestamp": ts.plan.spine_ts, "time_range": list(staged.time_range)},
+        "feature_cutoff": ts.plan.feature_cutoff,
         "hash": ts.hash,
         "leakage_guard": staged.leakage_guard,
         "definitions": {n: project.nodes[n].hash for n in sorted(upstream)

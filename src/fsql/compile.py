@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from fsql import __version__
 from fsql.analyze import check_view, parse_query
-from fsql.definitions import Feature, FeatureView, Model, Source, TrainingSet
+from fsql.definitions import Feature, FeatureCutoff, FeatureView, Model, Source, TrainingSet
 from fsql.dtypes import TIME_TYPES, FeatureType
 from fsql.engines.base import Column, Engine
 from fsql.errors import DefinitionError, EngineError, ErrorCollector, RequestError
@@ -241,7 +241,8 @@ class Compiler:
         try:
             plan = plan_training_set(
                 self.spec, ts.features, exp.to_table(spine_node.relation, quoted=True),
-                spine_node.columns, ts.spine.timestamp, ts.naming, nodes, spine_output=None)
+                spine_node.columns, ts.spine.timestamp, ts.naming, nodes, spine_output=None,
+                feature_cutoff=ts.feature_cutoff)
         except RequestError as err:
             self.errors.add(DefinitionError(ts.path, f"training set '{ts.name}': {err}",
                                             line=ts.line))
@@ -261,7 +262,8 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
                       spine_columns: tuple[Column, ...] | list[Column], spine_ts: str,
                       naming: str, nodes: dict[str, CompiledNode] | MappingProxyType[str, Any],
                       spine_output: tuple[str, ...] | None,
-                      order_by: tuple[str, ...] | None = None) -> PitPlan:
+                      order_by: tuple[str, ...] | None = None,
+                      feature_cutoff: FeatureCutoff = "inclusive") -> PitPlan:
     """Resolve feature references against a spine; raises ``RequestError`` on any mismatch.
 
     Shared by compiled training sets and ``historical_features`` so both take one path.
@@ -316,7 +318,8 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
     names = tuple(columns)
     out_spine = names if spine_output is None else spine_output
     return PitPlan(spine, tuple(spine_columns), spine_ts, tuple(joins), out_spine,
-                   order_by or default_order(spine_ts, all_keys, names))
+                   order_by or default_order(spine_ts, all_keys, names),
+                   feature_cutoff=feature_cutoff)
 
 
 _INTEGERS = {exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.INT,
@@ -358,6 +361,7 @@ def manifest(project: CompiledProject) -> dict[str, Any]:
         out["training_sets"][name] = {
             "hash": ts.hash, "path": ts.definition.path, "output": str(ts.output),
             "features": [str(r) for r in ts.definition.features],
+            "feature_cutoff": ts.plan.feature_cutoff,
             "columns": [*ts.plan.output_spine, *ts.plan.feature_columns],
             "depends_on": sorted(project.graph.deps[f"training_set:{name}"]),
             "compiled_sql": ts.query.sql(dialect, pretty=True),

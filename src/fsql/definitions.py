@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fsql.dtypes import FeatureType
 from fsql.errors import DefinitionError
@@ -22,6 +22,10 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TTL = re.compile(r"^\s*(\d+)\s*(w|d|h|m|s)\s*$")
 _TTL_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _TTL_MAX_SECONDS = 100 * 366 * 86400  # past a century, leave the ttl out (no lower bound)
+#: which feature rows a spine row may use: stamped at or before its time (``inclusive``, README
+#: point-in-time rule 1), or strictly before it (``exclusive``)
+FeatureCutoff = Literal["inclusive", "exclusive"]
+FEATURE_CUTOFFS: tuple[FeatureCutoff, ...] = ("inclusive", "exclusive")
 
 
 class _Fields:
@@ -469,6 +473,10 @@ class TrainingSet:
     line: int
     owner: str = field(default="")
     tests: tuple[DataTest, ...] = ()
+    #: ``exclusive``: only feature rows stamped strictly before the spine time count (event
+    #: spines whose label is known at the event); ``inclusive`` (default) also takes rows
+    #: stamped exactly at the spine time
+    feature_cutoff: FeatureCutoff = "inclusive"
 
     @classmethod
     def from_raw(cls, raw: Any, path: str, line: int = 0) -> TrainingSet:
@@ -497,8 +505,15 @@ class TrainingSet:
         if naming not in ("plain", "prefixed"):
             raise f.error("naming", f"{what}: naming must be 'plain' (feature) or "
                           "'prefixed' (view__feature)")
+        cutoff = f.get("feature_cutoff", str, "inclusive")
+        if cutoff not in FEATURE_CUTOFFS:
+            raise f.error("feature_cutoff", f"{what}: feature_cutoff must be 'inclusive' or "
+                          f"'exclusive', not {cutoff!r}",
+                          hint="feature_cutoff: exclusive leaves out feature rows stamped "
+                          "exactly at the spine time (use it when the label is known at the "
+                          "event); inclusive (the default) keeps them")
         ts = cls(name, spine, tuple(refs), naming, f.get("output", str),
                  f.get("description", str, ""), f.names("tags"), path, f.line,
-                 f.get("owner", str, ""), _table_and_column_tests(f))
+                 f.get("owner", str, ""), _table_and_column_tests(f), cutoff)
         f.done()
         return ts

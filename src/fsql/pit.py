@@ -4,7 +4,9 @@ The rules (the product; README "Point-in-time rules" documents them for users). 
 row and every requested feature view:
 
 1. Candidate rows: same entity key (all join keys equal, none null) and a non-null event
-   timestamp ``<=`` the spine timestamp. A row stamped exactly at the spine time is included.
+   timestamp ``<=`` the spine timestamp. A row stamped exactly at the spine time is included,
+   unless the plan's ``feature_cutoff`` is ``exclusive``: then the event timestamp must be
+   ``<`` the spine timestamp (event spines whose label is known at the event).
 2. Of the candidates, take the one with the greatest event timestamp; ties are broken by the
    greater created timestamp when the view declares one (a null created timestamp loses).
 3. ttl: the chosen row counts only if ``spine_ts - ttl <= event_ts``; otherwise every feature of
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from fsql.definitions import Feature, FeatureView
+from fsql.definitions import Feature, FeatureCutoff, FeatureView
 from fsql.dtypes import normalize
 from fsql.engines.base import Column
 
@@ -65,6 +67,12 @@ class PitPlan:
     order_by: tuple[str, ...]
     #: also output each view's chosen event time (``audit_column``), for the leakage guard
     audit: bool = False
+    #: rule 1's upper bound: event time ``<=`` (inclusive) or ``<`` (exclusive) the spine time
+    feature_cutoff: FeatureCutoff = "inclusive"
+
+    @property
+    def exclusive(self) -> bool:
+        return self.feature_cutoff == "exclusive"
 
     @property
     def spine_ts_type(self) -> exp.DataType:
@@ -92,7 +100,8 @@ def common_time(plan: PitPlan, join: ViewJoin) -> exp.DataType:
 def leakage_guard_query(plan: PitPlan, relation: exp.Expr) -> exp.Select:
     """Checks an audited point-in-time result (``plan.audit``) from its output columns only,
     independently of the strategy that produced it: per view, how many rows carry a row
-    stamped after the spine time, or a non-null feature from a row older than the ttl.
+    stamped after the spine time (at or after it with ``feature_cutoff: exclusive``), or a
+    non-null feature from a row older than the ttl.
     Also returns the row count and the spine time range."""
     spine = exp.column(plan.spine_ts, quoted=True)
     columns: list[exp.Expr] = [exp.alias_(exp.func("count", exp.Star()), "rows", quoted=True),
@@ -102,7 +111,7 @@ def leakage_guard_query(plan: PitPlan, relation: exp.Expr) -> exp.Select:
         common = common_time(plan, join)
         spine_ts = _as(spine.copy(), plan.spine_ts_type, common)
         event = exp.column(audit_column(join.view.name), quoted=True)
-        bad: exp.Expr = exp.GT(this=event, expression=spine_ts)
+        bad: exp.Expr = (exp.GTE if plan.exclusive else exp.GT)(this=event, expression=spine_ts)
         if join.view.ttl is not None:
             horizon = exp.Sub(this=spine_ts.copy(), expression=exp.Interval(
                 this=exp.Literal.string(str(join.view.ttl.seconds)), unit=exp.var("SECOND")))
@@ -201,8 +210,9 @@ class AsofJoin(PitStrategy):
             common = common_time(plan, join)
             spine_ts = _as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)
             select = select.join(self._view_side(join, common), join_type="asof left",
-                                 join_alias=alias,
-                                 on=self._condition(join, alias, spine_ts, common), copy=False)
+                                 join_alias=alias, copy=False,
+                                 on=self._condition(join, alias, spine_ts, common,
+                                                    plan.exclusive))
             event = (_col(TS, alias) if join.created_type is None else
                      exp.Dot(this=_col(KEY, alias), expression=exp.to_identifier("t")))
             if plan.audit:
@@ -248,18 +258,25 @@ class AsofJoin(PitStrategy):
         return inner.subquery()
 
     @staticmethod
-    def _condition(join: ViewJoin, alias: str, spine_ts: exp.Expr,
-                   common: exp.DataType) -> exp.Expr:
+    def _condition(join: ViewJoin, alias: str, spine_ts: exp.Expr, common: exp.DataType,
+                   exclusive: bool) -> exp.Expr:
+        """Keys equal and the view row not after the spine time: ``spine >= row``, or
+        ``spine > row`` when exclusive (DuckDB's ASOF takes either)."""
         keys = [exp.EQ(this=_col(k, SPINE), expression=_col(k, alias)) for k in join.keys]
+        compare = exp.GT if exclusive else exp.GTE
         if join.created_type is None:
-            inequality = exp.GTE(this=spine_ts, expression=_col(TS, alias))
+            inequality = compare(this=spine_ts, expression=_col(TS, alias))
         else:
             # A null spine timestamp must match nothing; a struct holding a null would
-            # compare as the largest value, so the whole key is nulled instead.
+            # compare as the largest value, so the whole key is nulled instead. The spine
+            # side pairs its time with +infinity (inclusive: every row stamped at the spine
+            # time is <=) or -infinity (exclusive: none of them is <, a null created time
+            # being -infinity too).
+            bound = "-infinity" if exclusive else "infinity"
             spine_key = exp.Case(ifs=[exp.If(
                 this=spine_ts.copy().is_(exp.null()).not_(),
-                true=_pair(spine_ts, exp.cast(exp.Literal.string("infinity"), common)))])
-            inequality = exp.GTE(this=spine_key, expression=_col(KEY, alias))
+                true=_pair(spine_ts, exp.cast(exp.Literal.string(bound), common)))])
+            inequality = compare(this=spine_key, expression=_col(KEY, alias))
         return exp.and_(*keys, inequality)
 
 

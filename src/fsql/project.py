@@ -18,7 +18,7 @@ from sqlglot import exp
 from fsql.build import BuildResult, Progress, build
 from fsql.compile import CompiledProject, Compiler, manifest, plan_training_set, write_target
 from fsql.config import Target, load_project_config, load_target
-from fsql.definitions import FeatureRef
+from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef
 from fsql.engines import Engine, connect
 from fsql.errors import RequestError
 from fsql.loader import ProjectSpec, load_project
@@ -118,18 +118,24 @@ class Project:
             return engine.fetch_arrow(ts.query)
 
     def historical_features(self, spine: Any, features: str | Sequence[str],
-                            timestamp: str | None = None) -> pd.DataFrame:
+                            timestamp: str | None = None,
+                            feature_cutoff: FeatureCutoff | None = None) -> pd.DataFrame:
         """Join features point-in-time onto ``spine`` (a DataFrame or Arrow table).
 
         Same rules and same SQL generator as ``fsql build``. ``features`` is a list of
         ``view`` / ``view.feature`` names, or the name of a training set (feature service),
-        whose spine timestamp column is then the default ``timestamp``. Returns the spine's
-        rows in their original order and index, with the feature columns appended.
+        whose spine timestamp column is then the default ``timestamp`` and whose
+        ``feature_cutoff`` the default cutoff. ``feature_cutoff="exclusive"`` leaves out
+        feature rows stamped exactly at the spine time (default: ``"inclusive"``). Returns the
+        spine's rows in their original order and index, with the feature columns appended.
         """
         import pandas as pd
         import pyarrow as pa
 
-        refs, timestamp, naming = self._resolve_features(features, timestamp)
+        if feature_cutoff is not None and feature_cutoff not in FEATURE_CUTOFFS:
+            raise RequestError(f"feature_cutoff must be 'inclusive' or 'exclusive', "
+                               f"not {feature_cutoff!r}")
+        refs, timestamp, naming, cutoff = self._resolve_features(features, timestamp)
         frame = spine if isinstance(spine, pd.DataFrame) else spine.to_pandas()
         table = spine if isinstance(spine, pa.Table) else pa.Table.from_pandas(
             spine, preserve_index=False)
@@ -143,7 +149,8 @@ class Project:
                 columns = engine.describe(exp.select("*").from_(relation))
                 plan = plan_training_set(project.spec, refs, relation, columns, timestamp,
                                          naming, project.nodes, spine_output=(),
-                                         order_by=(ROW_ID,))
+                                         order_by=(ROW_ID,),
+                                         feature_cutoff=feature_cutoff or cutoff)
                 result = engine.fetch_arrow(_strategy(engine).query(plan))
             finally:
                 engine.unregister(_SPINE_RELATION)
@@ -275,18 +282,21 @@ class Project:
             service.store.close()
 
     def _resolve_features(self, features: str | Sequence[str], timestamp: str | None
-                          ) -> tuple[list[FeatureRef], str, str]:
+                          ) -> tuple[list[FeatureRef], str, str, FeatureCutoff]:
+        """Feature references, spine timestamp, naming and cutoff: a training set's, or
+        the given names with plain naming and the inclusive cutoff."""
         spec = self.load()
         if isinstance(features, str):
             ts = spec.training_sets.get(features)
             if ts is None:
                 raise RequestError(f"'{features}' is not a training set; pass a list of "
                                    "'view' or 'view.feature' names, or a training set name")
-            return list(ts.features), timestamp or ts.spine.timestamp, ts.naming
+            return (list(ts.features), timestamp or ts.spine.timestamp, ts.naming,
+                    ts.feature_cutoff)
         if timestamp is None:
             raise RequestError("give timestamp= (the spine's event time column)")
         try:
-            return [FeatureRef.parse(f) for f in features], timestamp, "plain"
+            return [FeatureRef.parse(f) for f in features], timestamp, "plain", "inclusive"
         except ValueError as err:
             raise RequestError(str(err)) from None
 

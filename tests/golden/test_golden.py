@@ -154,6 +154,12 @@ def brute_force(compiled: CompiledProject, name: str) -> tuple[list[str], list[l
     finally:
         con.close()
     spine_ts = ts.definition.spine.timestamp
+    exclusive = ts.definition.feature_cutoff == "exclusive"
+
+    def before(event: dt.datetime, at: dt.datetime) -> bool:
+        """Rule 1's upper bound: at or before the spine time, or strictly before (exclusive)."""
+        return event < at if exclusive else event <= at
+
     columns = list(spine[0]) if spine else []
     header = [*columns]
     for join in ts.plan.joins:
@@ -168,7 +174,7 @@ def brute_force(compiled: CompiledProject, name: str) -> tuple[list[str], list[l
                 r for r in views[view.name]
                 if all(row[k] is not None and r[k] == row[k] for k in join.keys)
                 and r[view.timestamp] is not None and at is not None
-                and instant(r[view.timestamp]) <= at  # type: ignore[operator]
+                and before(instant(r[view.timestamp]), at)  # type: ignore[arg-type]
             ]
 
             def order(r: dict[str, Any], view: Any = view) -> tuple[Any, ...]:

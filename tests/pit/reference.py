@@ -4,7 +4,8 @@ Deliberately independent of fsql: no SQL, no pandas, no sorting tricks. It imple
 of README "Point-in-time rules" literally, one spine row at a time:
 
 1. candidates: rows of the view whose join-key values all equal the spine row's (a null key on
-   either side never matches) and whose event timestamp is non-null and ``<=`` the spine time;
+   either side never matches) and whose event timestamp is non-null and ``<=`` the spine time
+   (``<`` with the ``exclusive`` feature cutoff);
 2. the latest candidate wins: greatest event timestamp, ties broken by the greater created
    timestamp when the view declares one (a null created timestamp loses to any non-null one);
 3. ttl: the winner counts only if ``spine_ts - ttl <= event_ts``, else every feature is null;
@@ -80,8 +81,10 @@ def _precedes(spec: ViewSpec, a: dict[str, Any], b: dict[str, Any]) -> int:
 
 
 def lookup(spec: ViewSpec, rows: Sequence[dict[str, Any]], spine_row: dict[str, Any],
-           spine_ts: str) -> list[tuple[Any, ...]]:
-    """Every acceptable feature tuple for one spine row (one tuple unless rows tie exactly)."""
+           spine_ts: str, cutoff: str = "inclusive") -> list[tuple[Any, ...]]:
+    """Every acceptable feature tuple for one spine row (one tuple unless rows tie exactly).
+    ``cutoff``: ``inclusive`` takes rows stamped at the spine time, ``exclusive`` does not."""
+    assert cutoff in ("inclusive", "exclusive"), cutoff
     nothing = [tuple(None for _ in spec.features)]
     when = instant(spine_row[spine_ts])
     if when is None:
@@ -89,7 +92,9 @@ def lookup(spec: ViewSpec, rows: Sequence[dict[str, Any]], spine_row: dict[str, 
     best: list[dict[str, Any]] = []
     for row in rows:
         event = instant(row[spec.timestamp])
-        if event is None or event > when or not _same_entity(spec, row, spine_row):
+        if event is None or not _same_entity(spec, row, spine_row):
+            continue
+        if event > when or (cutoff == "exclusive" and event == when):
             continue
         if not best:
             best = [row]
@@ -109,7 +114,7 @@ def lookup(spec: ViewSpec, rows: Sequence[dict[str, Any]], spine_row: dict[str, 
     return [tuple(row[f] for f in spec.features) for row in best]
 
 
-def expected(spec: ViewSpec, rows: Sequence[dict[str, Any]],
-             spine: Sequence[dict[str, Any]], spine_ts: str) -> list[list[tuple[Any, ...]]]:
+def expected(spec: ViewSpec, rows: Sequence[dict[str, Any]], spine: Sequence[dict[str, Any]],
+             spine_ts: str, cutoff: str = "inclusive") -> list[list[tuple[Any, ...]]]:
     """``lookup`` for every spine row, in spine order."""
-    return [lookup(spec, rows, spine_row, spine_ts) for spine_row in spine]
+    return [lookup(spec, rows, spine_row, spine_ts, cutoff) for spine_row in spine]

@@ -10,6 +10,9 @@ microsecond past them) come up in most examples.
 Rows that tie exactly on (event, created) time are unspecified (README rule 2): for those the
 output must equal one of the tied rows as a whole.
 
+Every property runs with both feature cutoffs (README rule 1): ``inclusive`` joins rows stamped
+exactly at the spine time, ``exclusive`` (``feature_cutoff: exclusive``) only rows before it.
+
 Failures are not shrunk by default (slow: every example runs DuckDB); to get a minimal example
 run ``FSQL_PIT_SHRINK=1 pytest tests/pit``.
 """
@@ -34,6 +37,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import fsql
+from fsql.build import TrainingSetResult
 from tests.conftest import MakeProject
 from tests.pit.reference import UTC, ViewSpec, expected, instant
 
@@ -71,6 +75,12 @@ def event_times(grid: Sequence[dt.datetime], null: bool = True) -> st.SearchStra
 
 def spine_times(grid: Sequence[dt.datetime]) -> st.SearchStrategy[Any]:
     return st.sampled_from([*grid, None])
+
+
+#: README rule 1 both ways: each property runs once per cutoff (a drawn cutoff would mostly come
+#: out as the first one, derandomized), 40 examples each (80 in all, to keep the file fast)
+BOTH_CUTOFFS = pytest.mark.parametrize("cutoff", ["inclusive", "exclusive"])
+PER_CUTOFF = settings(CHECKS, max_examples=40)
 
 
 def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -231,18 +241,18 @@ def same(a: Any, b: Any) -> bool:
 
 
 def assert_pit(actual: Sequence[Row], spine: Sequence[Row], spine_ts: str,
-               views: Sequence[tuple[ViewSpec, Sequence[Row]]]) -> None:
+               views: Sequence[tuple[ViewSpec, Sequence[Row]]], cutoff: str) -> None:
     """Every output row (in spine order) holds, per view, one acceptable feature tuple."""
     assert len(actual) == len(spine)
     for spec, rows in views:
-        wanted = expected(spec, rows, spine, spine_ts)
+        wanted = expected(spec, rows, spine, spine_ts, cutoff)
         for i, (out, options) in enumerate(zip(actual, wanted, strict=True)):
             got = tuple(out[f] for f in spec.features)
             if not any(all(same(g, o) for g, o in zip(got, option, strict=True))
                        for option in options):
                 keys = {k: spine[i][k] for k in spec.keys}
                 relevant = [r for r in rows if all(r[k] == v for k, v in keys.items())]
-                pytest.fail(f"spine row {i} {spine[i]}: view on {spec.keys} gave "
+                pytest.fail(f"spine row {i} {spine[i]} ({cutoff}): view on {spec.keys} gave "
                             f"{dict(zip(spec.features, got, strict=True))}, expected one of "
                             f"{options}\nrows of that entity: {relevant}")
 
@@ -304,9 +314,11 @@ def single_view(make_project: MakeProject) -> fsql.Project:
     return views_project(make_project, USER, {"v": V_YML})
 
 
-@CHECKS
+@BOTH_CUTOFFS
+@PER_CUTOFF
 @given(data=st.data())
-def test_ttl_and_created_timestamp(single_view: fsql.Project, data: st.DataObject) -> None:
+def test_ttl_and_created_timestamp(single_view: fsql.Project, data: st.DataObject,
+                                   cutoff: str) -> None:
     rows = data.draw(view_rows(v_rows, V_SPEC, max_size=25), "v rows")
     spine = data.draw(spine_rows(user_spine, [(V_SPEC, rows)], "ts"), "spine")
     write_parquet(single_view.root / "data" / "v.parquet", V_SCHEMA, rows)
@@ -314,9 +326,9 @@ def test_ttl_and_created_timestamp(single_view: fsql.Project, data: st.DataObjec
                           "ts": time_column([r["ts"] for r in spine], None),
                           "label": pd.array([r["label"] for r in spine], dtype="int64")},
                          index=pd.RangeIndex(len(spine))[::-1] * 3 + 5)
-    out = single_view.historical_features(frame, ["v"], timestamp="ts")
+    out = single_view.historical_features(frame, ["v"], timestamp="ts", feature_cutoff=cutoff)
     check_frame(out, frame, V_FEATURES)
-    assert_pit(output_rows(out, V_FEATURES), spine, "ts", [(V_SPEC, rows)])
+    assert_pit(output_rows(out, V_FEATURES), spine, "ts", [(V_SPEC, rows)], cutoff)
 
 
 # -- (2) no ttl, no created timestamp --------------------------------------------------------
@@ -341,19 +353,22 @@ def no_ttl_view(make_project: MakeProject) -> fsql.Project:
     return views_project(make_project, USER, {"w": W_YML})
 
 
-@CHECKS
+@BOTH_CUTOFFS
+@PER_CUTOFF
 @given(data=st.data())
-def test_no_ttl_and_event_time_ties(no_ttl_view: fsql.Project, data: st.DataObject) -> None:
+def test_no_ttl_and_event_time_ties(no_ttl_view: fsql.Project, data: st.DataObject,
+                                    cutoff: str) -> None:
     rows = data.draw(view_rows(w_rows, W_SPEC), "w rows")
     spine = data.draw(spine_rows(late_spine, [(W_SPEC, rows)], "ts"), "spine")
     write_parquet(no_ttl_view.root / "data" / "w.parquet", W_SCHEMA, rows)
     frame = pd.DataFrame({"ts": time_column([r["ts"] for r in spine], None),
                           "user_id": pd.array([r["user_id"] for r in spine], dtype="Int64")},
                          index=shuffled_index(data.draw, len(spine)))
-    out = no_ttl_view.historical_features(frame, ["w.tag", "w.n"], timestamp="ts")
+    out = no_ttl_view.historical_features(frame, ["w.tag", "w.n"], timestamp="ts",
+                                          feature_cutoff=cutoff)
     # features come in the order asked for
     check_frame(out, frame, {"tag": "string", "n": "int64"})
-    assert_pit(output_rows(out, ["n", "tag"]), spine, "ts", [(W_SPEC, rows)])
+    assert_pit(output_rows(out, ["n", "tag"]), spine, "ts", [(W_SPEC, rows)], cutoff)
 
 
 # -- (3) composite keys, three views on different entities, duplicate spine rows -------------
@@ -401,10 +416,11 @@ def multi_view(make_project: MakeProject) -> fsql.Project:
                          {"stock": STOCK_YML, "ui": UI_YML, "act": ACT_YML})
 
 
-@CHECKS
+@BOTH_CUTOFFS
+@PER_CUTOFF
 @given(data=st.data())
-def test_composite_keys_and_several_views(multi_view: fsql.Project, data: st.DataObject
-                                          ) -> None:
+def test_composite_keys_and_several_views(multi_view: fsql.Project, data: st.DataObject,
+                                          cutoff: str) -> None:
     stock = data.draw(view_rows(stock_rows, STOCK_SPEC), "stock rows")
     ui = data.draw(view_rows(ui_rows, UI_SPEC), "ui rows")
     act = data.draw(view_rows(act_rows, ACT_SPEC, max_size=12), "act rows")
@@ -421,13 +437,14 @@ def test_composite_keys_and_several_views(multi_view: fsql.Project, data: st.Dat
         "user_id": pd.array([r["user_id"] for r in spine], dtype="Int64"),
     }, index=shuffled_index(data.draw, len(spine)))
     out = multi_view.historical_features(
-        frame, ["ui", "stock.price", "act.score", "stock.qty"], timestamp="ts")
+        frame, ["ui", "stock.price", "act.score", "stock.qty"], timestamp="ts",
+        feature_cutoff=cutoff)
     # features grouped by view, views and features in the order first asked for
     check_frame(out, frame, {"clicks": "int64", "note": "string", "price": "float64",
                              "qty": "int64", "score": "float64"})
     requested = [(STOCK_SPEC, stock), (UI_SPEC, ui), (replace(ACT_SPEC, features=("score",)), act)]
     assert_pit(output_rows(out, ["clicks", "note", "price", "qty", "score"]), spine, "ts",
-               requested)
+               requested, cutoff)
 
 
 # -- (4) time zones: a DST spine, zoned and naive sources ------------------------------------
@@ -467,12 +484,13 @@ def zoned_case(draw: st.DrawFn) -> tuple[list[Row], list[Row], list[Row]]:
     return zoned, naive, spine
 
 
-@CHECKS
+@BOTH_CUTOFFS
+@PER_CUTOFF
 @given(case=zoned_case(),
        zone=st.sampled_from(["America/New_York", "America/New_York", None, "Asia/Kolkata"]),
        unit=st.sampled_from(["us", "ns"]))
 def test_time_zones_and_dst(zoned_views: fsql.Project, case: tuple[list[Row], ...],
-                            zone: str | None, unit: str) -> None:
+                            zone: str | None, unit: str, cutoff: str) -> None:
     # what the reference sees is what the inputs hold: wall times in their zones
     zoned = [{**r, "ts": in_zone(r["ts"], "Asia/Kolkata"), "created": in_zone(r["created"], None)}
              for r in case[0]]
@@ -482,10 +500,11 @@ def test_time_zones_and_dst(zoned_views: fsql.Project, case: tuple[list[Row], ..
     write_parquet(zoned_views.root / "data" / "naive.parquet", NAIVE_SCHEMA, naive)
     frame = pd.DataFrame({"user_id": pd.array([r["user_id"] for r in spine], dtype="Int64"),
                           "at": time_column([r["at"] for r in spine], zone, unit)})
-    out = zoned_views.historical_features(frame, ["zoned", "naive"], timestamp="at")
+    out = zoned_views.historical_features(frame, ["zoned", "naive"], timestamp="at",
+                                          feature_cutoff=cutoff)
     check_frame(out, frame, {"amount": "int64", "seen": "timestamptz", "flag": "bool"})
     assert_pit(output_rows(out, ["amount", "seen", "flag"]), spine, "at",
-               [(ZONED_SPEC, zoned), (NAIVE_SPEC, naive)])
+               [(ZONED_SPEC, zoned), (NAIVE_SPEC, naive)], cutoff)
 
 
 # -- (5) fsql build of a declared training set == reference == historical_features -----------
@@ -495,7 +514,13 @@ TRAIN_YML = """
       - name: train
         spine: {source: raw.spine, timestamp: label_ts}
         features: [v, w.n]
+      - name: train_exclusive
+        spine: {source: raw.spine, timestamp: label_ts}
+        features: [v, w.n]
+        feature_cutoff: exclusive
     """
+#: the training sets above and their cutoffs
+TRAIN_CUTOFFS = {"train": "inclusive", "train_exclusive": "exclusive"}
 SPINE_SCHEMA = pa.schema([("row_id", pa.int64()), ("user_id", pa.int64()),
                           ("label_ts", pa.timestamp("us")), ("label", pa.bool_())])
 TRAIN_FEATURES = {**V_FEATURES, "n": "int64"}
@@ -533,10 +558,18 @@ def test_build_equals_reference_and_historical_features(
     write_parquet(project.root / "data" / "v.parquet", V_SCHEMA, v)
     write_parquet(project.root / "data" / "w.parquet", W_SCHEMA, w)
     write_parquet(project.root / "data" / "spine.parquet", SPINE_SCHEMA, spine)
-    columns = [*SPINE_SCHEMA.names, *TRAIN_FEATURES]
 
     result = project.build()
-    (built,) = result.training_sets
+    assert sorted(b.name for b in result.training_sets) == sorted(TRAIN_CUTOFFS)
+    for built in result.training_sets:
+        check_built(project, built, spine, views, TRAIN_CUTOFFS[built.name])
+
+
+def check_built(project: fsql.Project, built: TrainingSetResult, spine: Sequence[Row],
+                views: Sequence[tuple[ViewSpec, Sequence[Row]]], cutoff: str) -> None:
+    """One built training set == the reference with its cutoff == ``training_set`` ==
+    ``historical_features`` by its name (whose cutoff is then the default)."""
+    columns = [*SPINE_SCHEMA.names, *TRAIN_FEATURES]
     assert built.rows == len(spine)
     table = pq.read_table(built.output)
     assert table.column_names == columns
@@ -548,10 +581,10 @@ def test_build_equals_reference_and_historical_features(
     by_id = sorted(rows, key=lambda r: r["row_id"])
     for r, s in zip(by_id, spine, strict=True):
         assert all(same(r[c], s[c]) for c in SPINE_SCHEMA.names), (r, s)
-    assert_pit(by_id, spine, "label_ts", views)
+    assert_pit(by_id, spine, "label_ts", views, cutoff)
 
     # the training set API: the same query, nothing written
-    fresh = project.training_set("train")
+    fresh = project.training_set(built.name)
     assert list(fresh.columns) == columns
     fresh_rows = output_rows(fresh, columns)
     assert len(fresh_rows) == len(rows)
@@ -564,7 +597,7 @@ def test_build_equals_reference_and_historical_features(
         "user_id": pd.array([r["user_id"] for r in spine], dtype="Int64"),
         "label_ts": time_column([r["label_ts"] for r in spine], None),
         "label": pd.array([r["label"] for r in spine], dtype="boolean")})
-    out = project.historical_features(frame, "train")
+    out = project.historical_features(frame, built.name)
     check_frame(out, frame, TRAIN_FEATURES)
     hist_rows = output_rows(out, columns)
     for a, b in zip(hist_rows, by_id, strict=True):
