@@ -232,7 +232,8 @@ def verify(
     values with the point-in-time join as of the view's last sync (rows known at its
     watermark). Floats compare with a relative tolerance of 1e-9; types must match exactly;
     the stored event (and created) timestamps must equal the training path's. A value that
-    cannot be decoded counts as a mismatch.
+    cannot be decoded counts as a mismatch. A training set built with another definition of an
+    online view than the one online fails the check too (rebuild and retrain).
     """
     from fsql.errors import CheckFailed
 
@@ -249,9 +250,17 @@ def verify(
                 output.stdout.print(f"  {c.view} {e['entity']} {e['feature']}: online "
                                     f"{e['online']!r} != expected {e['expected']!r}",
                                     markup=False)
+            for ts in c.stale_training_sets:
+                output.stdout.print(f"  training set {ts} was built with another definition "
+                                    f"of {c.view} than the online one: rebuild and retrain",
+                                    markup=False)
     bad = [c.view for c in checks if c.mismatched]
-    if bad:
-        raise CheckFailed(f"online values differ from the training path in: {', '.join(bad)}")
+    stale = sorted({f"{ts} ({c.view})" for c in checks for ts in c.stale_training_sets})
+    if bad or stale:
+        raise CheckFailed("; ".join(
+            ([f"online values differ from the training path in: {', '.join(bad)}"] if bad
+             else []) + ([f"training sets built with other definitions than the online "
+                          f"ones: {', '.join(stale)}"] if stale else [])))
 
 
 @app.command()

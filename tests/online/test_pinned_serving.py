@@ -82,3 +82,17 @@ def test_never_built_training_set_is_not_pinned(make_project: MakeProject,
     project = fsql.Project(project.root)
     project.sync(full_refresh=True)
     assert project.online_features("fraud_training", {"card_id": [1]}).definition_changed == []
+
+
+def test_verify_reports_training_sets_built_before_the_online_definitions(
+        changed: fsql.Project) -> None:
+    run = fsql_cli(changed.root, "verify", "--all")
+    assert run.returncode == 5, run.stdout + run.stderr
+    assert "fraud_training (card_activity)" in run.stderr
+    checks = changed.verify(sample=None)
+    assert [(c.view, c.stale_training_sets, c.mismatched) for c in checks] == [
+        ("card_activity", ["fraud_training"], 0)]
+    changed.build(test=False)
+    run = fsql_cli(changed.root, "verify", "--all", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout)[0]["stale_training_sets"] == []
