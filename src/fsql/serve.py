@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import reprlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -196,8 +197,9 @@ class OnlineService:
         # view -> (layout, meta key_kinds/schema/features) of the last check that passed, and
         # what it found: the same meta needs no new check (json + sha256) per request
         self._verified: dict[str, tuple[ViewLayout, tuple[str | None, ...], StoredView]] = {}
-        # training set -> (its build record's mtime and size, the view hashes it was built with)
-        self._pins: dict[str, tuple[tuple[int, int] | None, dict[str, str]]] = {}
+        # training set -> (its build record, the record's mtime and size when read, the view
+        # hashes it was built with)
+        self._pins: dict[str, tuple[str, tuple[int, int] | None, dict[str, str] | None]] = {}
 
     # -- resolving ---------------------------------------------------------------------------
     def resolve(self, features: str | Sequence[str]) -> tuple[list[_ViewRequest], list[str]]:
@@ -332,10 +334,10 @@ class OnlineService:
                                         zip(plan.layouts, plan.keying, strict=True)])
         now = int(self.clock() * 1_000_000)
         result = OnlineResult(columns, {})
-        pin = self._pin(features) if isinstance(features, str) else None
+        pin = self._pin(features) if isinstance(features, str) else {}
         for req, layout, (meta, raws) in zip(plan.requests, plan.layouts, replies, strict=True):
-            if pin:
-                built = pin.get(f"view:{req.view.name}")
+            if pin != {}:
+                built = pin.get(f"view:{req.view.name}") if pin is not None else ""
                 if built is not None and meta.get("definition", built) != built:
                     result.definition_changed.append(req.view.name)
             stored = self._check(req, layout, meta)
@@ -346,32 +348,35 @@ class OnlineService:
                     now, result)
         return result
 
-    def _pin(self, training_set: str) -> dict[str, str]:
+    def _pin(self, training_set: str) -> dict[str, str] | None:
         """The definition hashes ``training_set`` was built with (its build record's
-        ``definitions``; empty when it was never built). Re-read only when the record's file
-        changes: one ``stat`` per request."""
-        from fsql.compile import training_set_output
+        ``definitions``; empty when it was never built, None when the record cannot be read:
+        then every view counts as changed). Re-read only when the record's file changes: one
+        ``stat`` per request."""
+        cached = self._pins.get(training_set)
+        if cached is None:
+            from fsql.compile import training_set_output
 
-        path = training_set_output(self.spec.root, self.spec.training_sets[training_set]
-                                   ).with_suffix(".build.json")
+            path = str(training_set_output(self.spec.root, self.spec.training_sets[training_set]
+                                           ).with_suffix(".build.json"))
+        else:
+            path = cached[0]
         try:
-            stat = path.stat()
+            stat = os.stat(path)
             signature: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except OSError:
             signature = None
-        cached = self._pins.get(training_set)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-        hashes: dict[str, str] = {}
+        if cached is not None and cached[1] == signature:
+            return cached[2]
+        hashes: dict[str, str] | None = {}
         if signature is not None:
             try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-                hashes = {str(k): str(v) for k, v in record.get("definitions", {}).items()}
-            except (OSError, ValueError, AttributeError) as err:
-                raise OnlineStoreError(f"{path}: cannot read the build record of training set "
-                                       f"'{training_set}' ({err}); rebuild it with fsql build "
-                                       f"-s {training_set}") from None
-        self._pins[training_set] = (signature, hashes)
+                with open(path, encoding="utf-8") as file:
+                    record = json.load(file)
+                hashes = {str(k): str(v) for k, v in record["definitions"].items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                hashes = None  # damaged: nothing proves the views are the ones trained on
+        self._pins[training_set] = (path, signature, hashes)
         return hashes
 
     @staticmethod

@@ -96,3 +96,16 @@ def test_verify_reports_training_sets_built_before_the_online_definitions(
     run = fsql_cli(changed.root, "verify", "--all", "--json")
     assert run.returncode == 0, run.stdout + run.stderr
     assert json.loads(run.stdout)[0]["stale_training_sets"] == []
+
+
+def test_damaged_build_record_counts_every_view_as_changed(changed: fsql.Project) -> None:
+    changed.build(test=False)
+    record = changed.root / "target" / "training_sets" / "fraud_training.build.json"
+    service = changed.online_service()
+    try:
+        assert service.get("fraud_training", {"card_id": [1]}).definition_changed == []
+        record.write_text("{not json")
+        assert service.get("fraud_training", {"card_id": [1]}).definition_changed == [
+            "card_activity"]
+    finally:
+        service.close()
