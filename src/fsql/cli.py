@@ -232,7 +232,8 @@ def verify(
     values with the point-in-time join as of the view's last sync (rows known at its
     watermark). Floats compare with a relative tolerance of 1e-9; types must match exactly;
     the stored event (and created) timestamps must equal the training path's. A value that
-    cannot be decoded counts as a mismatch.
+    cannot be decoded counts as a mismatch. A training set built with another definition of an
+    online view than the one online fails the check too (rebuild and retrain).
     """
     from fsql.errors import CheckFailed
 
@@ -249,9 +250,17 @@ def verify(
                 output.stdout.print(f"  {c.view} {e['entity']} {e['feature']}: online "
                                     f"{e['online']!r} != expected {e['expected']!r}",
                                     markup=False)
+            for ts in c.stale_training_sets:
+                output.stdout.print(f"  training set {ts} was built with another definition "
+                                    f"of {c.view} than the online one: rebuild and retrain",
+                                    markup=False)
     bad = [c.view for c in checks if c.mismatched]
-    if bad:
-        raise CheckFailed(f"online values differ from the training path in: {', '.join(bad)}")
+    stale = sorted({f"{ts} ({c.view})" for c in checks for ts in c.stale_training_sets})
+    if bad or stale:
+        raise CheckFailed("; ".join(
+            ([f"online values differ from the training path in: {', '.join(bad)}"] if bad
+             else []) + ([f"training sets built with other definitions than the online "
+                          f"ones: {', '.join(stale)}"] if stale else [])))
 
 
 @app.command()
@@ -346,7 +355,11 @@ def get(
         'holds a comma: name="a,b". Repeat for more entities.')],
     as_json: JsonOption = False,
 ) -> None:
-    """Read features for some entities from the online store."""
+    """Read features for some entities from the online store. For a training set, warns
+    (DEFINITION_CHANGED) when an online view's definition differs from the one it was built
+    with."""
+    from fsql.serve import DEFINITION_CHANGED
+
     project = _settings(ctx).project()
     spec = project.load()
     features: str | list[str] = name if name in spec.training_sets else name.split(",")
@@ -359,6 +372,11 @@ def get(
         result = service.get(features, columns, from_text=True)
     finally:
         service.store.close()
+    if result.definition_changed:
+        output.stderr.print(f"warning: {DEFINITION_CHANGED}: training set '{name}' was built "
+                            "with other definitions of: " + ", ".join(result.definition_changed)
+                            + " (the online values may be computed differently; rebuild and "
+                            "retrain)")
     if as_json:
         output.print_json(result.to_json())
         return
@@ -408,6 +426,9 @@ def serve(
         help="Largest request body, in bytes (larger: 413).", min=1)] = 1 << 20,
     read_timeout: Annotated[float, typer.Option(
         help="Seconds a request body may take to arrive (slower: 408).", min=0.01)] = 10.0,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse (409) a training set whose online views' definitions differ "
+        "from the ones it was built with.")] = False,
 ) -> None:
     """Serve online features over HTTP: POST /get-online-features, GET /health, /metrics.
     Definitions are reloaded when project files change and on SIGHUP; SIGTERM/SIGINT stop."""
@@ -418,7 +439,7 @@ def serve(
     reloader = Reloader(project.root, project.load)
     output.stderr.print(f"fsql serving {service.store.where} on http://{host}:{port}")
     try:
-        run_server(create_app(service, Limits(max_body_bytes, read_timeout), reloader),
+        run_server(create_app(service, Limits(max_body_bytes, read_timeout), reloader, strict),
                    host=host, port=port, on_hangup=reloader.request,
                    headers_timeout=read_timeout)
     finally:

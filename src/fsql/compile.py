@@ -248,14 +248,19 @@ class Compiler:
                                             line=ts.line))
             return None
         query = self.strategy.query(plan)
-        output = Path(ts.output) if ts.output else Path("target", "training_sets",
-                                                         f"{ts.name}.parquet")
         upstream = sorted(n.hash for n in nodes.values()
                           if n.id in {self._spine_id(ts), *(f"view:{j.view.name}"
                                                             for j in plan.joins)})
-        return CompiledTrainingSet(ts, plan, query, self.spec.root / output,
+        return CompiledTrainingSet(ts, plan, query, training_set_output(self.spec.root, ts),
                                    fingerprint(ts, query.sql(self.engine.dialect), upstream),
                                    self.strategy.query(replace(plan, audit=True)))
+
+
+def training_set_output(root: Path, ts: TrainingSet) -> Path:
+    """Where ``fsql build`` writes a training set; its build record is beside it
+    (``.build.json``)."""
+    return root / (Path(ts.output) if ts.output else Path("target", "training_sets",
+                                                           f"{ts.name}.parquet"))
 
 
 def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,

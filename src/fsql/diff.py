@@ -8,9 +8,11 @@ A change is **breaking** when something trained or served would silently change 
 
 * a feature that a training set uses (or an online view serves) is removed or retyped;
 * a view's entity keys change;
-* a feature's computation changes: its column lineage (sqlglot, through every upstream model)
-  differs between the two manifests — e.g. an upstream model now computes ``amount`` another
-  way. Features whose lineage does not touch the change are not flagged.
+* a feature's computation changes: its column lineage (sqlglot, through every upstream model,
+  macro and var, with the column types of every source, model and view) differs between the
+  two manifests — e.g. an upstream model now computes ``amount`` another way. Features whose
+  lineage does not touch the change are not flagged. A lineage that cannot be resolved counts
+  as a possible change: breaking, never "unchanged".
 """
 
 from __future__ import annotations
@@ -60,21 +62,35 @@ def _users(manifest: dict[str, Any]) -> dict[str, set[str]]:
     return users
 
 
+def _schema(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Every relation's columns and types (sources, models, views), as sqlglot lineage needs
+    them to resolve ``*`` and unqualified columns across joins."""
+    return {n["relation"]: n["columns"] for n in manifest.get("nodes", {}).values()
+            if n.get("relation") and n.get("columns")}
+
+
 def feature_lineage(manifest: dict[str, Any], view: str, feature: str) -> str | None:
-    """A fingerprint of everything a feature's value is computed from (None if unknown)."""
+    """A fingerprint of everything a feature's value is computed from (None if unknown).
+
+    The walk goes through every upstream model's SQL (``sources=``), with the column types of
+    every node the manifest knows (``schema=``).
+    """
     nodes = manifest.get("nodes", {})
     entry = nodes.get(f"view:{view}")
     if entry is None:
         return None
+    dialect = manifest.get("dialect")
     sources = {n["relation"]: n["compiled_sql"] for k, n in nodes.items()
                if k.startswith(("model:", "view:")) and k != f"view:{view}"}
     try:
-        root = lineage(feature, entry["compiled_sql"], {}, sources=sources,
-                       dialect=manifest.get("dialect"))
+        root = lineage(feature, entry["compiled_sql"], _schema(manifest), sources=sources,
+                       dialect=dialect)
+        walked = list(root.walk())
     except (SqlglotError, KeyError, ValueError):
         return None
-    parts = sorted(f"{n.name}={n.expression.sql(dialect=manifest.get('dialect'))}"
-                   for n in root.walk())
+    if any(n.name.split(".")[-1] == "*" for n in walked):
+        return None  # a star over a relation fsql has no schema for: the walk stopped there
+    parts = sorted(f"{n.name}={n.expression.sql(dialect=dialect)}" for n in walked)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -145,11 +161,17 @@ def _view_changes(old: dict[str, Any], new: dict[str, Any], view: str, before: d
         elif old_features[feature] != new_features[feature]:
             changes.append(Change("changed", ref, "type", f"{old_features[feature]} -> "
                                   f"{new_features[feature]}", bool(affected), affected))
-        elif _inputs_changed(old, new, view) and \
-                feature_lineage(old, view, feature) != feature_lineage(new, view, feature):
-            changes.append(Change("changed", ref, "sql", "its computation changed (column "
-                                  "lineage through upstream models)", bool(affected),
-                                  affected))
+        elif _inputs_changed(old, new, view):
+            before_lineage = feature_lineage(old, view, feature)
+            after_lineage = feature_lineage(new, view, feature)
+            if before_lineage is None or after_lineage is None:
+                changes.append(Change("changed", ref, "sql", "its computation may have changed "
+                                      "(column lineage could not be resolved)", bool(affected),
+                                      affected))
+            elif before_lineage != after_lineage:
+                changes.append(Change("changed", ref, "sql", "its computation changed (column "
+                                      "lineage through upstream models)", bool(affected),
+                                      affected))
     return changes
 
 

@@ -13,6 +13,10 @@ features, and ``results[i]`` holds ``values``, ``statuses`` and ``event_timestam
 and is counted (400; 408 for a body slower than the read timeout, 413 for one over the size
 limit); a store failure 503; nothing a client sends can stop the server or grow it without
 bound. The server re-reads the project definitions when their files change and on SIGHUP.
+
+A training set whose online views' definitions differ from the ones it was built with gets
+``metadata.status`` ``DEFINITION_CHANGED`` and ``metadata.definition_changed`` (the views); with
+``--strict`` a 409 instead.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fsql.errors import FsqlError, OnlineStoreError, RequestError
 from fsql.loader import ProjectSpec
 from fsql.secrets import redact
-from fsql.serve import OnlineService
+from fsql.serve import DEFINITION_CHANGED, OnlineService
 
 WINDOW = 10_000  # latencies kept for the percentiles
 HEALTH_TIMEOUT = 1.0  # seconds a health check waits for the store
@@ -195,9 +199,10 @@ async def _body(request: Request, limits: Limits) -> bytes:
 
 
 def create_app(service: OnlineService, limits: Limits | None = None,
-               reloader: Reloader | None = None) -> Starlette:
+               reloader: Reloader | None = None, strict: bool = False) -> Starlette:
     """The ASGI app for one ``OnlineService``; ``reloader`` (started with the app) swaps in
-    new project definitions while it serves."""
+    new project definitions while it serves. ``strict`` refuses (409) a training set whose
+    online views' definitions differ from the ones it was built with."""
     limits = limits or Limits()
     metrics = Metrics()
 
@@ -208,7 +213,15 @@ def create_app(service: OnlineService, limits: Limits | None = None,
         try:
             features, entities = _parse(await _body(request, limits))
             result = service.get(features, entities)
-            status, payload, outcome = 200, result.to_json(), "ok"
+            if strict and result.definition_changed:
+                status, outcome = 409, "client_error"
+                payload = {"error": f"training set {features!r} was built with other "
+                           "definitions of: " + ", ".join(result.definition_changed)
+                           + "; rebuild it (fsql build) and retrain, or serve without --strict",
+                           "status": DEFINITION_CHANGED,
+                           "definition_changed": result.definition_changed}
+            else:
+                status, payload, outcome = 200, result.to_json(), "ok"
             corrupt = result.corrupt
         except _Refused as err:  # the rest of the body is unread: do not reuse the connection
             status, payload, outcome = err.status, {"error": redact(str(err))}, "client_error"

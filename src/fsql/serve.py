@@ -13,7 +13,9 @@ infinities are the strings "NaN", "Infinity" and "-Infinity" (protobuf's JSON ma
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import os
 import reprlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +40,9 @@ _FLOAT_TYPES = frozenset({float, int, type(None)})
 
 # Key values of these exact types need no per-value check (the common case: plain ints or str)
 _EXACT_KEY_TYPES: dict[str, set[type]] = {INT_KEY: {int}, STR_KEY: {str}}
+#: a training set's response status when an online view's definition is not the one it was
+#: built with (the model may be served values computed another way than it was trained on)
+DEFINITION_CHANGED = "DEFINITION_CHANGED"
 # Values of these exact types are their own JSON form
 _JSON_NATIVE = {int, float, str, bool, type(None)}
 
@@ -67,6 +72,9 @@ class OnlineResult:
     statuses: dict[str, list[str]] = field(default_factory=dict)
     event_timestamps: dict[str, list[int | None]] = field(default_factory=dict)
     corrupt: int = 0  # values that could not be decoded (status CORRUPT, value None)
+    #: for a training set: its online views whose definition differs from the one it was
+    #: built with (``DEFINITION_CHANGED``); empty when they agree or it was never built
+    definition_changed: list[str] = field(default_factory=list)
     # columns made by OnlineService.get that hold only JSON-native values (numbers, strings,
     # booleans, None), by identity: ``to_json`` passes them on without a look at each value
     _native: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False,
@@ -96,8 +104,10 @@ class OnlineResult:
             results.append({"values": values if native.get(name) is values
                             else _json_values(values),
                             "statuses": self.statuses[name], "event_timestamps": last_iso})
-        return {"metadata": {"feature_names": [*self.entities, *self.values]},
-                "results": results}
+        metadata: dict[str, Any] = {"feature_names": [*self.entities, *self.values]}
+        if self.definition_changed:
+            metadata.update(status=DEFINITION_CHANGED, definition_changed=self.definition_changed)
+        return {"metadata": metadata, "results": results}
 
 
 def _json_values(values: list[Any]) -> list[Any]:
@@ -187,6 +197,9 @@ class OnlineService:
         # view -> (layout, meta key_kinds/schema/features) of the last check that passed, and
         # what it found: the same meta needs no new check (json + sha256) per request
         self._verified: dict[str, tuple[ViewLayout, tuple[str | None, ...], StoredView]] = {}
+        # training set -> (its build record, the record's mtime and size when read, the view
+        # hashes it was built with)
+        self._pins: dict[str, tuple[str, tuple[int, int] | None, dict[str, str] | None]] = {}
 
     # -- resolving ---------------------------------------------------------------------------
     def resolve(self, features: str | Sequence[str]) -> tuple[list[_ViewRequest], list[str]]:
@@ -321,7 +334,12 @@ class OnlineService:
                                         zip(plan.layouts, plan.keying, strict=True)])
         now = int(self.clock() * 1_000_000)
         result = OnlineResult(columns, {})
+        pin = self._pin(features) if isinstance(features, str) else {}
         for req, layout, (meta, raws) in zip(plan.requests, plan.layouts, replies, strict=True):
+            if pin != {}:
+                built = pin.get(f"view:{req.view.name}") if pin is not None else ""
+                if built is not None and meta.get("definition", built) != built:
+                    result.definition_changed.append(req.view.name)
             stored = self._check(req, layout, meta)
             if stored.layout is not layout:
                 raise OnlineStoreError(f"view '{req.view.name}' changed its key types during "
@@ -329,6 +347,37 @@ class OnlineService:
             _decode(req, stored.positions(req.view.name, req.features), stored.width, raws,
                     now, result)
         return result
+
+    def _pin(self, training_set: str) -> dict[str, str] | None:
+        """The definition hashes ``training_set`` was built with (its build record's
+        ``definitions``; empty when it was never built, None when the record cannot be read:
+        then every view counts as changed). Re-read only when the record's file changes: one
+        ``stat`` per request."""
+        cached = self._pins.get(training_set)
+        if cached is None:
+            from fsql.compile import training_set_output
+
+            path = str(training_set_output(self.spec.root, self.spec.training_sets[training_set]
+                                           ).with_suffix(".build.json"))
+        else:
+            path = cached[0]
+        try:
+            stat = os.stat(path)
+            signature: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            signature = None
+        if cached is not None and cached[1] == signature:
+            return cached[2]
+        hashes: dict[str, str] | None = {}
+        if signature is not None:
+            try:
+                with open(path, encoding="utf-8") as file:
+                    record = json.load(file)
+                hashes = {str(k): str(v) for k, v in record["definitions"].items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                hashes = None  # damaged: nothing proves the views are the ones trained on
+        self._pins[training_set] = (path, signature, hashes)
+        return hashes
 
     @staticmethod
     def _coerce(plan: _Plan, columns: dict[str, list[Any]], from_text: bool

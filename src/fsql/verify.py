@@ -10,12 +10,17 @@ The stored event (and created) timestamps must equal the chosen row's: the store
 and its write guard orders updates by them. A stored value that cannot be decoded is reported
 as skew (``(corrupt value)``), like a wrong one.
 
+Each view also lists the training sets that use it but were built with another definition of it
+than the one online (``stale_training_sets``): a model trained on them is served values
+computed another way.
+
 The sample (``--sample N``) is N entities drawn by a seeded hash, a new seed each run so that
 repeated runs cover different entities; ``--seed`` repeats one run's sample.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import time
@@ -60,6 +65,9 @@ class ViewCheck:
     expired_since_sync: int = 0
     by_feature: dict[str, int] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)
+    #: training sets using the view that were built with another definition of it than the
+    #: online data's: a model trained on them is served values computed another way
+    stale_training_sets: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"view": self.view, "as_of": self.as_of, "seed": self.seed,
@@ -67,6 +75,7 @@ class ViewCheck:
                 "matched": self.matched, "mismatched": self.mismatched,
                 "expired_since_sync": self.expired_since_sync,
                 "mismatches_by_feature": self.by_feature,
+                "stale_training_sets": self.stale_training_sets,
                 "examples": [{k: repr(v) if k in ("online", "expected") else v
                               for k, v in e.items()} for e in self.examples]}
 
@@ -112,7 +121,8 @@ def check_view(project: CompiledProject, engine: Engine, store: RedisStore,
         raise OnlineStoreError(f"view '{view.name}': the online data was written by another "
                                "definition (features or types changed); run fsql sync")
     as_of = int(meta["as_of"])
-    result = ViewCheck(view.name, from_micros(as_of, zoned=True).isoformat(), seed)
+    result = ViewCheck(view.name, from_micros(as_of, zoned=True).isoformat(), seed,
+                       stale_training_sets=stale_training_sets(project, node, meta))
     keys = _sample_keys(engine, node, join.keys, sample, seed)
     result.entities = len(keys)
     if not keys:
@@ -185,6 +195,28 @@ def _compare(result: ViewCheck, layout: ViewLayout, view: FeatureView, as_of: in
             _mismatch(result, key, bad)
         else:
             result.matched += 1
+
+
+def stale_training_sets(project: CompiledProject, node: CompiledNode, meta: dict[str, str]
+                        ) -> list[str]:
+    """The training sets using ``node`` whose build record (``definitions``) holds another
+    hash of it than the online data (``meta['definition']``). A training set never built is
+    not stale (nothing was trained on it); an unreadable record is."""
+    online = meta.get("definition")
+    stale: list[str] = []
+    for name, ts in sorted(project.training_sets.items()):
+        if online is None or all(j.view.name != node.name for j in ts.plan.joins):
+            continue
+        try:
+            record = json.loads(ts.output.with_suffix(".build.json").read_text("utf-8"))
+            built = record["definitions"][node.id]
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, KeyError, TypeError):
+            built = None
+        if built != online:
+            stale.append(name)
+    return stale
 
 
 #: what verify reports for a stored value that cannot be decoded

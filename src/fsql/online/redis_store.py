@@ -554,7 +554,8 @@ class RedisStore:
             counts.written += len(batch.values)
 
     # -- reads -------------------------------------------------------------------------------
-    READ_META = ("generation", "key_kinds", "schema", "features")  # the fields readers need
+    # the fields readers need ('definition': to tell a training set its views changed)
+    READ_META = ("generation", "key_kinds", "schema", "features", "definition")
 
     def read(self, requests: Sequence[tuple[ViewLayout, Sequence[tuple[Any, ...]]]]
              ) -> list[tuple[dict[str, str], list[bytes | None]]]:
