@@ -17,6 +17,7 @@ import json
 import math
 import os
 import reprlib
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from fsql.secrets import redact
 PRESENT, MISSING, EXPIRED, CORRUPT = "PRESENT", "MISSING", "EXPIRED", "CORRUPT"
 DEFAULT_MAX_ENTITIES = 1000
 DEFAULT_MAX_FEATURES = 1000
+PIN_RECHECK = 1.0  # seconds between looks at a served training set's build record
 # JSON has no NaN or infinity: non-finite floats travel as these strings (protobuf's JSON mapping)
 NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 _FLOAT_TYPES = frozenset({float, int, type(None)})
@@ -199,7 +201,9 @@ class OnlineService:
         self._verified: dict[str, tuple[ViewLayout, tuple[str | None, ...], StoredView]] = {}
         # training set -> (its build record, the record's mtime and size when read, the view
         # hashes it was built with)
-        self._pins: dict[str, tuple[str, tuple[int, int] | None, dict[str, str] | None]] = {}
+        # training set -> (build record path, its (mtime, size), its hashes, when last stat'ed)
+        self._pins: dict[str, tuple[str, tuple[int, int] | None, dict[str, str] | None,
+                                    float]] = {}
 
     # -- resolving ---------------------------------------------------------------------------
     def resolve(self, features: str | Sequence[str]) -> tuple[list[_ViewRequest], list[str]]:
@@ -351,9 +355,12 @@ class OnlineService:
     def _pin(self, training_set: str) -> dict[str, str] | None:
         """The definition hashes ``training_set`` was built with (its build record's
         ``definitions``; empty when it was never built, None when the record cannot be read:
-        then every view counts as changed). Re-read only when the record's file changes: one
-        ``stat`` per request."""
+        then every view counts as changed). Re-read only when the record's file changes, which
+        is looked at (one ``stat``) at most every ``PIN_RECHECK`` seconds."""
         cached = self._pins.get(training_set)
+        now = time.monotonic()
+        if cached is not None and now - cached[3] < PIN_RECHECK:
+            return cached[2]
         if cached is None:
             from fsql.compile import training_set_output
 
@@ -367,6 +374,7 @@ class OnlineService:
         except OSError:
             signature = None
         if cached is not None and cached[1] == signature:
+            self._pins[training_set] = (*cached[:3], now)
             return cached[2]
         hashes: dict[str, str] | None = {}
         if signature is not None:
@@ -376,7 +384,7 @@ class OnlineService:
                 hashes = {str(k): str(v) for k, v in record["definitions"].items()}
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 hashes = None  # damaged: nothing proves the views are the ones trained on
-        self._pins[training_set] = (path, signature, hashes)
+        self._pins[training_set] = (path, signature, hashes, now)
         return hashes
 
     @staticmethod

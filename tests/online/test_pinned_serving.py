@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 import fsql
-from fsql.serve import DEFINITION_CHANGED
+from fsql.serve import DEFINITION_CHANGED, PIN_RECHECK
 from tests.conftest import MakeProject, online_profile
 from tests.online.served import FSQL, serving, wait_until
 from tests.quality.test_diff_lineage import cards_project, edit
@@ -105,6 +106,7 @@ def test_damaged_build_record_counts_every_view_as_changed(changed: fsql.Project
     try:
         assert service.get("fraud_training", {"card_id": [1]}).definition_changed == []
         record.write_text("{not json")
+        time.sleep(PIN_RECHECK + 0.05)  # a running service looks at the record that often
         assert service.get("fraud_training", {"card_id": [1]}).definition_changed == [
             "card_activity"]
     finally:
