@@ -24,12 +24,15 @@ from fsql.dtypes import TIME_TYPES, FeatureType
 from fsql.engines.base import Column, Engine
 from fsql.errors import DefinitionError, EngineError, ErrorCollector, RequestError
 from fsql.graph import Graph
+from fsql.labels import label_leaks
 from fsql.loader import ProjectSpec
 from fsql.pit import AsofJoin, PitPlan, PitStrategy, ViewJoin, default_order
 from fsql.render import Renderer
 
 # Fields that do not change a definition's values: they do not change its hash.
-_COSMETIC = {"path", "line", "sql_path", "description", "owner", "tags", "tests", "freshness"}
+# a label and its lineage opt-out are checked at compile; they do not change the built rows
+_COSMETIC = {"path", "line", "sql_path", "description", "owner", "tags", "tests", "freshness",
+             "label", "label_line", "allow_label_lineage"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +140,13 @@ class Compiler:
         planned = {name: self._plan(ts, nodes) for name, ts in spec.training_sets.items()}
         self.errors.raise_if_any()
         training = {name: ts for name, ts in planned.items() if ts is not None}
-        return CompiledProject(spec, graph, MappingProxyType(nodes),
-                               MappingProxyType(training), self.engine.dialect)
+        project = CompiledProject(spec, graph, MappingProxyType(nodes),
+                                  MappingProxyType(training), self.engine.dialect)
+        if any(ts.label for ts in spec.training_sets.values()):
+            for leak in label_leaks(manifest(project), spec.training_sets.values()):
+                self.errors.add(leak)
+            self.errors.raise_if_any()
+        return project
 
     def _relation_id(self, name: str) -> str:
         return f"view:{name}" if name in self.spec.views else f"model:{name}"

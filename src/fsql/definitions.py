@@ -457,6 +457,24 @@ class FeatureRef:
         return cls(parts[0], parts[1] if len(parts) == 2 else None, line)
 
 
+def _allowed_lineage(f: _Fields, what: str) -> tuple[FeatureRef, ...]:
+    """``allow_label_lineage: [view.feature, ...]``: each entry names one feature."""
+    allowed: list[FeatureRef] = []
+    for item in f.get("allow_label_lineage", list, []):
+        ref = None
+        if isinstance(item, str):
+            try:
+                ref = FeatureRef.parse(item, f.line_of("allow_label_lineage"))
+            except ValueError:
+                pass
+        if ref is None or ref.feature is None:
+            raise f.error("allow_label_lineage", f"{what}: allow_label_lineage entries are "
+                          f"'view.feature' strings, found {item!r}",
+                          hint="allow_label_lineage: [card_activity.fraud_rate]")
+        allowed.append(ref)
+    return tuple(allowed)
+
+
 @dataclass(frozen=True, slots=True)
 class TrainingSet:
     """A spine joined point-in-time to a list of features; also the feature service served
@@ -477,6 +495,12 @@ class TrainingSet:
     #: spines whose label is known at the event); ``inclusive`` (default) also takes rows
     #: stamped exactly at the spine time
     feature_cutoff: FeatureCutoff = "inclusive"
+    #: the spine's label column(s); a feature whose lineage reaches what a label is computed
+    #: from is refused at compile (``labels.py``)
+    label: tuple[str, ...] = ()
+    label_line: int = 0
+    #: features deliberately allowed to share lineage with the label (documented exceptions)
+    allow_label_lineage: tuple[FeatureRef, ...] = ()
 
     @classmethod
     def from_raw(cls, raw: Any, path: str, line: int = 0) -> TrainingSet:
@@ -514,6 +538,7 @@ class TrainingSet:
                           "event); inclusive (the default) keeps them")
         ts = cls(name, spine, tuple(refs), naming, f.get("output", str),
                  f.get("description", str, ""), f.names("tags"), path, f.line,
-                 f.get("owner", str, ""), _table_and_column_tests(f), cutoff)
+                 f.get("owner", str, ""), _table_and_column_tests(f), cutoff,
+                 f.names("label"), f.line_of("label"), _allowed_lineage(f, what))
         f.done()
         return ts

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlglot.errors import SqlglotError
-from sqlglot.lineage import lineage
+from sqlglot.lineage import Node, lineage
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,28 +69,37 @@ def _schema(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
             if n.get("relation") and n.get("columns")}
 
 
-def feature_lineage(manifest: dict[str, Any], view: str, feature: str) -> str | None:
-    """A fingerprint of everything a feature's value is computed from (None if unknown).
+def column_lineage(manifest: dict[str, Any], node: str, column: str) -> Node | None:
+    """The sqlglot lineage tree of ``column`` of manifest node ``node`` (e.g. ``view:x``), or
+    None when it cannot be resolved.
 
     The walk goes through every upstream model's SQL (``sources=``), with the column types of
-    every node the manifest knows (``schema=``).
+    every node the manifest knows (``schema=``); its leaves are source (or unknown) relations.
     """
     nodes = manifest.get("nodes", {})
-    entry = nodes.get(f"view:{view}")
+    entry = nodes.get(node)
     if entry is None:
         return None
-    dialect = manifest.get("dialect")
     sources = {n["relation"]: n["compiled_sql"] for k, n in nodes.items()
-               if k.startswith(("model:", "view:")) and k != f"view:{view}"}
+               if k.startswith(("model:", "view:")) and k != node}
     try:
-        root = lineage(feature, entry["compiled_sql"], _schema(manifest), sources=sources,
-                       dialect=dialect)
+        root = lineage(column, entry["compiled_sql"], _schema(manifest), sources=sources,
+                       dialect=manifest.get("dialect"))
         walked = list(root.walk())
     except (SqlglotError, KeyError, ValueError):
         return None
     if any(n.name.split(".")[-1] == "*" for n in walked):
         return None  # a star over a relation fsql has no schema for: the walk stopped there
-    parts = sorted(f"{n.name}={n.expression.sql(dialect=dialect)}" for n in walked)
+    return root
+
+
+def feature_lineage(manifest: dict[str, Any], view: str, feature: str) -> str | None:
+    """A fingerprint of everything a feature's value is computed from (None if unknown)."""
+    root = column_lineage(manifest, f"view:{view}", feature)
+    if root is None:
+        return None
+    dialect = manifest.get("dialect")
+    parts = sorted(f"{n.name}={n.expression.sql(dialect=dialect)}" for n in root.walk())
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
