@@ -26,6 +26,12 @@ def write_files(root: Path, files: dict[str, str]) -> None:
         path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
 
 
+def raw_sources(**tables: Path) -> str:
+    """``models/sources.yml`` declaring source ``raw`` with one table per Parquet file."""
+    lines = "".join(f"      - {{name: {name}, path: {path}}}\n" for name, path in tables.items())
+    return f"sources:\n  - name: raw\n    tables:\n{lines}"
+
+
 @pytest.fixture
 def make_project(tmp_path: Path) -> MakeProject:
     """``make_project({"features/x.yml": "...", ...})`` -> an ``fsql.Project`` in tmp_path.

@@ -17,7 +17,7 @@ from fsql.compile import Compiler
 from fsql.engines import connect
 from fsql.errors import EngineError
 from fsql.pit import AsofJoin, PitPlan, ViewJoin
-from tests.conftest import MakeProject
+from tests.conftest import MakeProject, raw_sources
 
 DAY = 86_400_000_000
 
@@ -50,13 +50,8 @@ def project(make_project: MakeProject, tmp_path: Path) -> fsql.Project:
     pq.write_table(pa.table({"user_id": pa.array([1], pa.int64()),
                              "ts": pa.array([11 * DAY + 1], ts)}), tmp_path / "s.parquet")
     return make_project({
-        "models/sources.yml": f"""
-            sources:
-              - name: raw
-                tables:
-                  - {{name: f, path: {tmp_path / 'f.parquet'}}}
-                  - {{name: s, path: {tmp_path / 's.parquet'}}}
-            """,
+        "models/sources.yml": raw_sources(f=tmp_path / "f.parquet",
+                                          s=tmp_path / "s.parquet"),
         "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
         "features/v.yml": """
             feature_view:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import fsql
-from tests.conftest import MakeProject, online_profile
+from tests.conftest import MakeProject, online_profile, raw_sources
 from tests.redis_server import RedisServer
 
 FSQL = str(Path(sys.executable).parent / "fsql")
@@ -84,13 +84,8 @@ def big(make_project: MakeProject, tmp_path: Path, redis_server: RedisServer) ->
                              "label_ts": now - (rows % 7200) * np.timedelta64(1, "s")}),
                    tmp_path / "spine.parquet")
     return make_project({
-        "models/sources.yml": f"""
-            sources:
-              - name: raw
-                tables:
-                  - {{name: f, path: {tmp_path / 'f.parquet'}}}
-                  - {{name: spine, path: {tmp_path / 'spine.parquet'}}}
-            """,
+        "models/sources.yml": raw_sources(f=tmp_path / "f.parquet",
+                                          spine=tmp_path / "spine.parquet"),
         "models/spine.sql": "SELECT * FROM {{ source('raw', 'spine') }}\n",
         "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
         "features/v.yml": """

@@ -24,7 +24,7 @@ from fsql.compile import Compiler
 from fsql.engines import connect
 from fsql.errors import EngineError, RequestError
 from fsql.pit import AsofJoin, ViewJoin
-from tests.conftest import MakeProject
+from tests.conftest import MakeProject, raw_sources
 
 NOON = dt.datetime(2024, 5, 1, 12, 0)
 US = dt.timedelta(microseconds=1)
@@ -66,13 +66,8 @@ def project(make_project: MakeProject, tmp_path: Path) -> fsql.Project:
     pq.write_table(pa.table({"user_id": pa.array([1] * len(EXPECTED), pa.int64()),
                              "ts": pa.array(list(EXPECTED), ts)}), tmp_path / "s.parquet")
     return make_project({
-        "models/sources.yml": f"""
-            sources:
-              - name: raw
-                tables:
-                  - {{name: f, path: {tmp_path / 'f.parquet'}}}
-                  - {{name: s, path: {tmp_path / 's.parquet'}}}
-            """,
+        "models/sources.yml": raw_sources(f=tmp_path / "f.parquet",
+                                          s=tmp_path / "s.parquet"),
         "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
         "features/v.yml": """
             feature_view:
