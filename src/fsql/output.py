@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
+from fsql.jsonvalues import json_safe
 from fsql.secrets import redact
 
 #: the width of a console that is not a terminal (a cron log, a pipe): wide enough that no
@@ -36,18 +36,9 @@ stderr = _console(sys.stderr, stderr=True)
 def print_json(payload: Any) -> None:
     """Exactly one JSON document on one line of stdout. Non-finite floats, which JSON cannot
     represent, become the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``."""
-    text = json.dumps(_finite(payload), default=str, allow_nan=False)
+    text = json.dumps(json_safe(payload), default=str, allow_nan=False)
     sys.stdout.write(redact(text) + "\n")
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

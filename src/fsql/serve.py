@@ -26,6 +26,7 @@ from typing import Any
 
 from fsql.definitions import Feature, FeatureRef, FeatureView
 from fsql.errors import OnlineStoreError, RequestError
+from fsql.jsonvalues import json_float
 from fsql.loader import ProjectSpec
 from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, stored_types
 from fsql.online.redis_store import RedisStore
@@ -36,8 +37,6 @@ PRESENT, MISSING, EXPIRED, CORRUPT = "PRESENT", "MISSING", "EXPIRED", "CORRUPT"
 DEFAULT_MAX_ENTITIES = 1000
 DEFAULT_MAX_FEATURES = 1000
 PIN_RECHECK = 1.0  # seconds between looks at a served training set's build record
-# JSON has no NaN or infinity: non-finite floats travel as these strings (protobuf's JSON mapping)
-NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 _FLOAT_TYPES = frozenset({float, int, type(None)})
 
 # Key values of these exact types need no per-value check (the common case: plain ints or str)
@@ -125,8 +124,8 @@ def _finite(values: list[Any]) -> bool:
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return NON_FINITE[repr(value)]
+    if isinstance(value, float):
+        return json_float(value)
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):

@@ -8,9 +8,10 @@ Guarantees, and how:
   generation that nobody reads or writes yet: plain pipelined SETs, one entity once.
 * **Whole vectors.** One key holds one entity's whole feature vector for a view, so an
   interrupted sync leaves each entity at its old or its new vector, never a mix.
-* **Expiry.** A view with a ttl writes each key with ``PXAT event_time + ttl``: Redis itself
-  drops expired values, so they neither pile up nor get served; readers also re-check the ttl to
-  the microsecond.
+* **Expiry.** A view with a ttl writes each key with ``PXAT event_time + ttl + grace``
+  (``grace = min(ttl, 1 day)``, see ``sync._encode_batch``): readers re-check the ttl to the
+  microsecond and report ``EXPIRED`` during the grace, then Redis drops the key, so expired
+  values neither pile up nor get served.
 * **Atomic full refresh.** A full refresh writes a new *generation* of keys, then flips the
   view's ``generation`` in its meta hash; readers see the old or the new generation, never a
   half-loaded one (see ``read_keys``). Old generations are then deleted
