@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from sqlglot import exp
 
 from fsql import __version__
-from fsql.compile import CompiledProject, CompiledTrainingSet
+from fsql.compile import CompiledProject, CompiledTrainingSet, build_record
 from fsql.engines.base import Engine
 from fsql.errors import EngineError
 from fsql.pit import leakage_guard_query
@@ -239,7 +239,7 @@ def _publish(project: CompiledProject, engine: Engine, staged: _Staged, target: 
                                                                strict=True)],
         "compiled_sql": ts.query.sql(project.dialect, pretty=True),
     }
-    record_path = ts.output.with_suffix(".build.json")
+    record_path = build_record(ts.output)
     tmp_record = record_path.with_name(f".{record_path.name}.tmp")
     tmp_record.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     # the data, then its record: two atomic renames, back to back

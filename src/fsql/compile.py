@@ -271,6 +271,24 @@ def training_set_output(root: Path, ts: TrainingSet) -> Path:
                                                            f"{ts.name}.parquet"))
 
 
+def build_record(output: Path) -> Path:
+    """The build record of the training set written to ``output``."""
+    return output.with_suffix(".build.json")
+
+
+def built_definitions(output: Path) -> dict[str, str] | None:
+    """The definition hashes the training set at ``output`` was last built with, by node id:
+    ``{}`` when it was never built, None when its build record cannot be read (then nothing
+    proves what it was built from)."""
+    try:
+        record = json.loads(build_record(output).read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in record["definitions"].items()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
                       spine_columns: tuple[Column, ...] | list[Column], spine_ts: str,
                       naming: str, nodes: dict[str, CompiledNode] | MappingProxyType[str, Any],

@@ -13,7 +13,6 @@ infinities are the strings "NaN", "Infinity" and "-Infinity" (protobuf's JSON ma
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import reprlib
@@ -22,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from fsql.definitions import Feature, FeatureRef, FeatureView
@@ -200,8 +200,9 @@ class OnlineService:
         self._verified: dict[str, tuple[ViewLayout, tuple[str | None, ...], StoredView]] = {}
         # training set -> (its build record, the record's mtime and size when read, the view
         # hashes it was built with)
-        # training set -> (build record path, its (mtime, size), its hashes, when last stat'ed)
-        self._pins: dict[str, tuple[str, tuple[int, int] | None, dict[str, str] | None,
+        # training set -> (its output, its build record's (mtime, size), the record's hashes,
+        # when last stat'ed)
+        self._pins: dict[str, tuple[Path, tuple[int, int] | None, dict[str, str] | None,
                                     float]] = {}
 
     # -- resolving ---------------------------------------------------------------------------
@@ -360,30 +361,20 @@ class OnlineService:
         now = time.monotonic()
         if cached is not None and now - cached[3] < PIN_RECHECK:
             return cached[2]
-        if cached is None:
-            from fsql.compile import training_set_output
+        from fsql.compile import build_record, built_definitions, training_set_output
 
-            path = str(training_set_output(self.spec.root, self.spec.training_sets[training_set]
-                                           ).with_suffix(".build.json"))
-        else:
-            path = cached[0]
+        output = (training_set_output(self.spec.root, self.spec.training_sets[training_set])
+                  if cached is None else cached[0])
         try:
-            stat = os.stat(path)
+            stat = os.stat(build_record(output))
             signature: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except OSError:
             signature = None
         if cached is not None and cached[1] == signature:
             self._pins[training_set] = (*cached[:3], now)
             return cached[2]
-        hashes: dict[str, str] | None = {}
-        if signature is not None:
-            try:
-                with open(path, encoding="utf-8") as file:
-                    record = json.load(file)
-                hashes = {str(k): str(v) for k, v in record["definitions"].items()}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                hashes = None  # damaged: nothing proves the views are the ones trained on
-        self._pins[training_set] = (path, signature, hashes, now)
+        hashes = built_definitions(output) if signature is not None else {}
+        self._pins[training_set] = (output, signature, hashes, now)
         return hashes
 
     @staticmethod

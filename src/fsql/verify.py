@@ -20,7 +20,6 @@ repeated runs cover different entities; ``--seed`` repeats one run's sample.
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import msgpack
 from sqlglot import exp
 
-from fsql.compile import CompiledNode, CompiledProject, plan_training_set
+from fsql.compile import CompiledNode, CompiledProject, built_definitions, plan_training_set
 from fsql.definitions import FeatureRef, FeatureView
 from fsql.engines.base import Engine
 from fsql.errors import OnlineStoreError, RequestError
@@ -207,14 +206,10 @@ def stale_training_sets(project: CompiledProject, node: CompiledNode, meta: dict
     for name, ts in sorted(project.training_sets.items()):
         if online is None or all(j.view.name != node.name for j in ts.plan.joins):
             continue
-        try:
-            record = json.loads(ts.output.with_suffix(".build.json").read_text("utf-8"))
-            built = record["definitions"][node.id]
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError, KeyError, TypeError):
-            built = None
-        if built != online:
+        built = built_definitions(ts.output)
+        if built == {}:
+            continue  # never built
+        if built is None or built.get(node.id) != online:
             stale.append(name)
     return stale
 
