@@ -6,7 +6,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from fsql.definitions import Entity, FeatureView
+from fsql.definitions import Entity, Feature, FeatureView
 from fsql.dtypes import TIME_TYPES, declared_name
 from fsql.engines.base import Column
 from fsql.errors import DefinitionError
@@ -83,7 +83,11 @@ def check_view(view: FeatureView, entities: dict[str, Entity],
                 hint=f"cast it: CAST({column} AS TIMESTAMP)."))
     own_columns = {view.timestamp, view.created_timestamp} | {
         key for name in view.entities if name in entities for key in entities[name].join_keys}
+    for feature in view.aggregations:
+        errors += _check_aggregation(view, feature, produced, own_columns, dialect)
     for feature in view.features:
+        if feature.aggregation is not None:
+            continue
         actual = produced.get(feature.name)
         if feature.name in own_columns:
             errors.append(DefinitionError(
@@ -101,3 +105,41 @@ def check_view(view: FeatureView, entities: dict[str, Entity],
                 f"produces {actual.sql(dialect)}", line=feature.line,
                 hint=f"cast it in the SQL (CAST(... AS {feature.dtype.sql.sql(dialect)})){also}."))
     return errors
+
+
+def _check_aggregation(view: FeatureView, feature: Feature, produced: dict[str, exp.DataType],
+                       own_columns: set[str | None], dialect: str) -> list[DefinitionError]:
+    """The aggregated column exists and is not a key or time; the declared type is what the
+    function gives over it."""
+    from fsql.windows import result_type
+
+    agg = feature.aggregation
+    assert agg is not None
+    sql = view.sql_path
+    if feature.name in produced or feature.name in own_columns:
+        return [DefinitionError(
+            view.path, f"aggregation '{feature.name}' has the name of a column of {sql}",
+            line=feature.line, hint="name aggregations apart from the view's columns, "
+            "e.g. spend_1h for sum(amount) over 1h.")]
+    column_type = None
+    if agg.column is not None:
+        column_type = produced.get(agg.column)
+        if column_type is None:
+            return [DefinitionError(
+                view.path, f"aggregation '{feature.name}' reads column '{agg.column}', which "
+                f"{sql} does not select (it selects: {', '.join(produced)})",
+                line=feature.line, hint=f"select '{agg.column}' in {sql} or fix 'column:'.")]
+    expected = result_type(agg.function, column_type)
+    if expected is None or declared_name(expected) is None:
+        shown = column_type.sql(dialect) if column_type is not None else "?"
+        return [DefinitionError(
+            view.path, f"aggregation '{feature.name}': {agg.function} does not apply to "
+            f"column '{agg.column}' of type {shown}", line=feature.line,
+            hint="sum and avg need a number column; min, max and last need a column of an "
+            "fsql type.")]
+    if not feature.dtype.matches(expected):
+        return [DefinitionError(
+            view.path, f"aggregation '{feature.name}' is declared {feature.dtype} but "
+            f"{agg.function}({agg.column or '*'}) gives {declared_name(expected)}",
+            line=feature.line, hint=f"declare type: {declared_name(expected)}.")]
+    return []

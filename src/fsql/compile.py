@@ -386,7 +386,10 @@ def manifest(project: CompiledProject) -> dict[str, Any]:
                          created_timestamp=d.created_timestamp,
                          ttl_seconds=d.ttl.seconds if d.ttl else None, online=d.online,
                          owner=d.owner, tags=list(d.tags), description=d.description,
-                         features={f.name: f.dtype.name for f in d.features})
+                         features={f.name: f.stored_type for f in d.features})
+            if d.aggregations:  # the view column each aggregation reads (lineage: diff, labels)
+                entry["aggregated"] = {f.name: f.aggregation.column or d.timestamp
+                                       for f in d.aggregations if f.aggregation}
         out["nodes"][node.id] = entry
     for name, ts in project.training_sets.items():
         out["training_sets"][name] = {

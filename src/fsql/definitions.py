@@ -227,15 +227,73 @@ class Entity:
         return entity
 
 
+#: the functions a time-window aggregation may use
+AGG_FUNCTIONS = ("count", "sum", "avg", "min", "max", "last")
+# default hop per window length (Chronon's rule): the first that divides the window and is not
+# longer than it, of those allowed for its length
+_HOPS = ((12 * 86400, ("1d", "1h", "5m", "1m", "1s")), (12 * 3600, ("1h", "5m", "1m", "1s")),
+         (0, ("5m", "1m", "1s")))
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregation:
+    """How one aggregation feature is computed from its view's rows: ``function`` of
+    ``column`` (None: count rows) over the hopped window of length ``window`` ending at the
+    instant asked about (README, point-in-time rule 7)."""
+
+    function: str
+    column: str | None
+    window: Ttl
+    hop: Ttl
+
+    @property
+    def window_micros(self) -> int:
+        return self.window.seconds * 1_000_000
+
+    @property
+    def hop_micros(self) -> int:
+        return self.hop.seconds * 1_000_000
+
+    @property
+    def tiles(self) -> int:
+        """Whole hops in the window: at t the window covers the hop holding t and this many
+        hops before it."""
+        return self.window.seconds // self.hop.seconds
+
+    @property
+    def signature(self) -> str:
+        return f"{self.function}({self.column or '*'}) over {self.window} hop {self.hop}"
+
+    @staticmethod
+    def default_hop(window: Ttl) -> Ttl:
+        for longer_than, hops in _HOPS:
+            if window.seconds >= longer_than:
+                for text in hops:
+                    hop = Ttl.parse(text)
+                    if hop.seconds <= window.seconds and window.seconds % hop.seconds == 0:
+                        return hop
+        return Ttl.parse("1s")
+
+
 @dataclass(frozen=True, slots=True)
 class Feature:
-    """One declared feature column of a feature view."""
+    """One declared feature column of a feature view, or one aggregation of a view that
+    declares ``aggregations:`` (then ``aggregation`` says how it is computed)."""
 
     name: str
     dtype: FeatureType
     description: str
     line: int
     tests: tuple[DataTest, ...] = ()
+    aggregation: Aggregation | None = None
+
+    @property
+    def stored_type(self) -> str:
+        """The type readers check online values against: for an aggregation its type and how
+        it is computed, since its stored state only answers for that window and function."""
+        if self.aggregation is None:
+            return self.dtype.name
+        return f"{self.dtype.name} = {self.aggregation.signature}"
 
     @classmethod
     def from_raw(cls, raw: Any, path: str, line: int = 0) -> Feature:
@@ -248,6 +306,51 @@ class Feature:
             raise f.error("type", f"feature '{name}': {err}") from None
         tests = tests_from_raw(f.get("tests", list), path, f.line_of("tests"), column=name)
         feature = cls(name, dtype, f.get("description", str, ""), f.line, tests)
+        f.done()
+        return feature
+
+    @classmethod
+    def aggregation_from_raw(cls, raw: Any, path: str, line: int = 0) -> Feature:
+        """One entry of ``aggregations:``: ``{name, function, column, window, hop, type}``."""
+        f = _Fields(raw, path, "aggregation", line)
+        name = f.name()
+        what = f"aggregation '{name}'"
+        function = f.require("function", str)
+        if function not in AGG_FUNCTIONS:
+            raise f.error("function", f"{what}: unknown function '{function}'",
+                          hint=f"use one of: {', '.join(AGG_FUNCTIONS)}.")
+        column = f.get("column", str)
+        if column is None and function != "count":
+            raise f.error(None, f"{what}: {function} needs a 'column' to aggregate")
+        if column is not None and not _NAME.match(column):
+            raise f.error("column", f"{what}: 'column' must name a column of the view's SQL")
+        durations = {}
+        for key in ("window", "hop"):
+            text = f.require(key, str) if key == "window" else f.get(key, str)
+            try:
+                durations[key] = Ttl.parse(text) if text is not None else None
+            except ValueError as err:
+                message = str(err).replace("ttl", key).replace(" (or leave it out for no "
+                                                               f"{key})", "")
+                raise f.error(key, f"{what}: {message}") from None
+        window = durations["window"]
+        assert window is not None
+        hop = durations["hop"] or Aggregation.default_hop(window)
+        if window.seconds % hop.seconds:
+            raise f.error("hop", f"{what}: the window ({window}) must be a whole number of "
+                          f"hops ({hop})", hint="pick a hop that divides the window, e.g. "
+                          "window: 1h, hop: 5m.")
+        type_text = f.get("type", str, {"count": "int64", "avg": "float64"}.get(function))
+        if type_text is None:
+            raise f.error(None, f"{what}: declare its 'type' (what {function} gives for "
+                          f"column '{column}')", hint="fsql compile tells the type if unsure.")
+        try:
+            dtype = FeatureType.parse(type_text)
+        except ValueError as err:
+            raise f.error("type", f"{what}: {err}") from None
+        tests = tests_from_raw(f.get("tests", list), path, f.line_of("tests"), column=name)
+        feature = cls(name, dtype, f.get("description", str, ""), f.line, tests,
+                      Aggregation(function, column, window, hop))
         f.done()
         return feature
 
@@ -295,10 +398,23 @@ class FeatureView:
         materialized = f.get("materialized", str, "view")
         if materialized not in ("view", "table"):
             raise f.error("materialized", f"{what}: materialized must be 'view' or 'table'")
-        features = read_list(f.require("features", list), "features", path, Feature.from_raw,
-                             f.line_of("features"))
+        plain, windowed = f.get("features", list), f.get("aggregations", list)
+        if (plain is None) == (windowed is None):
+            raise f.error(None, f"{what}: declare either 'features' (columns of its latest "
+                          "row) or 'aggregations' (time windows over its rows)",
+                          hint="a view with both: split it into two views.")
+        if windowed is not None:
+            features = read_list(windowed, "aggregations", path, Feature.aggregation_from_raw,
+                                 f.line_of("aggregations"))
+            if ttl is not None:
+                raise f.error("ttl", f"{what}: a view of aggregations has no ttl: each "
+                              "aggregation's window bounds the rows it uses")
+        else:
+            features = read_list(plain, "features", path, Feature.from_raw,
+                                 f.line_of("features"))
         if not features:
-            raise f.error("features", f"{what}: declare at least one feature")
+            raise f.error("aggregations" if windowed is not None else "features",
+                          f"{what}: declare at least one feature")
         seen: dict[str, Feature] = {}
         for feat in features:
             if feat.name in seen:
@@ -330,6 +446,11 @@ class FeatureView:
 
     def feature(self, name: str) -> Feature | None:
         return next((x for x in self.features if x.name == name), None)
+
+    @property
+    def aggregations(self) -> tuple[Feature, ...]:
+        """Its aggregation features (all of its features, or none)."""
+        return tuple(x for x in self.features if x.aggregation is not None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,8 @@ def column_lineage(manifest: dict[str, Any], node: str, column: str) -> Node | N
     entry = nodes.get(node)
     if entry is None:
         return None
+    # an aggregation feature is computed from one column of its view (count: the timestamp)
+    column = entry.get("aggregated", {}).get(column, column)
     sources = {n["relation"]: n["compiled_sql"] for k, n in nodes.items()
                if k.startswith(("model:", "view:")) and k != node}
     try:

@@ -27,7 +27,8 @@ def listing(spec: ProjectSpec, kind: str | None = None) -> dict[str, list[dict[s
                    "freshness": str(v.freshness) if v.freshness else "",
                    "owner": v.owner, "description": v.description} for v in views],
         "features": [{"feature": f"{v.name}.{f.name}", "type": f.dtype.name,
-                      "entities": ", ".join(v.entities), "ttl": _ttl(v),
+                      "entities": ", ".join(v.entities),
+                      "ttl": _ttl(v) if f.aggregation is None else f"window {f.aggregation.window}",
                       "description": f.description} for v in views for f in v.features],
         "entities": [{"name": e.name, "join_keys": ", ".join(e.join_keys),
                       "description": e.description}
@@ -73,7 +74,7 @@ def describe(project: CompiledProject, name: str) -> dict[str, Any]:
         info.update(entities=list(view.entities), timestamp=view.timestamp,
                     created_timestamp=view.created_timestamp, ttl=_ttl(view), online=view.online,
                     owner=view.owner, description=view.description,
-                    features={f.name: f.dtype.name for f in view.features})
+                    features={f.name: f.stored_type for f in view.features})
     info["columns"] = {c.name: c.dtype.sql(dialect) for c in node.columns}
     info["hash"] = node.hash
     info["compiled_sql"] = node.query.sql(dialect, pretty=True)

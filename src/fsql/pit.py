@@ -31,6 +31,8 @@ from sqlglot import exp
 from fsql.definitions import Feature, FeatureCutoff, FeatureView
 from fsql.dtypes import normalize
 from fsql.engines.base import Column
+from fsql.windows import AT, WindowSource, micros, window_values
+from fsql.windows import LATEST as LATEST_AT
 
 T = exp.DataType.Type
 ROW_ID = "__fsql_row"
@@ -207,6 +209,9 @@ class AsofJoin(PitStrategy):
             exp.alias_(plan.spine, SPINE, table=True), copy=False)
         for i, join in enumerate(plan.joins):
             alias = f"v{i}"
+            if join.view.aggregations:
+                select = _window_join(plan, join, alias, select)
+                continue
             common = common_time(plan, join)
             spine_ts = _as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)
             select = select.join(self._view_side(join, common), join_type="asof left",
@@ -278,6 +283,46 @@ class AsofJoin(PitStrategy):
                 true=_pair(spine_ts, exp.cast(exp.Literal.string(bound), common)))])
             inequality = compare(this=spine_key, expression=_col(KEY, alias))
         return exp.and_(*keys, inequality)
+
+
+def window_source(join: ViewJoin, common: exp.DataType) -> WindowSource:
+    """The view's rows as its aggregations read them, times as instants of type ``common``."""
+    view = join.view
+    created = (_instant(view.created_timestamp, join.created_type, common)
+               if view.created_timestamp and join.created_type is not None else None)
+    return WindowSource(join.relation, join.keys, _instant(view.timestamp, join.ts_type, common),
+                        created, join.features)
+
+
+def _window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select) -> exp.Select:
+    """Attach a view of aggregations (rule 7): its values at each distinct (key, spine time),
+    computed once (``windows.window_values``) and joined on both."""
+    common = common_time(plan, join)
+    spine_at = micros(_as(exp.column(plan.spine_ts, quoted=True), plan.spine_ts_type, common))
+    present = [exp.column(c, quoted=True).is_(exp.null()).not_()
+               for c in (*join.keys, plan.spine_ts)]
+    points = exp.select(*[exp.column(k, quoted=True) for k in join.keys],
+                        exp.alias_(spine_at, AT, quoted=True)).distinct().from_(
+        plan.spine.copy().subquery("s") if isinstance(plan.spine, exp.Query)
+        else plan.spine.copy()).where(exp.and_(*present))
+    values = window_values(window_source(join, common), points, plan.exclusive,
+                           {f.name: f.dtype.sql for f in join.features})
+    on = [exp.EQ(this=_col(k, SPINE), expression=_col(k, alias)) for k in join.keys]
+    on.append(exp.EQ(this=micros(_as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)),
+                     expression=_col(AT, alias)))
+    select = select.join(values.subquery(alias), join_type="left", on=exp.and_(*on), copy=False)
+    if plan.audit:
+        latest: exp.Expr = exp.func("make_timestamp", _col(LATEST_AT, alias))
+        if common.this == T.TIMESTAMPTZ:
+            latest = exp.cast(latest, common)
+        select = select.select(exp.alias_(latest, audit_column(join.view.name), quoted=True),
+                               copy=False)
+    for feature, name in zip(join.features, join.output_names, strict=True):
+        value: exp.Expr = _col(feature.name, alias)
+        if feature.aggregation is not None and feature.aggregation.function == "count":
+            value = exp.func("coalesce", value, exp.Literal.number(0))  # no point: empty
+        select = select.select(exp.alias_(value, name, quoted=True), copy=False)
+    return select
 
 
 # -- the online twin: latest row per entity --------------------------------------------------

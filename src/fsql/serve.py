@@ -30,6 +30,7 @@ from fsql.jsonvalues import json_float
 from fsql.loader import ProjectSpec
 from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, stored_types
 from fsql.online.redis_store import RedisStore
+from fsql.online.tiles import well_formed, window_value
 from fsql.online.vectors import StoredView, stored_view, unpack
 from fsql.secrets import redact
 
@@ -336,7 +337,7 @@ class OnlineService:
         texts = [layout.key_suffixes([columns[k] for k in keys]) for layout, keys in plan.keyings]
         replies = self.store.read_keys([(layout, texts[i]) for layout, i in
                                         zip(plan.layouts, plan.keying, strict=True)])
-        now = int(self.clock() * 1_000_000)
+        now = round(self.clock() * 1_000_000)
         result = OnlineResult(columns, {})
         pin = self._pin(features) if isinstance(features, str) else {}
         for req, layout, (meta, raws) in zip(plan.requests, plan.layouts, replies, strict=True):
@@ -348,8 +349,9 @@ class OnlineService:
             if stored.layout is not layout:
                 raise OnlineStoreError(f"view '{req.view.name}' changed its key types during "
                                        "the request; retry")
-            _decode(req, stored.positions(req.view.name, req.features), stored.width, raws,
-                    now, result)
+            decode = _decode_windows if req.view.aggregations else _decode
+            decode(req, stored.positions(req.view.name, req.features), stored.width, raws,
+                   now, result)
         return result
 
     def _pin(self, training_set: str) -> dict[str, str] | None:
@@ -514,6 +516,43 @@ def _decode(req: _ViewRequest, positions: tuple[int, ...], width: int,
         status_columns[name] = column_statuses
         stamps[name] = events[:]
     result.corrupt += len(corrupt) * len(positions)
+
+
+def _decode_windows(req: _ViewRequest, positions: tuple[int, ...], width: int,
+                    raws: list[bytes | None], now: int, result: OnlineResult) -> None:
+    """Stored tile states of a view of aggregations -> each requested aggregation's value at
+    ``now`` (README rule 7). An entity without state has an empty window (count 0, others
+    None), which is a value like any other: PRESENT. Only an unreadable state is CORRUPT."""
+    vectors, events, corrupt = unpack(raws, width)
+    broken = set(corrupt)
+    for name, pos, feature, convert in zip(req.names, positions, req.features, req.converters,
+                                           strict=True):
+        agg = feature.aggregation
+        assert agg is not None
+        empty = 0 if agg.function == "count" else None
+        column: list[Any] = []
+        statuses: list[str] = []
+        for i, (raw, vector) in enumerate(zip(raws, vectors, strict=True)):
+            value, status = empty, PRESENT
+            if i in broken:
+                value, status = None, CORRUPT
+            elif raw is not None:
+                state = vector[pos]
+                try:
+                    if not well_formed(state, agg):
+                        raise ValueError("not a tile state")
+                    value = window_value(feature, state, now)
+                    if value is not None and convert is not None:
+                        value = convert(value)
+                except (ValueError, TypeError, OverflowError, ArithmeticError):
+                    value, status = None, CORRUPT
+            if status == CORRUPT:
+                result.corrupt += 1
+            column.append(value)
+            statuses.append(status)
+        result.values[name] = column
+        result.statuses[name] = statuses
+        result.event_timestamps[name] = events[:]
 
 
 def _convert_each(column: list[Any], convert: Callable[[Any], Any], statuses: list[str],

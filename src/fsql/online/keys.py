@@ -98,13 +98,13 @@ class ViewLayout:
     def schema_fingerprint(self) -> str:
         """What readers depend on: key columns and kinds, feature names and types."""
         return schema_fingerprint(self.key_columns, self.key_kinds,
-                                  [(f.name, f.dtype.name) for f in self.features])
+                                  [(f.name, f.stored_type) for f in self.features])
 
     @property
     def stored_features(self) -> str:
         """The ``features`` meta field: ``[[name, type], ...]`` in stored (declared) order, so
         readers find each feature in a stored vector by name, whatever definition they hold."""
-        return json.dumps([[f.name, f.dtype.name] for f in self.features])
+        return json.dumps([[f.name, f.stored_type] for f in self.features])
 
     def key(self, generation: str, values: tuple[Any, ...]) -> bytes:
         return f"{self.prefix}:{generation}:{self.key_suffix(values)}".encode()

@@ -28,7 +28,10 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
 
 from fsql.build import Progress
 from fsql.compile import CompiledNode, CompiledProject, manifest
@@ -38,7 +41,18 @@ from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, OnlineStoreError, RequestError
 from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column, iso_utc
 from fsql.online.redis_store import Batch, RedisStore, ServerState, SyncLock, WriteCounts
-from fsql.pit import CREATED, TS, LatestPlan, ViewJoin, latest_rows_query, watermark_query
+from fsql.online.tiles import encode_states, expiry
+from fsql.pit import (
+    CREATED,
+    TS,
+    LatestPlan,
+    ViewJoin,
+    latest_rows_query,
+    watermark_query,
+    window_source,
+)
+from fsql.windows import LATEST as LATEST_AT
+from fsql.windows import tile_state
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -129,6 +143,30 @@ def _encode_batch(batch: pa.RecordBatch, join: ViewJoin, layout: ViewLayout) -> 
         keep_us = ttl_us + min(ttl_us, 86_400_000_000)
         expiry = [-(-(event + keep_us) // 1000) for event in events]
     return Batch(suffixes, layout.encode_rows(events, created, columns), expiry)
+
+
+def _state_query(plan: LatestPlan) -> exp.Select:
+    """A view of aggregations: the tile state of every entity with rows in some window from
+    ``as_of`` on (incremental: of the entities with rows newer than the watermark)."""
+    join = plan.join
+    entities = None
+    if plan.changed_since is not None:
+        entities = exp.select(*[exp.column(k, quoted=True) for k in join.keys]).distinct(
+        ).from_(plan.rows("c"))
+    return tile_state(window_source(join, plan.common), plan.as_of,
+                      {f.name: f.dtype.sql for f in join.features}, entities)
+
+
+def _encode_states(batch: pa.RecordBatch, join: ViewJoin, layout: ViewLayout, as_of: int
+                   ) -> Batch:
+    """Tile states (Arrow) -> keys, values and expiry instants. A value's header holds the
+    entity's latest event and the sync's ``as_of``, so the store's guard keeps the state of
+    the latest sync."""
+    suffixes = layout.key_suffixes([batch.column(k).to_pylist() for k in join.keys])
+    latest: list[int] = batch.column(LATEST_AT).to_pylist()
+    values = layout.encode_rows(latest, [as_of] * len(latest),
+                                encode_states(batch, join.features))
+    return Batch(suffixes, values, expiry(latest, join.features))
 
 
 def _watermark(engine: Engine, plan: LatestPlan) -> tuple[int | None, int]:
@@ -279,14 +317,18 @@ class Syncer:
         changed = None if full or not meta.get("watermark") else int(meta["watermark"])
         plan = LatestPlan(join, as_of, changed)
         watermark, future_dated = _watermark(self.engine, plan)
+        encode: Callable[[pa.RecordBatch, ViewJoin, ViewLayout], Batch] = _encode_batch
+        query = latest_rows_query(plan)
+        if join.view.aggregations:
+            query, encode = _state_query(plan), partial(_encode_states, as_of=as_of)
         generation = meta.get("generation", "")
         if full and lock is not None:
             generation = self.store.new_generation(layout, lock)
         published = False
         try:
             counts, entities = WriteCounts(), 0
-            for batch in self.engine.fetch_batches(latest_rows_query(plan), self.batch_size):
-                encoded = _encode_batch(batch, join, layout)
+            for batch in self.engine.fetch_batches(query, self.batch_size):
+                encoded = encode(batch, join, layout)
                 entities += len(encoded.values)
                 if lock is not None:
                     # a full refresh fills a generation nobody reads yet: no guard needed

@@ -41,7 +41,7 @@ class StoredView:
             self._answered.clear()
         found = [self.features.get(f.name) for f in features]
         bad = [f.name for f, at in zip(features, found, strict=True)
-               if at is None or at[1] != f.dtype.name]
+               if at is None or at[1] != f.stored_type]
         if bad:
             raise StaleDefinitionError(
                 f"feature(s) {', '.join(bad)} of view '{view}' are not in the online "
@@ -63,7 +63,7 @@ def stored_view(view: FeatureView, layout: ViewLayout, meta: Mapping[str, str]) 
         kinds = tuple(json.loads(meta.get("key_kinds", "[]")))
         stored = ([(str(n), str(t)) for n, t in json.loads(meta["features"])]
                   if "features" in meta else
-                  [(f.name, f.dtype.name) for f in view.features])  # written before the field
+                  [(f.name, f.stored_type) for f in view.features])  # written before the field
     except (ValueError, TypeError) as err:
         raise OnlineStoreError(f"the online metadata of view '{view.name}' is unreadable "
                                f"({err}); run fsql sync --full-refresh") from None
