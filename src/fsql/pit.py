@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
@@ -323,6 +323,31 @@ def _window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select) 
             value = exp.func("coalesce", value, exp.Literal.number(0))  # no point: empty
         select = select.select(exp.alias_(value, name, quoted=True), copy=False)
     return select
+
+
+def window_values_at(join: ViewJoin, as_of: int, relation: str | None = None) -> exp.Select:
+    """A view of aggregations at one instant ``as_of`` (microseconds, UTC): key columns and
+    every feature of ``join``, for each entity with rows in some of its windows then (what a
+    reader of the online store gets at ``as_of``; data tests and ``fsql verify`` check it).
+    ``relation`` reads another relation with the view's columns (verify: the rows known at
+    the last sync)."""
+    if relation is not None:
+        join = replace(join, relation=relation)
+    common = LatestPlan(join, as_of).common
+    source = window_source(join, common)
+    start = min((as_of // f.aggregation.hop_micros) * f.aggregation.hop_micros
+                - f.aggregation.window_micros for f in join.features if f.aggregation)
+    event = micros(source.event.copy())
+    points = exp.select(*[exp.column(k, quoted=True) for k in join.keys],
+                        exp.alias_(exp.Literal.number(as_of), AT, quoted=True)).distinct(
+    ).from_(exp.to_table(join.relation, quoted=True)).where(exp.and_(
+        exp.GTE(this=event, expression=exp.Literal.number(start)),
+        exp.LTE(this=event.copy(), expression=exp.Literal.number(as_of)),
+        *[exp.column(k, quoted=True).is_(exp.null()).not_() for k in join.keys]))
+    values = window_values(source, points, False, {f.name: f.dtype.sql for f in join.features})
+    return exp.select(*[exp.column(c, quoted=True) for c in (*join.keys,
+                                                             *(f.name for f in join.features))]
+                      ).from_(values.subquery("w"))
 
 
 # -- the online twin: latest row per entity --------------------------------------------------

@@ -14,6 +14,7 @@ columns.
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from fsql.compile import CompiledProject
+from fsql.compile import CompiledNode, CompiledProject
 from fsql.definitions import DataTest, FeatureView, TrainingSet
 from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, DefinitionError
@@ -103,12 +104,32 @@ def targets(project: CompiledProject, node_ids: Iterable[str] | None = None
             continue
         d = node.definition
         tests: tuple[DataTest, ...] = getattr(d, "tests", ())
-        if isinstance(d, FeatureView):
+        if isinstance(d, FeatureView) and d.aggregations:
+            found += _aggregation_targets(project, node)
+            tests = d.tests
+        elif isinstance(d, FeatureView):
             tests = d.tests + tuple(t for f in d.features for t in f.tests)
         if tests:
             found.append(TestTarget(node_id, exp.to_table(node.relation, quoted=True),
                                     tuple(c.name for c in node.columns), tests))
     return found
+
+
+def _aggregation_targets(project: CompiledProject, node: CompiledNode) -> list[TestTarget]:
+    """The tests of a view's aggregations run on their values now (``window_values_at``):
+    what the online store serves at this instant, for every entity with rows in a window."""
+    from fsql.online.sync import view_join
+    from fsql.pit import window_values_at
+
+    view = node.definition
+    assert isinstance(view, FeatureView)
+    tests = tuple(t for f in view.features for t in f.tests)
+    if not tests:
+        return []
+    join = view_join(node, project)
+    now = int(round(time.time() * 1_000_000))
+    return [TestTarget(node.id, window_values_at(join, now).subquery(),
+                       (*join.keys, *(f.name for f in view.features)), tests)]
 
 
 def check_declarations(project: CompiledProject) -> list[DefinitionError]:

@@ -33,16 +33,19 @@ from fsql.compile import CompiledNode, CompiledProject, built_definitions, plan_
 from fsql.definitions import FeatureRef, FeatureView
 from fsql.engines.base import Engine
 from fsql.errors import OnlineStoreError, RequestError
-from fsql.online.keys import ViewLayout, from_micros, iso_utc, micros
+from fsql.online.keys import ViewLayout, converter, from_micros, iso_utc, micros
 from fsql.online.redis_store import RedisStore
 from fsql.online.sync import layout_for, view_join
+from fsql.online.tiles import window_value
 from fsql.pit import (
     ROW_ID,
     LatestPlan,
     PitStrategy,
+    ViewJoin,
     audit_column,
     audit_created_column,
     common_instant,
+    window_values_at,
 )
 
 REL_TOL = 1e-9
@@ -133,7 +136,13 @@ def check_view(project: CompiledProject, engine: Engine, store: RedisStore,
         plan = LatestPlan(join, as_of)
         known = known.where(exp.LTE(this=plan.basis(), expression=common_instant(
             join, int(meta["watermark"]))[1]))
+    if view.aggregations:  # the rows the sync read: events up to its as_of
+        event, limit = common_instant(join, as_of)
+        known = known.where(exp.LTE(this=event, expression=limit))
     engine.replace_relation(_KNOWN, known, "view")
+    if view.aggregations:
+        _check_windows(result, engine, store, join, layout, keys)
+        return result
     known_node = replace(node, relation=_KNOWN)
     spine = pa.table({**{k: pa.array([key[i] for key in keys]) for i, k in enumerate(join.keys)},
                       "__fsql_as_of": pa.array([as_of] * len(keys), pa.timestamp("us", "UTC")),
@@ -190,6 +199,42 @@ def _compare(result: ViewCheck, layout: ViewLayout, view: FeatureView, as_of: in
                           None if created is None else micros(created)))
         bad += [(what, _instant(got_us), _instant(wanted_us))
                 for what, got_us, wanted_us in times if got_us != wanted_us]
+        if bad:
+            _mismatch(result, key, bad)
+        else:
+            result.matched += 1
+
+
+def _check_windows(result: ViewCheck, engine: Engine, store: RedisStore, join: ViewJoin,
+                   layout: ViewLayout, keys: list[tuple[Any, ...]]) -> None:
+    """A view of aggregations, checked at the current time: each sampled entity's values
+    read from its online state now equal the training path's values now over the rows the
+    last sync knew (``window_values_at`` on them)."""
+    now = int(round(time.time() * 1_000_000))
+    table = engine.fetch_arrow(window_values_at(join, now, _KNOWN)).to_pylist()
+    expected = {tuple(row[k] for k in join.keys): row for row in table}
+    [(_, raws)] = store.read([(layout, keys)])
+    names = [f.name for f in join.features]
+    for key, raw in zip(keys, raws, strict=True):
+        row = expected.get(key, {})
+        wanted = [row.get(f.name, 0 if f.aggregation and f.aggregation.function == "count"
+                          else None) for f in join.features]
+        got: list[Any] = [0 if f.aggregation and f.aggregation.function == "count" else None
+                          for f in join.features]
+        if raw is not None:
+            decoded = _decode(layout, raw)
+            try:
+                if decoded is None:
+                    raise ValueError(raw[:60])
+                got = []
+                for feature, state in zip(join.features, decoded[2], strict=True):
+                    value = window_value(feature, state, now)
+                    convert = converter(feature)
+                    got.append(value if value is None or convert is None else convert(value))
+            except (ValueError, TypeError, ArithmeticError, IndexError):
+                _mismatch(result, key, [(CORRUPT, raw[:60], wanted)])
+                continue
+        bad = [(n, g, w) for n, g, w in zip(names, got, wanted, strict=True) if not same(g, w)]
         if bad:
             _mismatch(result, key, bad)
         else:
