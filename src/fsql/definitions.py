@@ -239,7 +239,7 @@ _HOPS = ((12 * 86400, ("1d", "1h", "5m", "1m", "1s")), (12 * 3600, ("1h", "5m", 
 class Aggregation:
     """How one aggregation feature is computed from its view's rows: ``function`` of
     ``column`` (None: count rows) over the hopped window of length ``window`` ending at the
-    instant asked about (README, point-in-time rule 7)."""
+    instant asked about (README, point-in-time rule 9)."""
 
     function: str
     column: str | None

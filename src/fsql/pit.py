@@ -295,7 +295,7 @@ def window_source(join: ViewJoin, common: exp.DataType) -> WindowSource:
 
 
 def _window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select) -> exp.Select:
-    """Attach a view of aggregations (rule 7): its values at each distinct (key, spine time),
+    """Attach a view of aggregations (rule 9): its values at each distinct (key, spine time),
     computed once (``windows.window_values``) and joined on both."""
     common = common_time(plan, join)
     spine_at = micros(_as(exp.column(plan.spine_ts, quoted=True), plan.spine_ts_type, common))

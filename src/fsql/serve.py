@@ -521,7 +521,7 @@ def _decode(req: _ViewRequest, positions: tuple[int, ...], width: int,
 def _decode_windows(req: _ViewRequest, positions: tuple[int, ...], width: int,
                     raws: list[bytes | None], now: int, result: OnlineResult) -> None:
     """Stored tile states of a view of aggregations -> each requested aggregation's value at
-    ``now`` (README rule 7). An entity without state has an empty window (count 0, others
+    ``now`` (README rule 9). An entity without state has an empty window (count 0, others
     None), which is a value like any other: PRESENT. Only an unreadable state is CORRUPT."""
     vectors, events, corrupt = unpack(raws, width)
     broken = set(corrupt)

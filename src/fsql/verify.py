@@ -33,7 +33,7 @@ from fsql.compile import CompiledNode, CompiledProject, built_definitions, plan_
 from fsql.definitions import FeatureRef, FeatureView
 from fsql.engines.base import Engine
 from fsql.errors import OnlineStoreError, RequestError
-from fsql.online.keys import ViewLayout, converter, from_micros, iso_utc, micros
+from fsql.online.keys import HEADER, ViewLayout, converter, from_micros, iso_utc, micros
 from fsql.online.redis_store import RedisStore
 from fsql.online.sync import layout_for, view_join
 from fsql.online.tiles import window_value
@@ -222,16 +222,15 @@ def _check_windows(result: ViewCheck, engine: Engine, store: RedisStore, join: V
         got: list[Any] = [0 if f.aggregation and f.aggregation.function == "count" else None
                           for f in join.features]
         if raw is not None:
-            decoded = _decode(layout, raw)
             try:
-                if decoded is None:
-                    raise ValueError(raw[:60])
+                states = msgpack.unpackb(raw[HEADER:])
                 got = []
-                for feature, state in zip(join.features, decoded[2], strict=True):
+                for feature, state in zip(join.features, states, strict=True):
                     value = window_value(feature, state, now)
                     convert = converter(feature)
                     got.append(value if value is None or convert is None else convert(value))
-            except (ValueError, TypeError, ArithmeticError, IndexError):
+            except (ValueError, TypeError, ArithmeticError, IndexError,
+                    msgpack.UnpackException):
                 _mismatch(result, key, [(CORRUPT, raw[:60], wanted)])
                 continue
         bad = [(n, g, w) for n, g, w in zip(names, got, wanted, strict=True) if not same(g, w)]

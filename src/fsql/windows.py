@@ -1,6 +1,6 @@
 """Time-window aggregations: their types, and the SQL of both paths, as sqlglot expressions.
 
-Point-in-time rule 7 (the README states it for users). An aggregation with window ``w`` and hop
+Point-in-time rule 9 (the README states it for users). An aggregation with window ``w`` and hop
 ``h`` has, at instant ``t``, the value of its function over the view's rows with the same
 entity key (none null) whose event time ``e`` satisfies::
 

@@ -1,4 +1,4 @@
-"""Time-window aggregations (README point-in-time rule 7) == the brute-force reference, on
+"""Time-window aggregations (README point-in-time rule 9) == the brute-force reference, on
 randomized data, offline and online.
 
 Rows sit on a 5-minute grid over three hours, nudged a microsecond either side now and then, so
@@ -226,6 +226,7 @@ OFFSETS = st.sampled_from([dt.timedelta(0), US, 5 * M - US, 5 * M, 10 * M, 20 * 
 def online_windows(make_project: MakeProject, redis_server: RedisServer) -> fsql.Project:
     project = make_project(project_files())
     (project.root / "profiles.yml").write_text(online_profile("test", redis_server.url))
+    project = fsql.Project(project.root)  # with the profile just written
     return project
 
 

@@ -1,4 +1,4 @@
-"""Brute-force reference for time-window aggregations (README point-in-time rule 7), in plain
+"""Brute-force reference for time-window aggregations (README point-in-time rule 9), in plain
 Python loops, independent of fsql: no SQL, no tiles, no sorting tricks.
 
 The value at instant ``t`` of an aggregation with window ``w`` and hop ``h``: its function over

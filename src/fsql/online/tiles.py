@@ -1,5 +1,5 @@
 """The online state of aggregation views: what ``fsql sync`` stores per entity and aggregation,
-and the value a reader computes from it at its own clock (README point-in-time rule 7; the SQL
+and the value a reader computes from it at its own clock (README point-in-time rule 9; the SQL
 that makes the tiles is ``windows.tile_state``).
 
 Each aggregation's stored value is ``[tiles, partials]`` (``avg``: ``[tiles, sums, counts]``):
