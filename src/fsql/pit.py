@@ -306,7 +306,7 @@ def _window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select) 
         plan.spine.copy().subquery("s") if isinstance(plan.spine, exp.Query)
         else plan.spine.copy()).where(exp.and_(*present))
     values = window_values(window_source(join, common), points, plan.exclusive,
-                           {f.name: f.dtype.sql for f in join.features})
+                           {f.name: f.dtype.sql for f in join.features}, latest=plan.audit)
     on = [exp.EQ(this=_col(k, SPINE), expression=_col(k, alias)) for k in join.keys]
     on.append(exp.EQ(this=micros(_as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)),
                      expression=_col(AT, alias)))

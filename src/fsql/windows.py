@@ -164,9 +164,10 @@ def _combined(agg: Aggregation, source: WindowSource, dtype: exp.DataType,
 
 
 def window_values(source: WindowSource, points: exp.Select, exclusive: bool,
-                  types: dict[str, exp.DataType]) -> exp.Select:
-    """Rule 7 at every point of ``points`` (key columns and ``AT``, distinct): its key
-    columns, ``AT``, each aggregation under its feature name, and ``LATEST``."""
+                  types: dict[str, exp.DataType], latest: bool = False) -> exp.Select:
+    """Rule 9 at every point of ``points`` (key columns and ``AT``, distinct): its key
+    columns, ``AT``, each aggregation under its feature name, and with ``latest`` the
+    greatest event time in the widest window (``LATEST``, for the leakage guard)."""
     rows = source.rows().select(exp.alias_(exp.Literal.number(1), MARK, quoted=True),
                                 exp.alias_(exp.Literal.number(0), POINT, quoted=True))
     width = len(rows.selects)
@@ -196,10 +197,11 @@ def window_values(source: WindowSource, points: exp.Select, exclusive: bool,
             _combined(agg, source, types[feature.name], frame(reach(agg, at.copy()))),
             feature.name, quoted=True))
     assert widest is not None
-    latest = frame(reach(widest, at.copy()))
-    latest.set("this", exp.Max(this=exp.Case(ifs=[exp.If(
-        this=exp.EQ(this=_col(MARK), expression=exp.Literal.number(1)), true=at.copy())])))
-    select = select.select(exp.alias_(latest, LATEST, quoted=True))
+    if latest:
+        greatest = frame(reach(widest, at.copy()))
+        greatest.set("this", exp.Max(this=exp.Case(ifs=[exp.If(
+            this=exp.EQ(this=_col(MARK), expression=exp.Literal.number(1)), true=at.copy())])))
+        select = select.select(exp.alias_(greatest, LATEST, quoted=True))
     return select.from_(union).qualify(exp.EQ(this=_col(POINT), expression=exp.Literal.number(1)))
 
 

@@ -29,6 +29,7 @@ import pytest
 
 import fsql
 from fsql.compile import CompiledProject
+from tests.pit.window_reference import Agg, value_at
 
 HERE = Path(__file__).resolve().parent
 CASES = sorted(p.name for p in HERE.iterdir() if (p / "fsql_project.yml").is_file())
@@ -170,6 +171,12 @@ def brute_force(compiled: CompiledProject, name: str) -> tuple[list[str], list[l
         at = instant(row[spine_ts])
         for join in ts.plan.joins:
             view = join.view
+            if view.aggregations:  # rule 9, by tests/pit/window_reference.py
+                key = [row[k] for k in join.keys]
+                values += [value_at(window_agg(f), views[view.name], join.keys, key, at,
+                                    view.timestamp, view.created_timestamp,
+                                    ts.definition.feature_cutoff) for f in join.features]
+                continue
             candidates = [
                 r for r in views[view.name]
                 if all(row[k] is not None and r[k] == row[k] for k in join.keys)
@@ -190,6 +197,12 @@ def brute_force(compiled: CompiledProject, name: str) -> tuple[list[str], list[l
             values += [None if chosen is None else chosen[f.name] for f in join.features]
         out.append([canon(v) for v in values])
     return header, out
+
+
+def window_agg(feature: Any) -> Agg:
+    agg = feature.aggregation
+    return Agg(feature.name, agg.function, agg.column, dt.timedelta(seconds=agg.window.seconds),
+               dt.timedelta(seconds=agg.hop.seconds))
 
 
 def expected_rows(case: str, name: str) -> tuple[list[str], list[list[str]]]:

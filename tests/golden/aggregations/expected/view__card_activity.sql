@@ -1,0 +1,6 @@
+SELECT
+  card,
+  paid_at,
+  amount,
+  merchant
+FROM "payments"

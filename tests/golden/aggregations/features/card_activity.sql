@@ -1,0 +1,1 @@
+SELECT card, paid_at, amount, merchant FROM {{ ref('payments') }}

@@ -1,0 +1,12 @@
+SELECT card, ts
+FROM (VALUES
+    ('c1', TIMESTAMP '2024-01-01 10:00:00'),
+    ('c1', TIMESTAMP '2024-01-01 10:29:59'),
+    ('c1', TIMESTAMP '2024-01-01 11:00:00'),
+    ('c1', TIMESTAMP '2024-01-01 11:30:00'),
+    ('c1', TIMESTAMP '2024-01-01 12:00:00'),
+    ('c1', TIMESTAMP '2024-01-01 13:00:00'),
+    ('c2', TIMESTAMP '2024-01-01 10:15:00'),
+    ('c2', TIMESTAMP '2024-01-01 12:30:00'),
+    ('c3', TIMESTAMP '2024-01-01 11:00:00')
+) AS t(card, ts)
