@@ -95,7 +95,10 @@ def test_compile_writes_manifest_and_sql(project: fsql.Project) -> None:
     target = project.root / "target"
     manifest = json.loads((target / "manifest.json").read_text())
     assert manifest["project"] == "shop"
-    assert manifest["nodes"]["view:customer_orders"]["features"]["orders_30d"] == "int64"
+    assert manifest["nodes"]["view:customer_orders"]["features"]["orders_30d"] == (
+        "int64 = count(*) over 30d hop 1d")
+    assert manifest["nodes"]["view:customer_orders"]["aggregated"]["spend_30d"] == "amount"
+    assert manifest["nodes"]["view:customer_profile"]["features"]["segment"] == "string"
     assert (target / "compiled" / "training_set" / "churn_training.sql").read_text().startswith(
         "SELECT")
     assert (target / "compiled" / "view" / "customer_orders.sql").is_file()

@@ -62,3 +62,44 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     return bool(a == b)
+
+
+def close(a: Any, b: Any) -> bool:
+    """``same``, floats within a relative 1e-9 (float sums of an aggregation are added in
+    another order online: README rule 9)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return same(a, b) or math.isclose(a, b, rel_tol=1e-9)
+    return same(a, b)
+
+
+def window_rows(rows: list[dict[str, Any]], view: Any, keys: list[str],
+                moments: list[dt.datetime]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    """A view of aggregations as a reader sees it: entity key -> one expected row per moment
+    (its latest event time, and each aggregation's value at that moment by
+    ``tests/pit/window_reference.py``), for the entities that have online state at the
+    first moment (rows in some window's reach); others read as empty windows."""
+    from tests.pit.window_reference import Agg, micros, value_at
+
+    aggs = [Agg(f.name, f.aggregation.function, f.aggregation.column,
+                dt.timedelta(seconds=f.aggregation.window.seconds),
+                dt.timedelta(seconds=f.aggregation.hop.seconds)) for f in view.features]
+    first = micros(moments[0])
+    reach = min((first // (a.hop // dt.timedelta(microseconds=1)))
+                * (a.hop // dt.timedelta(microseconds=1)) - a.window // dt.timedelta(
+                    microseconds=1) for a in aggs)
+    by_entity: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        if None not in key and row[view.timestamp] is not None:
+            by_entity[key].append(row)
+    out = {}
+    for key, own in by_entity.items():
+        known = [r for r in own if micros(r[view.timestamp]) <= first]
+        if not known or max(micros(r[view.timestamp]) for r in known) < reach:
+            continue
+        latest = max(as_utc(r[view.timestamp]) for r in known)  # type: ignore[type-var]
+        out[key] = [{view.timestamp: latest,
+                     **{a.name: value_at(a, known, keys, key, at, view.timestamp,
+                                         view.created_timestamp) for a in aggs}}
+                    for at in moments]
+    return out
