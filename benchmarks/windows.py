@@ -276,24 +276,27 @@ def hand_query(scale: float) -> str:
     the HUGEINT ``e * 2^64 + (merchant + 2^63)`` (its order is (e, merchant)) whose e is then
     checked against the 7d window's start, instead of an ``arg_max`` over the 7d frame.
 
-    Tried at scale 0.1 (1,000,000 transactions, 100,000 spine rows; 2 threads; best of 3 on a
-    shared, noisy machine, so +-20%):
+    Tried at scale 0.1 (1,000,000 transactions, 100,000 spine rows), one thread, CPU seconds
+    of the COPY (min-median of 3-5 alternating runs on a shared machine):
 
     * the straightforward query (seven windowed aggregates, ``last`` as ``arg_max(merchant,
-      {t, v})`` over the 7d frame: fsql's shape): 5.3 s;
-    * ``last`` as the cumulative HUGEINT max: 3.9 s; plus the packed 24h counts (this query):
-      2.7-4.5 s;
+      {t: e, v: merchant})`` over the 7d frame; fsql's shape): 4.2-4.5. fsql's own compiled
+      query, run the same way in a copy of its database: 4.1-4.8 (4.0-4.5 with ``us % h``
+      instead of its ``((us % h) + h) % h``);
+    * this query: 2.4-3.1. The gain is ``last``'s HUGEINT ``max``: this query with a struct
+      ``arg_max`` over the cumulative frame instead takes 4.9 (the struct comparisons are the
+      cost, not the frame); the packed counts save one aggregate, within the noise;
     * ``last`` by an ASOF join of the spine rows to the latest non-null merchant per (card, e)
-      (a GROUP BY), the rest as here: 3.7-4.7 s;
-    * every count and sum as a difference of cumulative (streaming) aggregates: the spine rows
-      plus one probe row per window start (at start - 1 us) in the union, then pivoted back by
-      a GROUP BY; sums in integer cents to stay exact: 3.7-5.1 s. Not kept: no faster here,
-      and integer cents only hold for amounts with at most two decimals (double prefix sums
-      would lose the small windows of busy cards to cancellation).
-    * Per windowed aggregate over the 1.1M union rows (CPU s): count ~0.4, sum ~0.9, max over
-      7d ~2, cumulative max ~1.5 (DuckDB's max is the expensive one); the sort itself ~0.5.
-      Pre-aggregating into 5-minute tiles saves nothing here: 94% of the (card, 5 min) tiles
-      hold one transaction (hourly: 71%).
+      (a GROUP BY), the rest as here: 2.9-3.3 (no gain);
+    * every count and sum as a difference of cumulative (streaming) aggregates, with the
+      spine rows plus one probe row per window start (at start - 1 us) in the union, pivoted
+      back by a GROUP BY, sums in integer cents to stay exact: 3.0-3.7 (no gain; and integer
+      cents only hold for amounts with at most two decimals, while double prefix sums lose
+      the small windows of busy cards to cancellation);
+    * DuckDB's windowed ``max`` is the expensive aggregate (a cumulative or 7d ``max`` costs
+      about as much as the sort); ``count`` and ``sum`` much less. Pre-aggregating into
+      5-minute tiles saves nothing here: 94% of the (card, 5 min) tiles hold one transaction
+      (hourly: 71%).
     """
     files = {name: common.sql_string(path) for name, path in paths(scale).items()}
     return f"""
