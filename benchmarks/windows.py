@@ -28,11 +28,13 @@ Parts (``--part``, default ``all``):
   subprocesses (``--repeat`` times after a warm-up; ``card_latest`` is synced the same way
   for comparison): wall time, entities/s, CPU, peak RSS; then the stored bytes per entity
   (``MEMORY USAGE`` of a sample of keys, and ``INFO`` used_memory per entity) of both views.
-  Then ``OnlineService.get`` latency of the six aggregations (read at the reader's clock from
-  the tiles) vs. the same call on ``card_latest``'s six features, for the same entities: 1
-  entity per call (``--calls``, default 2000) and 100 entities per call (``--calls-100``,
-  default 500), after a warm-up, in fresh subprocesses alternating ``--read-repeat`` times
-  each; p50/p99 and the ratio of p99s (target <= 2x).
+  A check: the aggregations read online at the sync's instant for 100 random cards equal
+  ``historical_features`` at that instant. Then ``OnlineService.get`` latency of the six
+  aggregations (computed at the reader's clock from the stored tiles) vs. the same call on
+  ``card_latest``'s six features, for the same entities: 1 entity per call (``--calls``,
+  default 2000) and 100 entities per call (``--calls-100``, default 500), after a warm-up, in
+  fresh subprocesses alternating ``--read-repeat`` times each; p50/p99 and the ratio of p99s
+  (target <= 2x).
 
 The data (numpy, seeded; written once per scale and regenerated when older than
 ``MAX_DATA_AGE_H`` hours so that it ends about an hour before now and the online windows hold
@@ -43,7 +45,9 @@ transaction of the card in the same second, other values); ~0.5% null amounts an
 merchants. A spine of 1,000,000 (card, ts, label) rows at random seconds of the same 30 days,
 ~5% of its cards without transactions.
 
-Run (from the repository root, or ``make bench``)::
+Run (from the repository root, or ``make bench``). The full size needs ~3 GB of RAM and takes
+an estimated 15-20 minutes on 2 cores (extrapolated from scale 0.1; never run here), plus ~30 s
+to generate the data the first time::
 
     .venv/bin/python benchmarks/windows.py                                # everything, scale 1
     .venv/bin/python benchmarks/windows.py --scale 0.01 --repeat 1        # smoke run
@@ -608,19 +612,25 @@ def part_online(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any
                 "bytes_per_entity": {**stored, "used_memory_delta": delta,
                                      "used_memory_delta_per_entity":
                                          round(delta / entities, 1) if entities else 0}}
-        check_reads(data["entities"])
+        checks = check_reads(data["entities"], now_us)
         read = part_read(args, data["entities"])
     finally:
         server.stop()
-    return {"sync": sync, "read": read}
+    return {"sync": sync, "read": read, "online_equals_offline": checks}
 
 
-def check_reads(entities: int) -> None:
-    """Before timing: every requested feature comes back, with a status per entity."""
+def check_reads(entities: int, now_us: int) -> dict[str, Any]:
+    """Before timing: every requested feature comes back for 100 random cards, and the six
+    aggregations read online at the sync's instant equal ``historical_features`` at that
+    instant (counts, max and last exactly, sums and averages within 1e-9 relative)."""
+    import pandas as pd
+
     import fsql
+    from fsql.serve import OnlineService
 
-    service = fsql.Project(PROJECT).online_service()
+    project = fsql.Project(PROJECT)
     ids = id_batches(entities, 100, 1)[0]
+    service = project.online_service()
     for view, names in ((WINDOWS_VIEW, ["max_7d", *AGGREGATIONS]),
                         (LATEST_VIEW, [name for name, _ in LATEST_FEATURES])):
         result = service.get([view], {"card": ids})
@@ -630,6 +640,28 @@ def check_reads(entities: int) -> None:
         if not any(v is not None for v in result.values[names[0]]):
             raise SystemExit(f"READ FAILED: {view}: no {names[0]} for 100 random cards")
     service.store.close()
+
+    at = OnlineService(project.load(), project.store(), clock=lambda: now_us / 1_000_000)
+    online = at.get([WINDOWS_VIEW], {"card": ids}).values
+    at.store.close()
+    spine = pd.DataFrame({"card": ids, "ts": pd.Series([pd.Timestamp(now_us, unit="us")]
+                                                       * len(ids), dtype="datetime64[us]")})
+    offline = project.historical_features(spine, [WINDOWS_VIEW], timestamp="ts")
+    compared = 0
+    for name in AGGREGATIONS:
+        for i, got in enumerate(online[name]):
+            wanted = offline[name].iloc[i]
+            wanted = None if pd.isna(wanted) else wanted.item() if hasattr(wanted, "item") \
+                else wanted
+            same = (got is None and wanted is None) or (
+                got is not None and wanted is not None
+                and (got == wanted or (name in FLOAT_FEATURES and math.isclose(
+                    got, wanted, rel_tol=1e-9))))
+            if not same:
+                raise SystemExit(f"ONLINE != OFFLINE: {name} of card {ids[i]}: online {got!r}, "
+                                 f"historical_features {wanted!r}")
+            compared += wanted is not None
+    return {"cards": len(ids), "non_null_values_compared": compared}
 
 
 def part_read(args: argparse.Namespace, entities: int) -> dict[str, Any]:
@@ -696,7 +728,11 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{cell(s['peak_rss_mib'], 0)} | {b['memory_usage_mean']:,.0f} | "
                          f"{b['value_bytes_mean']:,.0f} | "
                          f"{b['used_memory_delta_per_entity']:,.0f} |")
-        lines += ["", f"### `OnlineService.get` latency, six aggregations vs six latest-row "
+        eq = on["online_equals_offline"]
+        lines += ["", f"Before the reads: the six aggregations read online at the sync's instant "
+                      f"equal `historical_features` at that instant for {eq['cards']} random "
+                      f"cards ({eq['non_null_values_compared']} non-null values).", ""]
+        lines += [f"### `OnlineService.get` latency, six aggregations vs six latest-row "
                       f"features ({read['calls']['1']:,} calls of 1 entity, "
                       f"{read['calls']['100']:,} of 100, per run; "
                       f"{result['settings']['read_repeat']} runs each)", "",
