@@ -608,6 +608,8 @@ def part_online(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any
                 "entities_per_second": common.stats([r["entities"] / r["seconds"]
                                                      for r in reports], 0),
                 "cpu_seconds": common.stats([r["cpu_seconds"] for r in reports]),
+                # fsql's own timing of the view's sync (without loading the project)
+                "view_seconds": common.stats([r["view_seconds"] for r in reports]),
                 "peak_rss_mib": common.stats([r["peak_rss_kib"] / 1024 for r in reports], 0),
                 "bytes_per_entity": {**stored, "used_memory_delta": delta,
                                      "used_memory_delta_per_entity":
