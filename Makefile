@@ -27,7 +27,8 @@ check: install
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 
-## bench: the point-in-time build and online benchmarks (~10 minutes; see benchmarks/)
+## bench: the point-in-time build, online and time-window benchmarks (see benchmarks/)
 bench: install
 	$(BIN)/python benchmarks/pit_build.py
 	$(BIN)/python benchmarks/online.py
+	$(BIN)/python benchmarks/windows.py
