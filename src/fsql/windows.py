@@ -168,12 +168,15 @@ def window_values(source: WindowSource, points: exp.Select, exclusive: bool,
     """Rule 9 at every point of ``points`` (key columns and ``AT``, distinct): its key
     columns, ``AT``, each aggregation under its feature name, and with ``latest`` the
     greatest event time in the widest window (``LATEST``, for the leakage guard)."""
+    # POINT: 0 for the view's rows; for the points 1 (inclusive: after the rows of their
+    # instant in ``last``'s running order) or -1 (exclusive: before them)
     rows = source.rows().select(exp.alias_(exp.Literal.number(1), MARK, quoted=True),
                                 exp.alias_(exp.Literal.number(0), POINT, quoted=True))
     width = len(rows.selects)
     asked = points.select(*[exp.Null() for _ in range(width - len(points.selects) - 2)],
                           exp.alias_(exp.Null(), MARK, quoted=True),
-                          exp.alias_(exp.Literal.number(1), POINT, quoted=True))
+                          exp.alias_(exp.Literal.number(-1 if exclusive else 1), POINT,
+                                     quoted=True))
     union = exp.union(rows, asked, distinct=False).subquery("u")
     at = _col(AT)
     order = exp.Order(expressions=[exp.Ordered(this=at.copy())])
@@ -193,16 +196,45 @@ def window_values(source: WindowSource, points: exp.Select, exclusive: bool,
         assert agg is not None
         if widest is None or _reach_max(agg) > _reach_max(widest):
             widest = agg
-        select = select.select(exp.alias_(
-            _combined(agg, source, types[feature.name], frame(reach(agg, at.copy()))),
-            feature.name, quoted=True))
+        value = (_last(agg, source, partition, at) if agg.function == "last" else
+                 _combined(agg, source, types[feature.name], frame(reach(agg, at.copy()))))
+        select = select.select(exp.alias_(value, feature.name, quoted=True))
     assert widest is not None
     if latest:
         greatest = frame(reach(widest, at.copy()))
         greatest.set("this", exp.Max(this=exp.Case(ifs=[exp.If(
             this=exp.EQ(this=_col(MARK), expression=exp.Literal.number(1)), true=at.copy())])))
         select = select.select(exp.alias_(greatest, LATEST, quoted=True))
-    return select.from_(union).qualify(exp.EQ(this=_col(POINT), expression=exp.Literal.number(1)))
+    return select.from_(union).qualify(exp.NEQ(this=_col(POINT),
+                                               expression=exp.Literal.number(0)))
+
+
+def _last(agg: Aggregation, source: WindowSource, partition: list[exp.Column],
+          at: exp.Column) -> exp.Expr:
+    """``last`` without a windowed ``arg_max`` over structs (slow): the newest non-null value
+    up to the point, in a running frame ordered by (event time, point, created time, value),
+    counts when its event time is in the window. The same row as rule 9's greatest (event,
+    created, value): the newest non-null value at or before the point is in the window if any
+    is."""
+    assert agg.column is not None
+    value = _col(agg.column)
+    order = [exp.Ordered(this=at.copy()), exp.Ordered(this=_col(POINT))]
+    if source.created is not None:
+        order.append(exp.Ordered(this=_col(CREATED_AT), nulls_first=True))
+    order.append(exp.Ordered(this=value.copy(), nulls_first=True))
+
+    def running(call: exp.Expr) -> exp.Window:
+        return exp.Window(this=call, partition_by=[p.copy() for p in partition],
+                          order=exp.Order(expressions=[o.copy() for o in order]),
+                          spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED",
+                                              start_side="PRECEDING", end="CURRENT ROW"))
+
+    newest = running(exp.Max(this=exp.Case(ifs=[exp.If(this=value.copy().is_(exp.null()).not_(),
+                                                       true=at.copy())])))
+    start = exp.Sub(this=at.copy(), expression=reach(agg, at.copy()))
+    return exp.Case(ifs=[exp.If(this=exp.GTE(this=newest, expression=start),
+                                true=running(exp.IgnoreNulls(this=exp.LastValue(
+                                    this=value.copy()))))])
 
 
 def reach(agg: Aggregation, at: exp.Expr) -> exp.Expr:

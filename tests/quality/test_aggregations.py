@@ -22,16 +22,17 @@ from tests.conftest import MakeProject, online_profile
 from tests.pit.test_windows import VIEW_YML, finish, project_files, write
 from tests.redis_server import RedisServer
 
-NOW = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 M = dt.timedelta(minutes=1)
 
 
 def rows_until_now() -> list[dict[str, Any]]:
-    """Card 1: a row every 7 minutes over the last 3 hours; card 2: one row 10 minutes ago."""
-    rows = [{"card": 1, "ts": NOW - i * 7 * M, "created_after": 0, "f": 0.5 * i, "q": i,
+    """Card 1: a row every 7 minutes over the last 3 hours; card 2: one row 2 minutes ago
+    (inside its 10-minute windows, whose old end moves in 5-minute hops, for 13 minutes)."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    rows = [{"card": 1, "ts": now - i * 7 * M, "created_after": 0, "f": 0.5 * i, "q": i,
              "p": Decimal("1.25"), "m": "abc"[i % 3], "at": None} for i in range(26)]
-    rows.append({"card": 2, "ts": NOW - 10 * M, "created_after": None, "f": None, "q": 5,
-                 "p": None, "m": None, "at": NOW})
+    rows.append({"card": 2, "ts": now - 2 * M, "created_after": None, "f": None, "q": 5,
+                 "p": None, "m": None, "at": now})
     return finish(rows)
 
 
@@ -154,7 +155,7 @@ def test_cli_get_reads_windows_at_the_current_time(live: fsql.Project) -> None:
     names = body["metadata"]["feature_names"]
     values = {n: r["values"] for n, r in zip(names, body["results"], strict=True)}
     statuses = {n: r["statuses"] for n, r in zip(names, body["results"], strict=True)}
-    assert values["n_10m"][1:] == [1, 0]       # card 2: its row 10 minutes ago; card 3: none
+    assert values["n_10m"][1:] == [1, 0]       # card 2: its row 2 minutes ago; card 3: none
     assert values["q_1h"][1:] == [5, None]
     assert values["lm_30m"][0] == "a"           # card 1's latest row (i = 0) has m = 'a'
     assert all(s == "PRESENT" for n in names for s in statuses[n])

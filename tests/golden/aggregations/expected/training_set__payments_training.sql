@@ -38,13 +38,12 @@ LEFT JOIN (
         ) + 7200000000
       ) PRECEDING AND CURRENT ROW
     ) AS DECIMAL(38, 1)) AS "spend_2h",
-    ARG_MAX(
-      "merchant",
-      CASE WHEN NOT "merchant" IS NULL THEN {'t': "__fsql_at", 'v': "merchant"} END
-    ) OVER (
-      PARTITION BY "card"
-      ORDER BY "__fsql_at"
-      RANGE BETWEEN (
+    CASE
+      WHEN MAX(CASE WHEN NOT "merchant" IS NULL THEN "__fsql_at" END) OVER (
+        PARTITION BY "card"
+        ORDER BY "__fsql_at", "__fsql_point", "merchant" NULLS FIRST
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) >= "__fsql_at" - (
         (
           (
             (
@@ -52,8 +51,13 @@ LEFT JOIN (
             ) % 1800000000 + 1800000000
           ) % 1800000000
         ) + 3600000000
-      ) PRECEDING AND CURRENT ROW
-    ) AS "last_m_1h"
+      )
+      THEN LAST_VALUE("merchant" IGNORE NULLS) OVER (
+        PARTITION BY "card"
+        ORDER BY "__fsql_at", "__fsql_point", "merchant" NULLS FIRST
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      )
+    END AS "last_m_1h"
   FROM (
     SELECT
       "card",
@@ -78,7 +82,7 @@ LEFT JOIN (
       NOT "card" IS NULL AND NOT "ts" IS NULL
   ) AS u
   QUALIFY
-    "__fsql_point" = 1
+    "__fsql_point" <> 0
 ) AS v0
   ON "spine"."card" = "v0"."card" AND EPOCH_US("spine"."ts") = "v0"."__fsql_at"
 ORDER BY
