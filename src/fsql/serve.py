@@ -30,7 +30,7 @@ from fsql.jsonvalues import json_float
 from fsql.loader import ProjectSpec
 from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, stored_types
 from fsql.online.redis_store import RedisStore
-from fsql.online.tiles import well_formed, window_value
+from fsql.online.tiles import window_values
 from fsql.online.vectors import StoredView, stored_view, unpack
 from fsql.secrets import redact
 
@@ -527,29 +527,15 @@ def _decode_windows(req: _ViewRequest, positions: tuple[int, ...], width: int,
     broken = set(corrupt)
     for name, pos, feature, convert in zip(req.names, positions, req.features, req.converters,
                                            strict=True):
-        agg = feature.aggregation
-        assert agg is not None
-        empty = 0 if agg.function == "count" else None
-        column: list[Any] = []
-        statuses: list[str] = []
-        for i, (raw, vector) in enumerate(zip(raws, vectors, strict=True)):
-            value, status = empty, PRESENT
-            if i in broken:
-                value, status = None, CORRUPT
-            elif raw is not None:
-                state = vector[pos]
-                try:
-                    if not well_formed(state, agg):
-                        raise ValueError("not a tile state")
-                    value = window_value(feature, state, now)
-                    if value is not None and convert is not None:
-                        value = convert(value)
-                except (ValueError, TypeError, OverflowError, ArithmeticError):
-                    value, status = None, CORRUPT
-            if status == CORRUPT:
-                result.corrupt += 1
-            column.append(value)
-            statuses.append(status)
+        states = [None if raw is None or i in broken else vector[pos]
+                  for i, (raw, vector) in enumerate(zip(raws, vectors, strict=True))]
+        column, bad = window_values(feature, states, now)
+        statuses = [PRESENT] * len(raws)
+        if convert is not None:
+            column = _convert_each(column, convert, statuses, result)
+        for i in (*broken, *bad):
+            column[i], statuses[i] = None, CORRUPT
+        result.corrupt += len(broken) + len(bad)
         result.values[name] = column
         result.statuses[name] = statuses
         result.event_timestamps[name] = events[:]

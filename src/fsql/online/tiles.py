@@ -12,13 +12,12 @@ update the same state: add a row to its tile's partials and drop tiles no window
 from __future__ import annotations
 
 import decimal
-import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from fsql.definitions import Aggregation, Feature
+from fsql.definitions import Feature
 from fsql.online.keys import encode_column
 
 if TYPE_CHECKING:
@@ -75,63 +74,110 @@ def expiry(latest: Sequence[int], features: Sequence[Feature]) -> list[int]:
     return out
 
 
-def well_formed(state: Any, agg: Aggregation) -> bool:
-    """Whether a stored value has the shape of ``agg``'s state."""
-    width = 3 if agg.function == "avg" else 2
-    return (type(state) is list and len(state) == width
-            and all(type(part) is list for part in state)
-            and len({len(part) for part in state}) == 1)
+_BAD_STATE = (TypeError, ValueError, IndexError, ArithmeticError)
 
 
-def window_value(feature: Feature, state: list[list[Any]], now: int) -> Any:
-    """The value of an aggregation at ``now`` (microseconds since the epoch) from its state, as
-    msgpack-ready data (the feature's converter makes the Python value). Raises ``ValueError``
-    or ``TypeError`` on a state that cannot be read."""
+def window_values(feature: Feature, states: Sequence[Any], now: int
+                  ) -> tuple[list[Any], list[int]]:
+    """The value of an aggregation at ``now`` (microseconds since the epoch) for each stored
+    state (None: no state, an empty window), as msgpack-ready data (the feature's converter
+    makes the Python value), and the positions of states that cannot be read (their value is
+    None). Column-wise: the window's tiles are found once per request, each state costs two
+    bisections and one slice."""
     agg = feature.aggregation
     assert agg is not None
-    tiles = state[0]
     top = now // agg.hop_micros
-    lo, hi = bisect_left(tiles, top - agg.tiles), bisect_right(tiles, top)
-    parts = state[1][lo:hi]
+    low = top - agg.tiles
+    width = 3 if agg.function == "avg" else 2
+    combine = _combiner(feature)
+    empty = 0 if agg.function == "count" else None
+    values: list[Any] = []
+    bad: list[int] = []
+    for i, state in enumerate(states):
+        if state is None:
+            values.append(empty)
+            continue
+        try:
+            if type(state) is not list or len(state) != width:
+                raise ValueError("not a tile state")
+            tiles = state[0]
+            if type(tiles) is not list or len(tiles) != len(state[1]):
+                raise ValueError("not a tile state")
+            lo, hi = bisect_left(tiles, low), bisect_right(tiles, top)
+            values.append(empty if lo == hi else combine(state, lo, hi))
+        except _BAD_STATE:
+            values.append(None)
+            bad.append(i)
+    return values, bad
+
+
+def window_value(feature: Feature, state: Any, now: int) -> Any:
+    """``window_values`` of one state; raises ``ValueError`` when it cannot be read."""
+    [value], bad = window_values(feature, [state], now)
+    if bad:
+        raise ValueError("not a tile state")
+    return value
+
+
+def _combiner(feature: Feature) -> Callable[[list[Any], int, int], Any]:
+    """The function combining tiles ``lo:hi`` of a state into the aggregation's value."""
+    agg = feature.aggregation
+    assert agg is not None
     function = agg.function
-    if function == "count":
-        return sum(parts)
-    present = [p for p in parts if p is not None]
-    if function == "avg":
-        counts = sum(state[2][lo:hi])
-        if not counts:
-            return None
-        return float(_total(present)) / counts
-    if not present:
-        return None
-    if function == "last":
-        return present[-1]
     decimals = feature.dtype.name.startswith("decimal")
+    if function == "count":
+        return lambda state, lo, hi: sum(state[1][lo:hi])
+    if function == "last":
+        def last(state: list[Any], lo: int, hi: int) -> Any:
+            parts = state[1]
+            for i in range(hi - 1, lo - 1, -1):
+                if parts[i] is not None:
+                    return parts[i]
+            return None
+        return last
+    if function == "avg":
+        def avg(state: list[Any], lo: int, hi: int) -> Any:
+            counts = sum(state[2][lo:hi])
+            if not counts:
+                return None
+            return float(_total([p for p in state[1][lo:hi] if p is not None])) / counts
+        return avg
     if function == "sum":
-        total = _total(present)
-        return str(total) if decimals else total
-    values = [Decimal(p) for p in present] if decimals else present
-    chosen = _extreme(values, function == "max")
-    return str(chosen) if decimals else chosen
+        def total(state: list[Any], lo: int, hi: int) -> Any:
+            present = [p for p in state[1][lo:hi] if p is not None]
+            if not present:
+                return None
+            value = _total(present)
+            return str(value) if decimals else value
+        return total
+    largest = function == "max"
+
+    def extreme(state: list[Any], lo: int, hi: int) -> Any:
+        present = [p for p in state[1][lo:hi] if p is not None]
+        if not present:
+            return None
+        if decimals:
+            return str(_extreme([Decimal(p) for p in present], largest))
+        return _extreme(present, largest)
+    return extreme
 
 
 def _total(values: list[Any]) -> Any:
     """Partial sums added in tile order (decimal: exactly)."""
-    if values and isinstance(values[0], (Decimal, str)):
+    if isinstance(values[0], (Decimal, str)):
         total = Decimal(0)
         for value in values:
             total = _EXACT.add(total, Decimal(value))
         return total
-    total_value = values[0] if values else 0
-    for value in values[1:]:
-        total_value += value
-    return total_value
+    return sum(values[1:], values[0])  # left to right, from the first (keeps -0.0)
 
 
 def _extreme(values: list[Any], largest: bool) -> Any:
     """min or max as DuckDB orders values: NaN is the greatest float."""
-    if type(values[0]) is float and any(math.isnan(v) for v in values):
+    chosen = max(values) if largest else min(values)
+    if type(chosen) is float and any(v != v for v in values):  # a NaN: order-dependent
+        nans = [v for v in values if v != v]
         if largest:
-            return math.nan
-        values = [v for v in values if not math.isnan(v)] or [math.nan]
-    return max(values) if largest else min(values)
+            return nans[0]
+        return min([v for v in values if v == v] or nans)
+    return chosen
