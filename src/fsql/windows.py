@@ -314,7 +314,13 @@ def tile_state(source: WindowSource, as_of: int, types: dict[str, exp.DataType],
         for feature in features:
             agg = feature.aggregation
             assert agg is not None
-            needed = exp.GTE(this=_col(TILE), expression=exp.Literal.number(top - agg.tiles))
+            # the tiles some window from as_of on can reach, and that hold something for it
+            # (a tile whose values are all null adds nothing: readers never see it)
+            partial = _col(partial_columns(feature)[-1])
+            holds = (exp.GT(this=partial, expression=exp.Literal.number(0))
+                     if agg.function in ("count", "avg") else partial.is_(exp.null()).not_())
+            needed = exp.and_(exp.GTE(this=_col(TILE),
+                                      expression=exp.Literal.number(top - agg.tiles)), holds)
             for name in partial_columns(feature):
                 value = _col(TILE) if name.endswith("__k") else _col(name)
                 listed = exp.Filter(this=exp.func("list", exp.Order(

@@ -120,7 +120,8 @@ def window_value(feature: Feature, state: Any, now: int) -> Any:
 
 
 def _combiner(feature: Feature) -> Callable[[list[Any], int, int], Any]:
-    """The function combining tiles ``lo:hi`` of a state into the aggregation's value."""
+    """The function combining tiles ``lo:hi`` of a state (never empty; a stored tile always
+    holds something: ``windows.tile_state``) into the aggregation's value."""
     agg = feature.aggregation
     assert agg is not None
     function = agg.function
@@ -128,43 +129,23 @@ def _combiner(feature: Feature) -> Callable[[list[Any], int, int], Any]:
     if function == "count":
         return lambda state, lo, hi: sum(state[1][lo:hi])
     if function == "last":
-        def last(state: list[Any], lo: int, hi: int) -> Any:
-            parts = state[1]
-            for i in range(hi - 1, lo - 1, -1):
-                if parts[i] is not None:
-                    return parts[i]
-            return None
-        return last
+        return lambda state, lo, hi: state[1][hi - 1]
     if function == "avg":
-        def avg(state: list[Any], lo: int, hi: int) -> Any:
-            counts = sum(state[2][lo:hi])
-            if not counts:
-                return None
-            return float(_total([p for p in state[1][lo:hi] if p is not None])) / counts
-        return avg
+        return lambda state, lo, hi: float(_total(state[1][lo:hi])) / sum(state[2][lo:hi])
     if function == "sum":
-        def total(state: list[Any], lo: int, hi: int) -> Any:
-            present = [p for p in state[1][lo:hi] if p is not None]
-            if not present:
-                return None
-            value = _total(present)
-            return str(value) if decimals else value
-        return total
-    largest = function == "max"
-
-    def extreme(state: list[Any], lo: int, hi: int) -> Any:
-        present = [p for p in state[1][lo:hi] if p is not None]
-        if not present:
-            return None
         if decimals:
-            return str(_extreme([Decimal(p) for p in present], largest))
-        return _extreme(present, largest)
-    return extreme
+            return lambda state, lo, hi: str(_total(state[1][lo:hi]))
+        return lambda state, lo, hi: _total(state[1][lo:hi])
+    largest = function == "max"
+    if decimals:
+        return lambda state, lo, hi: str(_extreme([Decimal(p) for p in state[1][lo:hi]],
+                                                  largest))
+    return lambda state, lo, hi: _extreme(state[1][lo:hi], largest)
 
 
 def _total(values: list[Any]) -> Any:
     """Partial sums added in tile order (decimal: exactly)."""
-    if isinstance(values[0], (Decimal, str)):
+    if type(values[0]) is str:
         total = Decimal(0)
         for value in values:
             total = _EXACT.add(total, Decimal(value))
@@ -175,9 +156,8 @@ def _total(values: list[Any]) -> Any:
 def _extreme(values: list[Any], largest: bool) -> Any:
     """min or max as DuckDB orders values: NaN is the greatest float."""
     chosen = max(values) if largest else min(values)
-    if type(chosen) is float and any(v != v for v in values):  # a NaN: order-dependent
+    if type(chosen) is float and sum(values) != sum(values):  # a NaN (or inf - inf) in there
         nans = [v for v in values if v != v]
-        if largest:
-            return nans[0]
-        return min([v for v in values if v == v] or nans)
+        if nans:
+            return nans[0] if largest else min([v for v in values if v == v] or nans)
     return chosen
