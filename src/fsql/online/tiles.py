@@ -91,20 +91,26 @@ def window_values(feature: Feature, states: Sequence[Any], now: int
     width = 3 if agg.function == "avg" else 2
     combine = _combiner(feature)
     empty = 0 if agg.function == "count" else None
+
+    def one(state: Any) -> Any:
+        if state is None:
+            return empty
+        tiles = state[0]
+        if len(state) != width or len(tiles) != len(state[1]) or type(tiles) is not list:
+            raise ValueError("not a tile state")
+        lo = bisect_left(tiles, low)
+        hi = bisect_right(tiles, top, lo)
+        return empty if lo == hi else combine(state, lo, hi)
+
+    try:  # the usual case: every state well formed
+        return [one(state) for state in states], []
+    except _BAD_STATE:
+        pass
     values: list[Any] = []
     bad: list[int] = []
-    for i, state in enumerate(states):
-        if state is None:
-            values.append(empty)
-            continue
+    for i, state in enumerate(states):  # again one by one, to tell which cannot be read
         try:
-            if type(state) is not list or len(state) != width:
-                raise ValueError("not a tile state")
-            tiles = state[0]
-            if type(tiles) is not list or len(tiles) != len(state[1]):
-                raise ValueError("not a tile state")
-            lo, hi = bisect_left(tiles, low), bisect_right(tiles, top)
-            values.append(empty if lo == hi else combine(state, lo, hi))
+            values.append(one(state))
         except _BAD_STATE:
             values.append(None)
             bad.append(i)
