@@ -147,3 +147,29 @@ def test_unresolvable_feature_lineage_is_refused_unless_opted_out(
         "    label: is_fraud",
         "    label: is_fraud\n    allow_label_lineage: [card_raw.raw_amount]"))
     fsql.Project(p.root).compile(write=False)
+
+
+# the issue's fraud rate as an aggregation: its lineage is the column it aggregates
+WINDOWS_YML = """
+    feature_view:
+      name: card_windows
+      entities: [card]
+      timestamp: ts
+      aggregations:
+        - {name: frauds_24h, function: sum, column: fraud, window: 24h, type: int64}
+        - {name: spend_24h, function: sum, column: amount, window: 24h, type: float64}
+    """
+WINDOWS_SQL = """
+    SELECT card_id, ts, CAST(is_fraud AS INT) AS fraud, CAST(amount AS DOUBLE) AS amount
+    FROM {{ ref('tx') }}
+    """
+
+
+def test_aggregation_of_the_label_column_is_refused(make_project: MakeProject) -> None:
+    p = project(make_project, training("model: tx", "is_fraud",
+                                       ["card_windows.frauds_24h", "card_windows.spend_24h"]))
+    for name, text in (("card_windows.yml", WINDOWS_YML), ("card_windows.sql", WINDOWS_SQL)):
+        (p.root / "features" / name).write_text(text)
+    message = refused(fsql.Project(p.root))
+    assert "feature card_windows.frauds_24h reads bank.transactions.is_fraud" in message, message
+    assert "spend_24h" not in message
