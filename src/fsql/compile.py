@@ -28,6 +28,7 @@ from fsql.labels import label_leaks
 from fsql.loader import ProjectSpec
 from fsql.pit import AsofJoin, PitPlan, PitStrategy, ViewJoin, default_order
 from fsql.render import Renderer
+from fsql.row_windows import row_windows
 
 # Fields that do not change a definition's values: they do not change its hash.
 # a label and its lineage opt-out are checked at compile; they do not change the built rows
@@ -136,6 +137,10 @@ class Compiler:
 
         graph = self._graph(queries)
         nodes = self._check_on_engine(graph, queries)
+        for problem in row_windows(((n.definition, n.query) for n in nodes.values()
+                                    if isinstance(n.definition, FeatureView)),
+                                   self.engine.dialect):
+            self.errors.add(problem)
         self.errors.raise_if_any()
         planned = {name: self._plan(ts, nodes) for name, ts in spec.training_sets.items()}
         self.errors.raise_if_any()

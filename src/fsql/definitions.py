@@ -286,6 +286,9 @@ class Feature:
     line: int
     tests: tuple[DataTest, ...] = ()
     aggregation: Aggregation | None = None
+    #: a time window over the view's rows that deliberately belongs to the row (the guard of
+    #: ``row_windows.py`` lets it be served online)
+    row_window: bool = False
 
     @property
     def stored_type(self) -> str:
@@ -305,7 +308,8 @@ class Feature:
         except ValueError as err:
             raise f.error("type", f"feature '{name}': {err}") from None
         tests = tests_from_raw(f.get("tests", list), path, f.line_of("tests"), column=name)
-        feature = cls(name, dtype, f.get("description", str, ""), f.line, tests)
+        feature = cls(name, dtype, f.get("description", str, ""), f.line, tests,
+                      row_window=f.get("row_window", bool, False))
         f.done()
         return feature
 

@@ -68,7 +68,7 @@ def test_ls_json(example_dir: Path, kind: str | None) -> None:
         assert names == {"customer_orders", "customer_profile", "product_ratings",
                          "customer_product"}
         ttl = {v["name"]: v["ttl"] for v in payload["views"]}
-        assert ttl["product_ratings"] == "90d" and ttl["customer_profile"] == "none"
+        assert ttl["customer_product"] == "180d" and ttl["customer_profile"] == "none"
         windows = {f["feature"]: f["ttl"] for f in payload["features"]}
         assert windows["customer_orders.orders_30d"] == "window 30d"  # an aggregation
 

@@ -47,11 +47,13 @@ FILES = {
           entities: [card]
           timestamp: ts
           online: true
-          features:
+          features:             # windows at each row, deliberately (the issue's probes)
             - name: spend_1h
               type: float64
+              row_window: true
             - name: count_1h
               type: int64
+              row_window: true
             - name: country
               type: string
         """,
