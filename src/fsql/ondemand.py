@@ -19,6 +19,7 @@ divisor, NaN equals NaN and sorts above every other float.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
+
+from fsql.definitions import FeatureRef, FeatureView, OnDemandFeature, OnDemandView
+from fsql.errors import DefinitionError
 
 #: fsql kinds of expression values; the integer kinds carry their range
 INT_RANGES: dict[str, tuple[int, int]] = {
@@ -352,8 +356,10 @@ def typing_query(tree: exp.Expr, inputs: Mapping[str, str]) -> tuple[exp.Select,
     """``SELECT <node> AS c0, ... FROM (SELECT CAST(NULL AS <type>) AS <input>, ...)``: DESCRIBE
     it to learn DuckDB's type of each checked node."""
     nodes = typed_nodes(tree)
-    row = exp.select(*[exp.alias_(exp.cast(exp.null(), exp.DataType.build(duck_type(k))), name,
-                                  quoted=True) for name, k in inputs.items()] or ["1 AS _"])
+    fields: list[exp.Expr] = [
+        exp.alias_(exp.cast(exp.null(), exp.DataType.build(duck_type(k))), name, quoted=True)
+        for name, k in inputs.items()]
+    row = exp.select(*(fields or [exp.alias_(exp.Literal.number(1), "_")]))
     query = exp.select(*[exp.alias_(n.copy(), f"c{i}") for i, n in enumerate(nodes)]).from_(
         row.subquery("request"))
     return query, nodes
@@ -364,7 +370,7 @@ def typing_query(tree: exp.Expr, inputs: Mapping[str, str]) -> tuple[exp.Select,
 Row = Mapping[str, Any]
 Fn = Callable[[Row], Any]
 
-_NAMES = {exp.Add: "addition", exp.Sub: "subtraction", exp.Mul: "multiplication",
+_NAMES: dict[type, str] = {exp.Add: "addition", exp.Sub: "subtraction", exp.Mul: "multiplication",
           exp.IntDiv: "division", exp.Mod: "modulo", exp.Neg: "negation", exp.Abs: "abs"}
 
 
@@ -699,9 +705,10 @@ def _arith(node: exp.Expr, kind: str, fa: Fn, fb: Fn) -> Fn:
             return None if a is None or b is None else _div(float(a), float(b))
         return divide
     if kind == "float64":
-        op: Callable[[Any, Any], Any] = {
+        ops: dict[type, Callable[[Any, Any], Any]] = {
             exp.Add: lambda a, b: a + b, exp.Sub: lambda a, b: a - b,
-            exp.Mul: lambda a, b: a * b, exp.Mod: _fmod}[type(node)]
+            exp.Mul: lambda a, b: a * b, exp.Mod: _fmod}
+        op = ops[type(node)]
 
         def floats(row: Row) -> Any:
             a, b = fa(row), fb(row)
@@ -722,9 +729,10 @@ def _arith(node: exp.Expr, kind: str, fa: Fn, fb: Fn) -> Fn:
                 q = -q
             return a - b * q if modulo else check(q)
         return divmod_
-    iop: Callable[[int, int], int] = {exp.Add: lambda a, b: a + b,
-                                      exp.Sub: lambda a, b: a - b,
-                                      exp.Mul: lambda a, b: a * b}[type(node)]
+    iops: dict[type, Callable[[int, int], int]] = {exp.Add: lambda a, b: a + b,
+                                                   exp.Sub: lambda a, b: a - b,
+                                                   exp.Mul: lambda a, b: a * b}
+    iop = iops[type(node)]
 
     def ints(row: Row) -> Any:
         a, b = fa(row), fb(row)
@@ -760,10 +768,99 @@ def _case(node: exp.Case, kind: str, types: Mapping[int, str],
     return simple
 
 
-@dataclass(frozen=True, slots=True)
-class Compiled:
-    """One checked expression: its SQL (as run offline), its kind and its evaluator."""
+# -- binding a view --------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class BoundFeature:
+    """One checked feature: its expression (as run offline), its kind and its evaluator."""
+
+    feature: OnDemandFeature
     tree: exp.Expr
     kind: str
     evaluate: Fn
+
+
+@dataclass(frozen=True, slots=True)
+class BoundView:
+    """An on-demand view with its names resolved and its expressions compiled."""
+
+    view: OnDemandView
+    #: bare name -> the feature view feature it reads
+    inputs: Mapping[str, FeatureRef]
+    #: every name an expression may use -> its kind (request fields and inputs)
+    kinds: Mapping[str, str]
+    features: tuple[BoundFeature, ...]
+
+    def feature(self, name: str) -> BoundFeature | None:
+        return next((f for f in self.features if f.feature.name == name), None)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def bind(view: OnDemandView, views: Mapping[str, FeatureView]) -> BoundView:
+    """Resolve ``view``'s inputs against ``views`` and compile its expressions; raises
+    ``DefinitionError`` naming the file and line of the first problem."""
+    path = view.path
+    kinds: dict[str, str] = {}
+    for request in view.request:
+        if request.dtype.name not in KINDS:
+            raise DefinitionError(path, f"on-demand view '{view.name}': request field "
+                                  f"'{request.name}' has type {request.dtype.name}, which "
+                                  "expressions do not support", line=request.line,
+                                  hint=f"use one of: {', '.join(KINDS)}.")
+        kinds[request.name] = request.dtype.name
+    inputs: dict[str, FeatureRef] = {}
+    for ref in view.inputs:
+        source = views.get(ref.view)
+        if source is None:
+            raise DefinitionError(path, f"on-demand view '{view.name}': input {ref} names no "
+                                  f"feature view '{ref.view}'", line=ref.line,
+                                  hint=_did_you_mean(ref.view, list(views))
+                                  + f"feature views: {', '.join(sorted(views)) or 'none'}.")
+        feature = source.feature(ref.feature or "")
+        if feature is None:
+            names = [f.name for f in source.features]
+            raise DefinitionError(path, f"on-demand view '{view.name}': view '{ref.view}' has "
+                                  f"no feature '{ref.feature}'", line=ref.line,
+                                  hint=_did_you_mean(ref.feature or "", names)
+                                  + f"its features: {', '.join(names)}.")
+        name = feature.name
+        if name in kinds:
+            other = ("request field" if name in {r.name for r in view.request}
+                     else f"input {inputs[name]}")
+            raise DefinitionError(path, f"on-demand view '{view.name}': input {ref} is "
+                                  f"called '{name}' in expressions, like the {other}",
+                                  line=ref.line, hint="expressions refer to inputs by bare "
+                                  "feature name, so the names must differ; rename one.")
+        if feature.dtype.name not in KINDS:
+            raise DefinitionError(path, f"on-demand view '{view.name}': input {ref} has type "
+                                  f"{feature.dtype.name}, which expressions do not support",
+                                  line=ref.line, hint=f"supported: {', '.join(KINDS)}.")
+        kinds[name] = feature.dtype.name
+        inputs[name] = ref
+    bound: list[BoundFeature] = []
+    for od_feature in view.features:
+        what = f"on-demand feature {view.name}.{od_feature.name}"
+        try:
+            tree = parse(od_feature.sql)
+            unknown = [c for c in columns(tree) if c not in kinds]
+            if unknown:
+                raise UnsupportedError(
+                    f"'{unknown[0]}' is neither a request field nor an input; "
+                    + _did_you_mean(unknown[0], list(kinds))
+                    + f"names: {', '.join(kinds) or 'none'}")
+            types = infer(tree, kinds)
+            evaluate = compile_expr(tree, types)
+        except UnsupportedError as err:
+            raise DefinitionError(path, f"{what}: {err}", line=od_feature.line,
+                                  hint=f"the on-demand subset: {ALLOWED}.") from None
+        kind = types[id(tree)]
+        if kind != "null" and kind != od_feature.dtype.name:
+            raise DefinitionError(path, f"{what} is declared {od_feature.dtype.name} but its "
+                                  f"expression is {kind}", line=od_feature.line,
+                                  hint=f"declare type: {kind}, or CAST the expression.")
+        bound.append(BoundFeature(od_feature, tree, kind, evaluate))
+    return BoundView(view, inputs, kinds, tuple(bound))

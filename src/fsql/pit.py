@@ -51,6 +51,32 @@ class ViewJoin:
     output_names: tuple[str, ...]
     ts_type: exp.DataType
     created_type: exp.DataType | None
+    #: features joined only as inputs of on-demand features (not output), under
+    #: ``input_column`` names
+    inputs: tuple[Feature, ...] = ()
+
+
+def input_column(view: str, feature: str) -> str:
+    """The internal name of a feature joined only as an on-demand input."""
+    return f"__fsql_in__{view}__{feature}"
+
+
+@dataclass(frozen=True, slots=True)
+class OnDemandJoin:
+    """An on-demand view's part of a training set: each expression (bare names) with what
+    each name stands for in the point-in-time query."""
+
+    name: str
+    #: (output column, expression over bare names)
+    features: tuple[tuple[str, exp.Expr], ...]
+    #: request field -> (spine column, its type, the field's type)
+    request: tuple[tuple[str, exp.DataType, exp.DataType], ...]
+    #: input name -> (view, feature)
+    inputs: tuple[tuple[str, str, str], ...]
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.features)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +95,8 @@ class PitPlan:
     audit: bool = False
     #: rule 1's upper bound: event time ``<=`` (inclusive) or ``<`` (exclusive) the spine time
     feature_cutoff: FeatureCutoff = "inclusive"
+    #: on-demand features, computed in the same SELECT from spine columns and joined features
+    on_demand: tuple[OnDemandJoin, ...] = ()
 
     @property
     def exclusive(self) -> bool:
@@ -80,7 +108,8 @@ class PitPlan:
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
-        return tuple(name for j in self.joins for name in j.output_names)
+        return (*(name for j in self.joins for name in j.output_names),
+                *(name for od in self.on_demand for name in od.output_names))
 
 
 def audit_column(view: str) -> str:
@@ -205,6 +234,7 @@ class AsofJoin(PitStrategy):
         # built in place (copy=False): every builder call would otherwise copy the whole query
         select = exp.select(*[_col(c, SPINE) for c in plan.output_spine]).from_(
             exp.alias_(plan.spine, SPINE, table=True), copy=False)
+        values: dict[tuple[str, str], exp.Expr] = {}  # (view, feature) -> its value
         for i, join in enumerate(plan.joins):
             alias = f"v{i}"
             common = common_time(plan, join)
@@ -224,7 +254,9 @@ class AsofJoin(PitStrategy):
                         expression=exp.cast(exp.Literal.string("-infinity"), common))
                     select = select.select(exp.alias_(
                         created, audit_created_column(join.view.name), quoted=True), copy=False)
-            for name in join.output_names:
+            hidden = [input_column(join.view.name, f.name) for f in join.inputs]
+            for feature, name in zip((*join.features, *join.inputs),
+                                     (*join.output_names, *hidden), strict=True):
                 value: exp.Expr = _col(name, alias)
                 if join.view.ttl is not None:
                     horizon = exp.Sub(this=spine_ts.copy(), expression=exp.Interval(
@@ -233,7 +265,13 @@ class AsofJoin(PitStrategy):
                     value = exp.Case(ifs=[exp.If(this=exp.GTE(this=event.copy(),
                                                               expression=horizon),
                                                  true=value)])
-                select = select.select(exp.alias_(value, name, quoted=True), copy=False)
+                values.setdefault((join.view.name, feature.name), value)
+                if name not in hidden:
+                    select = select.select(exp.alias_(value.copy(), name, quoted=True),
+                                           copy=False)
+        for od in plan.on_demand:
+            for name, tree in on_demand_columns(od, values):
+                select = select.select(exp.alias_(tree, name, quoted=True), copy=False)
         return select.order_by(*[_col(c, SPINE) for c in plan.order_by], copy=False)
 
     @staticmethod
@@ -252,6 +290,9 @@ class AsofJoin(PitStrategy):
             column = exp.column(feature.name, quoted=True)
             columns.append(column if name == feature.name else exp.alias_(column, name,
                                                                           quoted=True))
+        for feature in join.inputs:
+            columns.append(exp.alias_(exp.column(feature.name, quoted=True),
+                                      input_column(view.name, feature.name), quoted=True))
         inner = (exp.select(*columns)
                  .from_(exp.to_table(join.relation, quoted=True))
                  .where(exp.column(view.timestamp, quoted=True).is_(exp.null()).not_()))
@@ -278,6 +319,29 @@ class AsofJoin(PitStrategy):
                 true=_pair(spine_ts, exp.cast(exp.Literal.string(bound), common)))])
             inequality = compare(this=spine_key, expression=_col(KEY, alias))
         return exp.and_(*keys, inequality)
+
+
+def on_demand_columns(od: OnDemandJoin, values: dict[tuple[str, str], exp.Expr]
+                      ) -> list[tuple[str, exp.Expr]]:
+    """Each on-demand expression with its bare names replaced: a request field by its spine
+    column (cast to the field's type when the spine's differs), an input by its point-in-time
+    value (``values``: (view, feature) -> the expression the query selects for it)."""
+    names: dict[str, exp.Expr] = {}
+    for field_name, spine_type, field_type in od.request:
+        column: exp.Expr = _col(field_name, SPINE)
+        if normalize(spine_type) != normalize(field_type):
+            column = exp.cast(column, field_type)
+        names[field_name] = column
+    for name, view, feature in od.inputs:
+        names[name] = exp.paren(values[(view, feature)].copy())
+    out: list[tuple[str, exp.Expr]] = []
+    for output, tree in od.features:
+        def swap(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.Column) and node.name in names:
+                return names[node.name].copy()
+            return node
+        out.append((output, exp.paren(tree.copy().transform(swap))))
+    return out
 
 
 # -- the online twin: latest row per entity --------------------------------------------------
