@@ -768,6 +768,65 @@ def _case(node: exp.Case, kind: str, types: Mapping[int, str],
     return simple
 
 
+def request_value(kind: str, value: Any, from_text: bool = False) -> Any:
+    """A request value as the evaluator takes it for a field of ``kind``; raises ValueError.
+    Integers pass for float64 fields (as floats); ``from_text`` parses text (the CLI)."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    if from_text and isinstance(value, str):
+        if kind == "string":
+            return value
+        if value.lower() in ("", "null"):
+            return None
+        if is_int(kind):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an integer") from None
+        elif kind == "float64":
+            value = float(value)
+        elif kind == "bool":
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"{value!r} is not true or false")
+            return value.lower() == "true"
+    if is_int(kind):
+        if type(value) is not int:
+            raise ValueError(f"{value!r} is not an integer")
+        lo, hi = INT_RANGES[kind]
+        if not lo <= value <= hi:
+            raise ValueError(f"{value} is out of the range of {kind}")
+        return value
+    if kind == "float64":
+        if type(value) not in (int, float):
+            raise ValueError(f"{value!r} is not a number")
+        return float(value)
+    if kind == "bool":
+        if type(value) is not bool:
+            raise ValueError(f"{value!r} is not a boolean")
+        return value
+    if kind == "string":
+        if type(value) is not str:
+            raise ValueError(f"{value!r} is not a string")
+        return value
+    if kind == "date":
+        if isinstance(value, str):
+            return dt.date.fromisoformat(value)
+        if type(value) is not dt.date:
+            raise ValueError(f"{value!r} is not a date")
+        return value
+    if kind == "timestamp":
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if not isinstance(value, dt.datetime):
+            raise ValueError(f"{value!r} is not a timestamp")
+        if value.tzinfo is not None:  # an instant; naive timestamps mean UTC
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+    raise ValueError(f"request fields of type {kind} are not supported")
+
+
 # -- binding a view --------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -268,16 +268,17 @@ class Project:
                              max_entities=max_entities or DEFAULT_MAX_ENTITIES,
                              max_features=max_features or DEFAULT_MAX_FEATURES)
 
-    def online_features(self, features: str | Sequence[str], entities: dict[str, Sequence[Any]]
-                        ) -> OnlineResult:
+    def online_features(self, features: str | Sequence[str], entities: dict[str, Sequence[Any]],
+                        request_data: dict[str, Sequence[Any]] | None = None) -> OnlineResult:
         """Feature values for entities from the online store (Feast's get_online_features).
 
         ``features``: a training set name (its feature list, as trained) or ``view`` /
-        ``view.feature`` names; ``entities``: join key -> list of values.
+        ``view.feature`` names; ``entities``: join key -> list of values; ``request_data``:
+        request field of on-demand features -> one value per entity row.
         """
         service = self.online_service()
         try:
-            return service.get(features, entities)
+            return service.get(features, entities, request_data=request_data)
         finally:
             service.store.close()
 
