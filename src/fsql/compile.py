@@ -217,7 +217,7 @@ class Compiler:
         """Every node of every on-demand expression has, in DuckDB, the type fsql's evaluator
         gives it (so both paths compute in the same types); a node typed otherwise is refused
         with the fix (an explicit CAST)."""
-        from fsql.ondemand import KIND_OF_DUCK, duck_type, typing_query
+        from fsql.ondemand import duck_type, infer, kind_of, typing_query
 
         for bound in self.spec.on_demand_bound.values():
             for feature in bound.features:
@@ -232,14 +232,11 @@ class Compiler:
                         bound.view.path, f"{where}: DuckDB rejects the expression: {err}",
                         line=feature.feature.line))
                     continue
-                from fsql.ondemand import infer
-
                 types = infer(feature.tree, bound.kinds)
                 for node, column in zip(nodes, described, strict=True):
                     actual = column.dtype.sql(self.engine.dialect).upper()
                     expected = types[id(node)]
-                    if KIND_OF_DUCK.get(actual) != expected and not (
-                            expected == "null" and actual in ("NULL", '"NULL"')):
+                    if kind_of(column.dtype) != expected:
                         self.errors.add(DefinitionError(
                             bound.view.path, f"{where}: DuckDB types "
                             f"{node.sql('duckdb')} as {actual}, fsql as "
@@ -460,7 +457,7 @@ def _plan_on_demand(spec: ProjectSpec, name: str, chosen: list[str],
         seen_outputs[out] = f"on-demand view '{name}'"
         features.append((out, bound.feature(feature_name).tree))
     inputs = tuple((n, ref.view, ref.feature) for n, ref in bound.inputs.items())
-    return OnDemandJoin(name, tuple(features), tuple(request), inputs)
+    return OnDemandJoin(name, tuple(features), tuple(request), inputs, odv.path)
 
 
 def request_compatible(spine: exp.DataType, field: FeatureType) -> bool:
@@ -533,6 +530,8 @@ def on_demand_entry(bound: Any, dialect: str) -> dict[str, Any]:
     """The manifest entry of an on-demand view (``bound``: ``ondemand.BoundView``): request
     fields, inputs, and each feature's type and expression as run offline, with a hash of what
     it computes (``fsql diff``)."""
+    from fsql.ondemand import columns
+
     odv = bound.view
     return {
         "kind": "on_demand_view", "name": odv.name, "path": odv.path,
@@ -541,6 +540,8 @@ def on_demand_entry(bound: Any, dialect: str) -> dict[str, Any]:
         "inputs": [str(r) for r in odv.inputs],
         "features": {f.feature.name: f.feature.dtype.name for f in bound.features},
         "expressions": {f.feature.name: f.tree.sql(dialect) for f in bound.features},
+        "uses": {f.feature.name: columns(f.tree) for f in bound.features},
+        "input_of": {name: str(ref) for name, ref in bound.inputs.items()},
         "hash": fingerprint(odv, [f.tree.sql(dialect) for f in bound.features]),
     }
 

@@ -40,10 +40,17 @@ _WIDTH = {"int8": 0, "int16": 1, "int32": 2, "int64": 3}
 _DUCK_NAMES = {"int8": "TINYINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
                "float64": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN", "date": "DATE",
                "timestamp": "TIMESTAMP", "null": "NULL"}
-#: DuckDB's name of a type (DESCRIBE) -> fsql kind
-KIND_OF_DUCK = {v: k for k, v in _DUCK_NAMES.items()}
 KINDS = tuple(k for k in _DUCK_NAMES if k != "null")
 _T = exp.DataType.Type
+_KIND_OF_TYPE = {_T.TINYINT: "int8", _T.SMALLINT: "int16", _T.INT: "int32", _T.BIGINT: "int64",
+                 _T.DOUBLE: "float64", _T.VARCHAR: "string", _T.TEXT: "string",
+                 _T.BOOLEAN: "bool", _T.DATE: "date", _T.TIMESTAMP: "timestamp",
+                 _T.TIMESTAMPNTZ: "timestamp", _T.NULL: "null", _T.UNKNOWN: "null"}
+
+
+def kind_of(dtype: exp.DataType) -> str | None:
+    """The fsql kind of an engine column type, None when expressions have none for it."""
+    return _KIND_OF_TYPE.get(dtype.this)
 _CAST_TARGETS = {_T.TINYINT: "int8", _T.SMALLINT: "int16", _T.INT: "int32", _T.BIGINT: "int64",
                  _T.DOUBLE: "float64", _T.VARCHAR: "string", _T.TEXT: "string",
                  _T.BOOLEAN: "bool", _T.DATE: "date", _T.TIMESTAMP: "timestamp"}
@@ -255,7 +262,7 @@ def _kind(node: exp.Expr, inputs: Mapping[str, str], types: dict[int, str]) -> s
         if isinstance(node, exp.IntDiv) and kind == "float64":
             raise UnsupportedError("// is for integers; use / and floor() for floats")
         return kind
-    if isinstance(node, _COMPARE | exp.Between):
+    if isinstance(node, (*_COMPARE, exp.Between)):
         operands = [node.this, *(node.args[k] for k in ("expression", "low", "high")
                                  if node.args.get(k) is not None)]
         _common(operands, types, _describe(node))

@@ -73,6 +73,8 @@ class OnDemandJoin:
     request: tuple[tuple[str, exp.DataType, exp.DataType], ...]
     #: input name -> (view, feature)
     inputs: tuple[tuple[str, str, str], ...]
+    #: the file declaring the on-demand view (for messages)
+    path: str = ""
 
     @property
     def output_names(self) -> tuple[str, ...]:

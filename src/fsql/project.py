@@ -20,7 +20,7 @@ from fsql.compile import CompiledProject, Compiler, manifest, plan_training_set,
 from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef
 from fsql.engines import Engine, connect
-from fsql.errors import RequestError
+from fsql.errors import EngineError, RequestError
 from fsql.loader import ProjectSpec, load_project
 from fsql.pit import ROW_ID, AsofJoin
 
@@ -115,7 +115,12 @@ class Project:
             if ts is None:
                 raise RequestError(f"no training set named '{name}' (known: "
                                    f"{', '.join(sorted(project.training_sets)) or 'none'})")
-            return engine.fetch_arrow(ts.query)
+            try:
+                return engine.fetch_arrow(ts.query)
+            except EngineError as err:
+                from fsql.build import on_demand_failure
+
+                raise on_demand_failure(f"training set '{name}'", ts.plan, err) from None
 
     def historical_features(self, spine: Any, features: str | Sequence[str],
                             timestamp: str | None = None,
@@ -151,7 +156,12 @@ class Project:
                                          naming, project.nodes, spine_output=(),
                                          order_by=(ROW_ID,),
                                          feature_cutoff=feature_cutoff or cutoff)
-                result = engine.fetch_arrow(_strategy(engine).query(plan))
+                try:
+                    result = engine.fetch_arrow(_strategy(engine).query(plan))
+                except EngineError as err:
+                    from fsql.build import on_demand_failure
+
+                    raise on_demand_failure("historical_features", plan, err) from None
             finally:
                 engine.unregister(_SPINE_RELATION)
         joined = _to_pandas(result)
