@@ -40,8 +40,10 @@ on_demand_view:
     - name: risk_band
       type: string
       sql: "case when amount > 1000 then 'high' when amount > 100 then 'mid' else 'low' end"
-    - {name: txns_after, type: int64, sql: "coalesce(txns_24h, 0) + 1"}
+    - {name: txns_2x, type: int64, sql: "coalesce(txns_24h, 0) // 2 - 1"}
 """
+#: a feature that overflows int64 for card 4 (its txns_24h is the largest int64)
+OVERFLOW = '    - {name: txns_after, type: int64, sql: "coalesce(txns_24h, 0) + 1"}\n'
 TRAINING_YML = """
 training_sets:
   - name: fraud_training
