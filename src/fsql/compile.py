@@ -217,7 +217,7 @@ class Compiler:
         """Every node of every on-demand expression has, in DuckDB, the type fsql's evaluator
         gives it (so both paths compute in the same types); a node typed otherwise is refused
         with the fix (an explicit CAST)."""
-        from fsql.ondemand import duck_type, infer, kind_of, typing_query
+        from fsql.ondemand import duck_type, first_mismatch, infer, typing_query
 
         for bound in self.spec.on_demand_bound.values():
             for feature in bound.features:
@@ -233,18 +233,16 @@ class Compiler:
                         line=feature.feature.line))
                     continue
                 types = infer(feature.tree, bound.kinds)
-                for node, column in zip(nodes, described, strict=True):
-                    actual = column.dtype.sql(self.engine.dialect).upper()
-                    expected = types[id(node)]
-                    if kind_of(column.dtype) != expected:
-                        self.errors.add(DefinitionError(
-                            bound.view.path, f"{where}: DuckDB types "
-                            f"{node.sql('duckdb')} as {actual}, fsql as "
-                            f"{duck_type(expected)}; the two paths could differ",
-                            line=feature.feature.line,
-                            hint=f"CAST it: CAST({node.sql('duckdb')} AS {duck_type(expected)})"
-                            " or to the type you mean."))
-                        break
+                mismatch = first_mismatch(nodes, types, [c.dtype for c in described])
+                if mismatch is not None:
+                    node, expected = mismatch
+                    actual = described[nodes.index(node)].dtype.sql(self.engine.dialect)
+                    self.errors.add(DefinitionError(
+                        bound.view.path, f"{where}: DuckDB types {node.sql('duckdb')} as "
+                        f"{actual.upper()}, fsql as {duck_type(expected)}; the two paths "
+                        "could compute it differently", line=feature.feature.line,
+                        hint=f"CAST it: CAST({node.sql('duckdb')} AS {duck_type(expected)}) "
+                        "or to the type you mean."))
 
     def _check_on_engine(self, graph: Graph,
                          queries: dict[str, tuple[exp.Query, str, Any, list[str]]]

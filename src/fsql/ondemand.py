@@ -140,7 +140,10 @@ def parse(sql: str) -> exp.Expr:
                     float(text)
                 except ValueError:
                     raise UnsupportedError(f"bad number {text}") from None
-                node.replace(exp.cast(exp.Literal.string(text), exp.DataType.build("DOUBLE")))
+                double = exp.cast(exp.Literal.string(text), exp.DataType.build("DOUBLE"))
+                if node is tree:
+                    return double
+                node.replace(double)
             elif int(text) > INT_RANGES["int64"][1]:
                 raise UnsupportedError(f"integer literal {text} is beyond int64")
     return tree
@@ -291,6 +294,8 @@ def _kind(node: exp.Expr, inputs: Mapping[str, str], types: dict[int, str]) -> s
         if node.args.get("default") is not None:
             values.append(node.args["default"])
         return _common(values, types, "CASE")
+    if isinstance(node, exp.If) and isinstance(node.parent, exp.Case):
+        return t(node.args["true"])  # a WHEN branch: the CASE checks it
     if isinstance(node, exp.If):
         _need(node, [t(node.this)], lambda k: k == "bool", "a boolean condition")
         values = [node.args["true"]]
@@ -307,7 +312,11 @@ def _kind(node: exp.Expr, inputs: Mapping[str, str], types: dict[int, str]) -> s
         _common([node.this, node.expression], types, "NULLIF")
         return t(node.this)
     if isinstance(node, exp.Cast | exp.TryCast):
-        return _cast_kind(t(node.this), _CAST_TARGETS[node.to.this])
+        target = _CAST_TARGETS[node.to.this]
+        if (target == "float64" and isinstance(node.this, exp.Literal) and node.this.is_string
+                and _is_number(node.this.this)):
+            return target  # a decimal literal, made DOUBLE by ``parse``
+        return _cast_kind(t(node.this), target)
     if isinstance(node, exp.Abs | exp.Round):
         _need(node, [t(node.this)], is_numeric, "a number")
         return t(node.this)
@@ -338,6 +347,14 @@ _CASTS = {("bool", "int"), ("int", "bool"), ("int", "int"), ("int", "float64"),
           ("float64", "int"), ("int", "string"), ("bool", "string"), ("date", "timestamp")}
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip().lower() not in ("nan", "inf", "infinity", "-inf", "-infinity", "+inf")
+
+
 def _family(kind: str) -> str:
     return "int" if is_int(kind) else kind
 
@@ -355,7 +372,8 @@ def typed_nodes(tree: exp.Expr) -> list[exp.Expr]:
     on their context) and identifiers."""
     return [n for n in tree.walk() if not isinstance(
         n, exp.Literal | exp.Null | exp.Identifier | exp.DataType | exp.Boolean)
-        and _int_const(n) is None]
+        and _int_const(n) is None
+        and not (isinstance(n, exp.If) and isinstance(n.parent, exp.Case))]
 
 
 def typing_query(tree: exp.Expr, inputs: Mapping[str, str]) -> tuple[exp.Select,
@@ -370,6 +388,16 @@ def typing_query(tree: exp.Expr, inputs: Mapping[str, str]) -> tuple[exp.Select,
     query = exp.select(*[exp.alias_(n.copy(), f"c{i}") for i, n in enumerate(nodes)]).from_(
         row.subquery("request"))
     return query, nodes
+
+
+def first_mismatch(nodes: list[exp.Expr], types: Mapping[int, str],
+                   actual: list[exp.DataType]) -> tuple[exp.Expr, str] | None:
+    """The first node of ``typing_query`` whose DuckDB type (``actual``, in order) is not the
+    kind fsql gives it, with that kind: then the two paths could compute differently."""
+    for node, dtype in zip(nodes, actual, strict=True):
+        if kind_of(dtype) != types[id(node)]:
+            return node, types[id(node)]
+    return None
 
 
 # -- evaluate --------------------------------------------------------------------------------
@@ -506,7 +534,7 @@ def _cast_fn(source: str, target: str, safe: bool) -> Callable[[Any], Any]:
             return lambda v: int(v)
         return lambda v: v if lo <= v <= hi else fail(v)
     if target == "float64":
-        return float
+        return float  # from an integer, or the text of a decimal literal
     if target == "bool":
         return lambda v: v != 0
     if target == "string":
@@ -582,12 +610,11 @@ def _compile(node: exp.Expr, types: Mapping[int, str]) -> Fn:  # noqa: C901
         fx, options = sub(node.this), [sub(e) for e in node.expressions]
 
         def within(row: Row) -> Any:
-            x = fx(row)
+            x, values = fx(row), [option(row) for option in options]  # all, as DuckDB does
             if x is None:
                 return None
             kx, unknown = key(conv(x)), False
-            for option in options:
-                o = option(row)
+            for o in values:
                 if o is None:
                     unknown = True
                 elif key(conv(o)) == kx:
