@@ -554,6 +554,8 @@ def compile_expr(tree: exp.Expr, types: Mapping[int, str]) -> Fn:
 
 def _compile(node: exp.Expr, types: Mapping[int, str]) -> Fn:  # noqa: C901
     kind = types[id(node)]
+    if kind == "null":  # only NULLs flow into it: DuckDB gives NULL too
+        return lambda row: None
 
     def sub(child: exp.Expr) -> Fn:
         return _compile(child, types)
@@ -941,10 +943,10 @@ def bind(view: OnDemandView, views: Mapping[str, FeatureView]) -> BoundView:
             tree = parse(od_feature.sql)
             unknown = [c for c in columns(tree) if c not in kinds]
             if unknown:
-                raise UnsupportedError(
-                    f"'{unknown[0]}' is neither a request field nor an input; "
-                    + _did_you_mean(unknown[0], list(kinds))
-                    + f"names: {', '.join(kinds) or 'none'}")
+                raise DefinitionError(
+                    path, f"{what}: '{unknown[0]}' is neither a request field nor an input",
+                    line=od_feature.line, hint=_did_you_mean(unknown[0], list(kinds))
+                    + f"the names it may use: {', '.join(kinds) or 'none'}.")
             types = infer(tree, kinds)
             evaluate = compile_expr(tree, types)
         except UnsupportedError as err:

@@ -201,7 +201,7 @@ def check(sql: str, row: dict[str, Any]) -> None:
     assert _bits(got) == _bits(expected), f"{context}: DuckDB {expected!r}, Python {got!r}"
 
 
-@settings(max_examples=600, deadline=None, derandomize=True, phases=PHASES,
+@settings(max_examples=400, deadline=None, derandomize=True, phases=PHASES,
           suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(ANY_EXPRESSION, ROWS)
 def test_random_expressions_agree(sql: str, row: dict[str, Any]) -> None:
