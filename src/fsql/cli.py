@@ -464,7 +464,8 @@ def list_(
         "sources.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List feature views, features, entities, training sets, models and sources."""
+    """List feature views, on-demand views, features, entities, training sets, models and
+    sources."""
     from fsql.listing import listing
 
     sections = listing(_settings(ctx).project().load(), kind)
@@ -478,7 +479,7 @@ def list_(
 
 @app.command()
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
-    help="A feature view, model, training set or source (src.table).")],
+    help="A feature view, on-demand view, model, training set or source (src.table).")],
          as_json: JsonOption = False) -> None:
     """Show one definition and its compiled SQL."""
     from rich.syntax import Syntax
