@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -405,40 +405,13 @@ def first_mismatch(nodes: list[exp.Expr], types: Mapping[int, str],
 Row = Mapping[str, Any]
 Fn = Callable[[Row], Any]
 
-_NAMES: dict[type, str] = {exp.Add: "addition", exp.Sub: "subtraction", exp.Mul: "multiplication",
-          exp.IntDiv: "division", exp.Mod: "modulo", exp.Neg: "negation", exp.Abs: "abs"}
-
-
-def _checked(kind: str, what: str) -> Callable[[int], int]:
-    lo, hi = INT_RANGES[kind]
-
-    def check(value: int) -> int:
-        if lo <= value <= hi:
-            return value
-        raise EvaluationError(f"Out of Range Error: overflow in {what} of {duck_type(kind)} "
-                              f"({value})")
-    return check
-
-
-def _to(kind: str) -> Callable[[Any], Any]:
-    """A value of another member of ``kind``'s family as ``kind`` (ints to float)."""
-    if kind == "float64":
-        return lambda v: None if v is None else float(v)
-    return lambda v: v
+_NAMES: dict[type, str] = {exp.Add: "addition", exp.Sub: "subtraction",
+                           exp.Mul: "multiplication"}
 
 
 def _float_key(v: float) -> tuple[int, float]:
     """DuckDB orders floats with NaN equal to NaN and above everything else."""
     return (1, 0.0) if v != v else (0, v)
-
-
-def _key(kind: str) -> Callable[[Any], Any]:
-    return _float_key if kind == "float64" else (lambda v: v)
-
-
-_CMP: dict[type, Callable[[Any, Any], bool]] = {
-    exp.EQ: lambda a, b: a == b, exp.NEQ: lambda a, b: a != b, exp.LT: lambda a, b: a < b,
-    exp.LTE: lambda a, b: a <= b, exp.GT: lambda a, b: a > b, exp.GTE: lambda a, b: a >= b}
 
 
 def _div(a: float, b: float) -> float:
@@ -547,261 +520,328 @@ def _cast_fn(source: str, target: str, safe: bool) -> Callable[[Any], Any]:
 
 
 def compile_expr(tree: exp.Expr, types: Mapping[int, str]) -> Fn:
-    """One closure computing ``tree`` for a row (a mapping name -> value); raises
-    ``EvaluationError`` where DuckDB raises."""
-    return _compile(tree, types)
+    """A function computing ``tree`` for one row (a mapping name -> value); raises
+    ``EvaluationError`` where DuckDB raises. The same generated code as ``compile_batch``."""
+    names = columns(tree)
+    batch = compile_batch(tree, types, names)
+    return lambda row: batch([[row[n]] for n in names], 1)[0]
 
 
-def _compile(node: exp.Expr, types: Mapping[int, str]) -> Fn:  # noqa: C901
-    kind = types[id(node)]
-    if kind == "null":  # only NULLs flow into it: DuckDB gives NULL too
-        return lambda row: None
-
-    def sub(child: exp.Expr) -> Fn:
-        return _compile(child, types)
-
-    if isinstance(node, exp.Literal):
-        value: Any = node.this if node.is_string else int(node.this)
-        return lambda row: value
-    if isinstance(node, exp.Boolean):
-        flag = bool(node.this)
-        return lambda row: flag
-    if isinstance(node, exp.Null):
-        return lambda row: None
-    if isinstance(node, exp.Column):
-        name = node.name
-        if kind == "float64":
-            return lambda row: None if row[name] is None else float(row[name])
-        return lambda row: row[name]
-    if isinstance(node, exp.Paren):
-        return sub(node.this)
-    if isinstance(node, exp.Neg):
-        f = sub(node.this)
-        if kind == "float64":
-            return lambda row: None if (v := f(row)) is None else -float(v)
-        check = _checked(kind, "negation")
-        return lambda row: None if (v := f(row)) is None else check(-v)
-    if isinstance(node, _ARITH):
-        return _arith(node, kind, sub(node.this), sub(node.expression))
-    if isinstance(node, _COMPARE):
-        common = _common([node.this, node.expression], dict(types), "comparison")
-        conv, key, op = _to(common), _key(common), _CMP[type(node)]
-        fa, fb = sub(node.this), sub(node.expression)
-
-        def compare(row: Row) -> Any:
-            a, b = fa(row), fb(row)
-            if a is None or b is None:
-                return None
-            return op(key(conv(a)), key(conv(b)))
-        return compare
-    if isinstance(node, exp.Between):
-        common = _common([node.this, node.args["low"], node.args["high"]], dict(types),
-                         "BETWEEN")
-        conv, key = _to(common), _key(common)
-        fx, flo, fhi = sub(node.this), sub(node.args["low"]), sub(node.args["high"])
-
-        def between(row: Row) -> Any:
-            x, lo, hi = fx(row), flo(row), fhi(row)
-            low = None if x is None or lo is None else key(conv(x)) >= key(conv(lo))
-            high = None if x is None or hi is None else key(conv(x)) <= key(conv(hi))
-            return _and(low, high)
-        return between
-    if isinstance(node, exp.In):
-        common = _common([node.this, *node.expressions], dict(types), "IN")
-        conv, key = _to(common), _key(common)
-        fx, options = sub(node.this), [sub(e) for e in node.expressions]
-
-        def within(row: Row) -> Any:
-            x, values = fx(row), [option(row) for option in options]  # all, as DuckDB does
-            if x is None:
-                return None
-            kx, unknown = key(conv(x)), False
-            for o in values:
-                if o is None:
-                    unknown = True
-                elif key(conv(o)) == kx:
-                    return True
-            return None if unknown else False
-        return within
-    if isinstance(node, exp.And | exp.Or):
-        fa, fb = sub(node.this), sub(node.expression)
-        combine = _and if isinstance(node, exp.And) else _or
-        return lambda row: combine(fa(row), fb(row))
-    if isinstance(node, exp.Not):
-        f = sub(node.this)
-        return lambda row: None if (v := f(row)) is None else not v
-    if isinstance(node, exp.Is):
-        f = sub(node.this)
-        return lambda row: f(row) is None
-    if isinstance(node, exp.Case):
-        return _case(node, kind, types, sub)
-    if isinstance(node, exp.If):
-        cond, yes = sub(node.this), sub(node.args["true"])
-        no = sub(node.args["false"]) if node.args.get("false") is not None else None
-        conv = _to(kind)
-
-        def if_(row: Row) -> Any:
-            if cond(row):
-                return conv(yes(row))
-            return conv(no(row)) if no is not None else None
-        return if_
-    if isinstance(node, exp.Coalesce):
-        parts, conv = [sub(node.this), *[sub(e) for e in node.expressions]], _to(kind)
-
-        def coalesce(row: Row) -> Any:
-            for part in parts:
-                v = part(row)
-                if v is not None:
-                    return conv(v)
-            return None
-        return coalesce
-    if isinstance(node, exp.Nullif):
-        common = _common([node.this, node.expression], dict(types), "NULLIF")
-        cconv, key = _to(common), _key(common)
-        fa, fb = sub(node.this), sub(node.expression)
-
-        def nullif(row: Row) -> Any:
-            a, b = fa(row), fb(row)
-            if a is not None and b is not None and key(cconv(a)) == key(cconv(b)):
-                return None
-            return a
-        return nullif
-    if isinstance(node, exp.Least | exp.Greatest):
-        parts, conv, key = ([sub(node.this), *[sub(e) for e in node.expressions]], _to(kind),
-                            _key(kind))
-        pick = min if isinstance(node, exp.Least) else max
-
-        def extreme(row: Row) -> Any:
-            values = [conv(v) for p in parts if (v := p(row)) is not None]
-            return pick(values, key=key) if values else None
-        return extreme
-    if isinstance(node, exp.Cast | exp.TryCast):
-        f = sub(node.this)
-        cast = _cast_fn(types[id(node.this)], kind, isinstance(node, exp.TryCast))
-        return lambda row: None if (v := f(row)) is None else cast(v)
-    if isinstance(node, exp.Abs):
-        f = sub(node.this)
-        if kind == "float64":
-            return lambda row: None if (v := f(row)) is None else abs(float(v))
-        check = _checked(kind, "abs")
-        return lambda row: None if (v := f(row)) is None else check(abs(v))
-    if isinstance(node, exp.Round):
-        f = sub(node.this)
-        if is_int(kind):
-            return f
-        digits = _int_const(node.args["decimals"]) if node.args.get("decimals") else 0
-        assert digits is not None
-        return lambda row: None if (v := f(row)) is None else _round(float(v), digits)
-    unary: dict[type, Callable[[Any], Any]] = {
-        exp.Sign: _sign, exp.Floor: _floor, exp.Ceil: _ceil, exp.Sqrt: _sqrt, exp.Ln: _ln,
-        exp.Log: _log10, exp.Length: len, exp.Trim: lambda s: s.strip(" ")}
-    if type(node) in unary:
-        fn, f = unary[type(node)], sub(node.this)
-        source = types[id(node.this)]
-        if kind == "float64" and source != "float64":
-            return lambda row: None if (v := f(row)) is None else fn(float(v))
-        return lambda row: None if (v := f(row)) is None else fn(v)
-    if isinstance(node, exp.Concat):
-        parts = [sub(e) for e in node.expressions]
-        return lambda row: "".join(v for p in parts if (v := p(row)) is not None)
-    if isinstance(node, exp.DPipe | exp.StartsWith | exp.Contains):
-        fa, fb = sub(node.this), sub(node.expression)
-        op2: Callable[[str, str], Any] = (
-            (lambda a, b: a + b) if isinstance(node, exp.DPipe) else
-            (lambda a, b: a.startswith(b)) if isinstance(node, exp.StartsWith) else
-            (lambda a, b: b in a))
-
-        def strings(row: Row) -> Any:
-            a, b = fa(row), fb(row)
-            return None if a is None or b is None else op2(a, b)
-        return strings
-    raise UnsupportedError(f"{_describe(node)} is not in the on-demand subset")
+Batch = Callable[[Sequence[Sequence[Any]], int], list[Any]]
 
 
-def _and(a: Any, b: Any) -> Any:
-    if a is False or b is False:
-        return False
-    if a is None or b is None:
+def compile_batch(tree: exp.Expr, types: Mapping[int, str], names: Sequence[str]) -> Batch:
+    """A Python function ``f(columns, n) -> values``: ``tree`` evaluated on ``n`` rows given as
+    columns (in the order of ``names``). Generated once as Python source (one statement per
+    node, no call per node and row), so evaluation costs little per row."""
+    gen = _Gen(types, {name: i for i, name in enumerate(names)})
+    body: list[str] = []
+    result = gen.emit(tree, body, 2)
+    loads = [f"        v{i} = c{i}[i]" for i in sorted(gen.used)]
+    unpack = [f"    c{i} = columns[{i}]" for i in sorted(gen.used)]
+    source = "\n".join(["def evaluate(columns, n):", *unpack, "    out = [None] * n",
+                        "    for i in range(n):", *loads, *body,
+                        f"        out[i] = {result}", "    return out"])
+    namespace = dict(gen.constants)
+    exec(compile(source, "<on-demand expression>", "exec"), namespace)  # noqa: S102
+    function: Batch = namespace["evaluate"]
+    return function
+
+
+_PY_OP = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.EQ: "==", exp.NEQ: "!=",
+          exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
+
+
+def _overflow(kind: str, what: str, value: int) -> None:
+    raise EvaluationError(f"Out of Range Error: overflow in {what} of {duck_type(kind)} "
+                          f"({value})")
+
+
+def _int_div(a: int, b: int, kind: str) -> int:
+    if b == 0:
+        raise EvaluationError("Invalid Input Error: Division by zero")
+    q = abs(a) // abs(b)
+    q = -q if (a < 0) != (b < 0) else q
+    lo, hi = INT_RANGES[kind]
+    if not lo <= q <= hi:
+        _overflow(kind, "division", q)
+    return q
+
+
+def _int_mod(a: int, b: int) -> int:
+    if b == 0:
+        raise EvaluationError("Invalid Input Error: Division by zero")
+    q = abs(a) // abs(b)
+    return a - b * (-q if (a < 0) != (b < 0) else q)
+
+
+def _in(x: Any, options: list[Any], key: Callable[[Any], Any]) -> Any:
+    if x is None:
         return None
-    return True
+    kx, unknown = key(x), False
+    for o in options:
+        if o is None:
+            unknown = True
+        elif key(o) == kx:
+            return True
+    return None if unknown else False
 
 
-def _or(a: Any, b: Any) -> Any:
-    if a is True or b is True:
-        return True
-    if a is None or b is None:
-        return None
-    return False
+def _extreme(values: list[Any], pick: Callable[..., Any], key: Callable[[Any], Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return pick(present, key=key) if present else None
 
 
-def _arith(node: exp.Expr, kind: str, fa: Fn, fb: Fn) -> Fn:
-    if isinstance(node, exp.Div):
-        def divide(row: Row) -> Any:
-            a, b = fa(row), fb(row)
-            return None if a is None or b is None else _div(float(a), float(b))
-        return divide
-    if kind == "float64":
-        ops: dict[type, Callable[[Any, Any], Any]] = {
-            exp.Add: lambda a, b: a + b, exp.Sub: lambda a, b: a - b,
-            exp.Mul: lambda a, b: a * b, exp.Mod: _fmod}
-        op = ops[type(node)]
-
-        def floats(row: Row) -> Any:
-            a, b = fa(row), fb(row)
-            return None if a is None or b is None else op(float(a), float(b))
-        return floats
-    check = _checked(kind, _NAMES[type(node)])
-    if isinstance(node, exp.IntDiv | exp.Mod):
-        modulo = isinstance(node, exp.Mod)
-
-        def divmod_(row: Row) -> Any:
-            a, b = fa(row), fb(row)
-            if a is None or b is None:
-                return None
-            if b == 0:
-                raise EvaluationError("Invalid Input Error: Division by zero")
-            q = abs(a) // abs(b)
-            if (a < 0) != (b < 0):
-                q = -q
-            return a - b * q if modulo else check(q)
-        return divmod_
-    iops: dict[type, Callable[[int, int], int]] = {exp.Add: lambda a, b: a + b,
-                                                   exp.Sub: lambda a, b: a - b,
-                                                   exp.Mul: lambda a, b: a * b}
-    iop = iops[type(node)]
-
-    def ints(row: Row) -> Any:
-        a, b = fa(row), fb(row)
-        return None if a is None or b is None else check(iop(a, b))
-    return ints
+def _identity(value: Any) -> Any:
+    return value
 
 
-def _case(node: exp.Case, kind: str, types: Mapping[int, str],
-          sub: Callable[[exp.Expr], Fn]) -> Fn:
-    conv = _to(kind)
-    branches = [(sub(b.this), sub(b.args["true"])) for b in node.args["ifs"]]
-    default = sub(node.args["default"]) if node.args.get("default") is not None else None
-    if node.this is None:
-        def searched(row: Row) -> Any:
-            for cond, value in branches:
-                if cond(row):
-                    return conv(value(row))
-            return conv(default(row)) if default is not None else None
-        return searched
-    subject = sub(node.this)
-    keys = []
-    for b in node.args["ifs"]:
-        common = _common([node.this, b.this], dict(types), "CASE")
-        keys.append((_to(common), _key(common)))
+class _Gen:
+    """Emits Python statements for an expression tree: each node assigns one local ``t<n>``
+    (or is a constant), following DuckDB's semantics (see the module docstring)."""
 
-    def simple(row: Row) -> Any:
-        x = subject(row)
-        for (cond, value), (cv, key) in zip(branches, keys, strict=True):
-            w = cond(row)
-            if x is not None and w is not None and key(cv(x)) == key(cv(w)):
-                return conv(value(row))
-        return conv(default(row)) if default is not None else None
-    return simple
+    def __init__(self, types: Mapping[int, str], index: dict[str, int]) -> None:
+        self.types, self.index = types, index
+        self.used: set[int] = set()
+        self.count = 0
+        self.constants: dict[str, Any] = {
+            "_div": _div, "_fmod": _fmod, "_round": _round, "_sign": _sign, "_floor": _floor,
+            "_ceil": _ceil, "_sqrt": _sqrt, "_ln": _ln, "_log10": _log10, "_fkey": _float_key,
+            "_overflow": _overflow, "_int_div": _int_div, "_int_mod": _int_mod, "_in": _in,
+            "_extreme": _extreme, "_id": _identity, "min": min, "max": max, "abs": abs,
+            "len": len, "float": float}
+
+    def temp(self) -> str:
+        self.count += 1
+        return f"t{self.count}"
+
+    def constant(self, value: Any) -> str:
+        name = f"k{len(self.constants)}"
+        self.constants[name] = value
+        return name
+
+    def as_kind(self, var: str, source: str, target: str) -> str:
+        """``var`` (of kind ``source``) as a value of kind ``target`` (ints to floats)."""
+        if target == "float64" and is_int(source):
+            return f"(None if {var} is None else float({var}))"
+        return var
+
+    def key(self, var: str, kind: str) -> str:
+        """An ordering/equality key: floats with NaN equal to NaN and above all numbers."""
+        return f"_fkey({var})" if kind == "float64" else var
+
+    def check(self, out: str, kind: str, what: str, pad: str) -> list[str]:
+        lo, hi = INT_RANGES[kind]
+        return [f"{pad}if {out} is not None and not ({lo} <= {out} <= {hi}): "
+                f"_overflow({kind!r}, {what!r}, {out})"]
+
+    def emit(self, node: exp.Expr, lines: list[str], depth: int) -> str:  # noqa: C901
+        """Statements computing ``node`` into ``lines`` (indented ``depth`` levels); returns
+        the Python expression (a local or a constant) holding its value."""
+        kind = self.types[id(node)]
+        pad = "    " * depth
+        if kind == "null":  # only NULLs flow into it: DuckDB gives NULL too
+            return "None"
+        if isinstance(node, exp.Literal):  # a name, not a literal: ``1 is None`` warns
+            return self.constant(node.this if node.is_string else int(node.this))
+        if isinstance(node, exp.Boolean):
+            return self.constant(bool(node.this))
+        if isinstance(node, exp.Column):
+            i = self.index[node.name]
+            self.used.add(i)
+            if kind == "float64":
+                out = self.temp()
+                lines.append(f"{pad}{out} = v{i} if v{i} is None or type(v{i}) is float "
+                             f"else float(v{i})")
+                return out
+            return f"v{i}"
+        if isinstance(node, exp.Paren):
+            return self.emit(node.this, lines, depth)
+
+        def sub(child: exp.Expr, into: list[str] = lines, at: int = depth) -> str:
+            return self.emit(child, into, at)
+
+        def kind_of(child: exp.Expr) -> str:
+            return self.types[id(child)]
+
+        out = self.temp()
+        if isinstance(node, exp.Neg):
+            a = sub(node.this)
+            lines.append(f"{pad}{out} = None if {a} is None else -{a}")
+            if is_int(kind):
+                lines += self.check(out, kind, "negation", pad)
+            return out
+        if isinstance(node, _ARITH):
+            a, b = sub(node.this), sub(node.expression)
+            fa = self.as_kind(a, kind_of(node.this), "float64")
+            fb = self.as_kind(b, kind_of(node.expression), "float64")
+            none = f"None if {a} is None or {b} is None else "
+            if isinstance(node, exp.Div):
+                lines.append(f"{pad}{out} = {none}_div({fa}, {fb})")
+            elif kind == "float64":
+                if isinstance(node, exp.Mod):
+                    lines.append(f"{pad}{out} = {none}_fmod({fa}, {fb})")
+                else:
+                    lines.append(f"{pad}{out} = {none}{fa} {_PY_OP[type(node)]} {fb}")
+            elif isinstance(node, exp.IntDiv):
+                lines.append(f"{pad}{out} = {none}_int_div({a}, {b}, {kind!r})")
+            elif isinstance(node, exp.Mod):
+                lines.append(f"{pad}{out} = {none}_int_mod({a}, {b})")
+            else:
+                lines.append(f"{pad}{out} = {none}{a} {_PY_OP[type(node)]} {b}")
+                lines += self.check(out, kind, _NAMES[type(node)], pad)
+            return out
+        if isinstance(node, _COMPARE):
+            common = _common([node.this, node.expression], dict(self.types), "comparison")
+            a, b = sub(node.this), sub(node.expression)
+            ca = self.as_kind(a, kind_of(node.this), common)
+            cb = self.as_kind(b, kind_of(node.expression), common)
+            op = _PY_OP[type(node)]
+            if common == "float64":
+                test = (f"({ca} {op} {cb}) if ({a} == {a} and {b} == {b}) "
+                        f"else (_fkey({ca}) {op} _fkey({cb}))")
+            else:
+                test = f"{ca} {op} {cb}"
+            lines.append(f"{pad}{out} = None if {a} is None or {b} is None else ({test})")
+            return out
+        if isinstance(node, exp.Between):
+            parts = [node.this, node.args["low"], node.args["high"]]
+            common = _common(parts, dict(self.types), "BETWEEN")
+            x, lo, hi = (self.as_kind(sub(p), kind_of(p), common) for p in parts)
+            kx, klo, khi = (self.key(v, common) for v in (x, lo, hi))
+            low, high = self.temp(), self.temp()
+            lines.append(f"{pad}{low} = None if {x} is None or {lo} is None else {kx} >= {klo}")
+            lines.append(f"{pad}{high} = None if {x} is None or {hi} is None else "
+                         f"{kx} <= {khi}")
+            lines.append(f"{pad}{out} = False if {low} is False or {high} is False else "
+                         f"(None if {low} is None or {high} is None else True)")
+            return out
+        if isinstance(node, exp.In):
+            parts = [node.this, *node.expressions]
+            common = _common(parts, dict(self.types), "IN")
+            values = [self.as_kind(sub(p), kind_of(p), common) for p in parts]
+            key = "_fkey" if common == "float64" else "_id"
+            lines.append(f"{pad}{out} = _in({values[0]}, [{', '.join(values[1:])}], {key})")
+            return out
+        if isinstance(node, exp.And | exp.Or):
+            a, b = sub(node.this), sub(node.expression)
+            strong, weak = ("False", "True") if isinstance(node, exp.And) else ("True", "False")
+            lines.append(f"{pad}{out} = {strong} if {a} is {strong} or {b} is {strong} else "
+                         f"(None if {a} is None or {b} is None else {weak})")
+            return out
+        if isinstance(node, exp.Not):
+            a = sub(node.this)
+            lines.append(f"{pad}{out} = None if {a} is None else not {a}")
+            return out
+        if isinstance(node, exp.Is):
+            a = sub(node.this)
+            lines.append(f"{pad}{out} = {a} is None")
+            return out
+        if isinstance(node, exp.Case | exp.If):
+            self._branches(node, kind, out, lines, depth)
+            return out
+        if isinstance(node, exp.Coalesce):
+            parts = [node.this, *node.expressions]
+            at, into = depth, lines
+            for i, part in enumerate(parts):
+                value = self.as_kind(self.emit(part, into, at), kind_of(part), kind)
+                into.append(f"{'    ' * at}{out} = {value}")
+                if i < len(parts) - 1:
+                    into.append(f"{'    ' * at}if {out} is None:")
+                    at += 1
+            return out
+        if isinstance(node, exp.Nullif):
+            common = _common([node.this, node.expression], dict(self.types), "NULLIF")
+            a, b = sub(node.this), sub(node.expression)
+            ka = self.key(self.as_kind(a, kind_of(node.this), common), common)
+            kb = self.key(self.as_kind(b, kind_of(node.expression), common), common)
+            lines.append(f"{pad}{out} = None if {a} is not None and {b} is not None and "
+                         f"{ka} == {kb} else {a}")
+            return out
+        if isinstance(node, exp.Least | exp.Greatest):
+            parts = [node.this, *node.expressions]
+            values = [self.as_kind(sub(p), kind_of(p), kind) for p in parts]
+            pick = "min" if isinstance(node, exp.Least) else "max"
+            key = "_fkey" if kind == "float64" else "_id"
+            lines.append(f"{pad}{out} = _extreme([{', '.join(values)}], {pick}, {key})")
+            return out
+        if isinstance(node, exp.Cast | exp.TryCast):
+            a = sub(node.this)
+            cast = self.constant(_cast_fn(kind_of(node.this), kind,
+                                          isinstance(node, exp.TryCast)))
+            lines.append(f"{pad}{out} = None if {a} is None else {cast}({a})")
+            return out
+        if isinstance(node, exp.Abs):
+            a = sub(node.this)
+            lines.append(f"{pad}{out} = None if {a} is None else abs({a})")
+            if is_int(kind):
+                lines += self.check(out, kind, "abs", pad)
+            return out
+        if isinstance(node, exp.Round):
+            a = sub(node.this)
+            if is_int(kind):
+                return a
+            digits = _int_const(node.args["decimals"]) if node.args.get("decimals") else 0
+            lines.append(f"{pad}{out} = None if {a} is None else _round({a}, {digits})")
+            return out
+        unary: dict[type, str] = {
+            exp.Sign: "_sign({})", exp.Floor: "_floor({})", exp.Ceil: "_ceil({})",
+            exp.Sqrt: "_sqrt({})", exp.Ln: "_ln({})", exp.Log: "_log10({})",
+            exp.Length: "len({})", exp.Trim: "{}.strip(' ')"}
+        if type(node) in unary:
+            a = self.as_kind(sub(node.this), kind_of(node.this),
+                             "float64" if kind == "float64" else kind_of(node.this))
+            call = unary[type(node)].format(a)
+            lines.append(f"{pad}{out} = None if {a} is None else {call}")
+            return out
+        if isinstance(node, exp.Concat):
+            parts = [sub(e) for e in node.expressions]
+            lines.append(f"{pad}{out} = ''.join([v for v in ({', '.join(parts)},) "
+                         "if v is not None])")
+            return out
+        if isinstance(node, exp.DPipe | exp.StartsWith | exp.Contains):
+            a, b = sub(node.this), sub(node.expression)
+            test = (f"{a} + {b}" if isinstance(node, exp.DPipe) else
+                    f"{a}.startswith({b})" if isinstance(node, exp.StartsWith) else f"{b} in {a}")
+            lines.append(f"{pad}{out} = None if {a} is None or {b} is None else {test}")
+            return out
+        raise UnsupportedError(f"{_describe(node)} is not in the on-demand subset")
+
+    def _branches(self, node: exp.Case | exp.If, kind: str, out: str, lines: list[str],
+                  depth: int) -> None:
+        """CASE (searched or simple) and IF: each branch's value is computed only when it is
+        taken, as DuckDB does (so an error in a branch not taken never raises)."""
+        if isinstance(node, exp.If):
+            branches = [(node.this, node.args["true"])]
+            default = node.args.get("false")
+            subject = None
+        else:
+            branches = [(b.this, b.args["true"]) for b in node.args["ifs"]]
+            default = node.args.get("default")
+            subject = node.this
+        at = depth
+        x = self.emit(subject, lines, at) if subject is not None else None
+        for condition, value in branches:
+            pad = "    " * at
+            test_var = self.emit(condition, lines, at)
+            if x is None or subject is None:
+                test = f"{test_var}"
+            else:
+                common = _common([subject, condition], dict(self.types), "CASE")
+                cx = self.key(self.as_kind(x, self.types[id(subject)], common), common)
+                cw = self.key(self.as_kind(test_var, self.types[id(condition)], common), common)
+                test = f"{x} is not None and {test_var} is not None and {cx} == {cw}"
+            lines.append(f"{pad}if {test}:")
+            taken = self.emit(value, lines, at + 1)
+            lines.append(f"{pad}    {out} = {self.as_kind(taken, self.types[id(value)], kind)}")
+            lines.append(f"{pad}else:")
+            at += 1
+        pad = "    " * at
+        if default is None:
+            lines.append(f"{pad}{out} = None")
+        else:
+            value = self.emit(default, lines, at)
+            lines.append(f"{pad}{out} = {self.as_kind(value, self.types[id(default)], kind)}")
 
 
 def request_value(kind: str, value: Any, from_text: bool = False) -> Any:
@@ -873,6 +913,9 @@ class BoundFeature:
     tree: exp.Expr
     kind: str
     evaluate: Fn
+    #: the names the expression uses, and it compiled for columns of them (``compile_batch``)
+    uses: tuple[str, ...] = ()
+    batch: Batch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -948,6 +991,8 @@ def bind(view: OnDemandView, views: Mapping[str, FeatureView]) -> BoundView:
                     line=od_feature.line, hint=_did_you_mean(unknown[0], list(kinds))
                     + f"the names it may use: {', '.join(kinds) or 'none'}.")
             types = infer(tree, kinds)
+            uses = tuple(columns(tree))
+            batch = compile_batch(tree, types, uses)
             evaluate = compile_expr(tree, types)
         except UnsupportedError as err:
             raise DefinitionError(path, f"{what}: {err}", line=od_feature.line,
@@ -957,5 +1002,5 @@ def bind(view: OnDemandView, views: Mapping[str, FeatureView]) -> BoundView:
             raise DefinitionError(path, f"{what} is declared {od_feature.dtype.name} but its "
                                   f"expression is {kind}", line=od_feature.line,
                                   hint=f"declare type: {kind}, or CAST the expression.")
-        bound.append(BoundFeature(od_feature, tree, kind, evaluate))
+        bound.append(BoundFeature(od_feature, tree, kind, evaluate, uses, batch))
     return BoundView(view, inputs, kinds, tuple(bound))

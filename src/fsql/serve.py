@@ -583,14 +583,11 @@ def _evaluate(plan: _Plan, request: dict[str, list[Any]], result: OnlineResult) 
     rows = len(next(iter(request.values()))) if request else (
         len(next(iter(result.entities.values()))) if result.entities else 0)
     for od in plan.on_demand:
-        inputs = [(name, values[column]) for name, column in od.inputs]
-        fields = [(name, request[name]) for name in (f.name for f in od.bound.view.request)]
-        envs = [{**{n: c[i] for n, c in inputs}, **{n: c[i] for n, c in fields}}
-                for i in range(rows)]
+        named = {name: values[column] for name, column in od.inputs}
+        named.update(request)
         for out, bound in od.features:
-            evaluate = bound.evaluate
             try:
-                column = [evaluate(env) for env in envs]
+                column = bound.batch([named[n] for n in bound.uses], rows)
             except EvaluationError as err:
                 raise OnDemandError(f"on-demand feature {od.bound.view.name}."
                                     f"{bound.feature.name}: {err}") from None
