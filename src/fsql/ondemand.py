@@ -53,7 +53,8 @@ def kind_of(dtype: exp.DataType) -> str | None:
     return _KIND_OF_TYPE.get(dtype.this)
 _CAST_TARGETS = {_T.TINYINT: "int8", _T.SMALLINT: "int16", _T.INT: "int32", _T.BIGINT: "int64",
                  _T.DOUBLE: "float64", _T.VARCHAR: "string", _T.TEXT: "string",
-                 _T.BOOLEAN: "bool", _T.DATE: "date", _T.TIMESTAMP: "timestamp"}
+                 _T.BOOLEAN: "bool", _T.DATE: "date", _T.TIMESTAMP: "timestamp",
+                 _T.TIMESTAMPNTZ: "timestamp"}
 
 ALLOWED = ("literals (integer, decimal as DOUBLE, string, TRUE/FALSE, NULL), column names, "
            "+ - * / // %, unary -, = <> < <= > >=, AND OR NOT, IS [NOT] NULL, BETWEEN, IN (...), "
@@ -215,7 +216,76 @@ def infer(tree: exp.Expr, inputs: Mapping[str, str]) -> dict[int, str]:
     ``inputs``: name -> kind. Raises ``UnsupportedError`` for mixed or unsupported types."""
     types: dict[int, str] = {}
     _infer(tree, inputs, types)
+    _check_rewrites(tree, types)
     return types
+
+
+_STRICT = (*_ARITH, *_COMPARE, exp.Neg, exp.Between, exp.In, exp.Nullif, exp.DPipe,
+           exp.StartsWith, exp.Contains, exp.Abs, exp.Sign, exp.Round, exp.Floor, exp.Ceil,
+           exp.Sqrt, exp.Ln, exp.Log, exp.Length, exp.Trim, exp.Cast, exp.TryCast)
+_MOVABLE = (exp.Add, exp.Sub, exp.Mul, exp.Neg)
+
+
+def _constant(node: exp.Expr) -> bool:
+    return node.find(exp.Column) is None
+
+
+def _unparen(node: exp.Expr) -> exp.Expr:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _check_rewrites(tree: exp.Expr, types: dict[int, str]) -> None:
+    """Refuse the shapes DuckDB's optimizer rewrites in ways that skip an error the evaluator
+    would raise (so the two paths could differ on an overflow or a division by zero): a
+    strict operation with an operand that is always NULL (folded to NULL), a constant operand
+    of AND/OR (``FALSE AND x`` becomes FALSE), a constant compared with arithmetic on a
+    constant (``x + 1 = 3`` becomes ``x = 2``), and IS [NOT] NULL of anything but a name
+    (``(x + 1) IS NULL`` becomes ``x IS NULL``)."""
+    for node in tree.walk():
+        if isinstance(node, exp.Is) and not isinstance(_unparen(node.this), exp.Column):
+            raise UnsupportedError("IS [NOT] NULL applies to a request field or input name "
+                                   f"only, not to {node.this.sql('duckdb')}")
+        if isinstance(node, exp.And | exp.Or):
+            for side in (node.this, node.expression):
+                if _constant(side):
+                    raise UnsupportedError(f"{side.sql('duckdb')} is a constant operand of "
+                                           f"{node.key.upper()}; DuckDB simplifies it away: "
+                                           "remove it")
+        if isinstance(node, _COMPARE):
+            for const, other in ((node.this, node.expression), (node.expression, node.this)):
+                other = _unparen(other)
+                if _constant(const) and isinstance(other, _MOVABLE) and (
+                        isinstance(other, exp.Neg)
+                        or any(_constant(c) for c in other.iter_expressions())):
+                    raise UnsupportedError(
+                        f"{node.sql('duckdb')} compares a constant with arithmetic on a "
+                        "constant, which DuckDB rewrites (moving the constant across, so an "
+                        "overflow of the arithmetic goes unseen); write the comparison "
+                        "with the name alone on one side")
+        if isinstance(node, _STRICT) and not (isinstance(node, exp.Cast | exp.TryCast)
+                                              and isinstance(node.this, exp.Null)):
+            for operand in node.iter_expressions():
+                if (not isinstance(operand, exp.DataType | exp.Identifier)
+                        and _always_null(operand, types)):
+                    raise UnsupportedError(
+                        f"{operand.sql('duckdb')} is always NULL, so DuckDB folds "
+                        f"{node.sql('duckdb')} to NULL; write NULL (or drop it) instead")
+    if _always_null(tree, types):
+        raise UnsupportedError("the expression is always NULL")
+
+
+def _always_null(node: exp.Expr, types: dict[int, str]) -> bool:
+    """A constant whose value is NULL (a NULL literal, a cast of one, a CASE of only NULLs...)."""
+    if types.get(id(node)) == "null" or isinstance(node, exp.Null):
+        return True
+    if not _constant(node):
+        return False
+    try:
+        return compile_expr(node, types)({}) is None
+    except (EvaluationError, ArithmeticError, ValueError):
+        return False  # DuckDB does not fold what fails: it fails at run time, as fsql does
 
 
 def _infer(node: exp.Expr, inputs: Mapping[str, str], types: dict[int, str]) -> str:
