@@ -569,7 +569,7 @@ def _request_columns(plan: _Plan, request_data: Mapping[str, Sequence[Any]] | No
         rows = len(values)
         try:
             out[name] = [request_value(field_.dtype.name, v, from_text) for v in values]
-        except ValueError as err:
+        except (ValueError, OverflowError) as err:
             raise RequestError(f"request field '{name}' ({field_.dtype.name}): {err}") from None
     return out
 

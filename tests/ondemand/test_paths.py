@@ -97,6 +97,12 @@ def test_request_data_errors(synced: fsql.Project) -> None:
     with pytest.raises(RequestError, match="'amount' .*float64.*not a number"):
         synced.online_features(["txn_risk"], entities, request_data={
             "amount": ["1", 2.0], "merchant_country": ["FR", "FR"]})
+    with pytest.raises(RequestError, match="'amount' .*float64"):  # too large for a float
+        synced.online_features(["txn_risk"], entities, request_data={
+            "amount": [10**400, 2.0], "merchant_country": ["FR", "FR"]})
+    with pytest.raises(RequestError, match="'merchant_country' .*not a string"):
+        synced.online_features(["txn_risk"], entities, request_data={
+            "amount": [1, 2], "merchant_country": [{"a": 1}, "FR"]})
     with pytest.raises(RequestError, match="unexpected request field"):
         synced.online_features(["txn_risk"], entities, request_data={
             "amount": [1, 2], "merchant_country": ["FR", "FR"], "amont": [1, 2]})
