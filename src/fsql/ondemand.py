@@ -298,6 +298,13 @@ def _infer(node: exp.Expr, inputs: Mapping[str, str], types: dict[int, str]) -> 
     return kind
 
 
+def _when(node: exp.Expr) -> bool:
+    """A WHEN branch of a CASE (sqlglot's ``If`` under ``Case.ifs``), not an IF() call (which
+    may also sit in a CASE: as its subject, a condition, a value or its ELSE)."""
+    return (isinstance(node, exp.If) and isinstance(node.parent, exp.Case)
+            and node.arg_key == "ifs")
+
+
 def _need(node: exp.Expr, kinds: list[str], ok: Callable[[str], bool], what: str) -> None:
     for k in kinds:
         if k != "null" and not ok(k):
@@ -364,7 +371,7 @@ def _kind(node: exp.Expr, inputs: Mapping[str, str], types: dict[int, str]) -> s
         if node.args.get("default") is not None:
             values.append(node.args["default"])
         return _common(values, types, "CASE")
-    if isinstance(node, exp.If) and isinstance(node.parent, exp.Case):
+    if _when(node):
         return t(node.args["true"])  # a WHEN branch: the CASE checks it
     if isinstance(node, exp.If):
         _need(node, [t(node.this)], lambda k: k == "bool", "a boolean condition")
@@ -443,7 +450,7 @@ def typed_nodes(tree: exp.Expr) -> list[exp.Expr]:
     return [n for n in tree.walk() if not isinstance(
         n, exp.Literal | exp.Null | exp.Identifier | exp.DataType | exp.Boolean)
         and _int_const(n) is None
-        and not (isinstance(n, exp.If) and isinstance(n.parent, exp.Case))]
+        and not _when(n)]
 
 
 def typing_query(tree: exp.Expr, inputs: Mapping[str, str]) -> tuple[exp.Select,
