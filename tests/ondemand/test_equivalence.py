@@ -303,3 +303,20 @@ def test_refused_shapes_do_hide_errors_in_duckdb(sql: str) -> None:
     with pytest.raises(duckdb.Error):
         _duckdb("i1 // i2 + i1 + 1", row)
     assert _duckdb(sql, row) is not None or "NULL" in sql
+
+
+def test_the_duckdb_type_check_finds_a_node_typed_otherwise() -> None:
+    """The compiler's backstop (``first_mismatch`` over ``typing_query``): every node fsql
+    types as DuckDB does passes; a node typed otherwise is the one reported. (No expression of
+    the subset is known to reach it: the static rules agree with DuckDB on every template and
+    every random expression; the check stays so that a rule gone wrong is a compile error,
+    never a value computed differently.)"""
+    tree = parse("coalesce(t + 1, n) * 2")
+    types = infer(tree, INPUTS)
+    query, nodes = typing_query(tree, INPUTS)
+    described = _CON.execute("DESCRIBE " + query.sql("duckdb")).fetchall()
+    actual = [exp.DataType.build(row[1], dialect="duckdb") for row in described]
+    assert first_mismatch(nodes, types, actual) is None
+    inner = next(n for n in nodes if n.sql("duckdb") == "t + 1")
+    wrong = {**types, id(inner): "int64"}
+    assert first_mismatch(nodes, wrong, actual) == (inner, "int64")

@@ -57,15 +57,6 @@ def test_expression_errors_name_file_and_line(make_project: MakeProject, old: st
     assert hint in (err.hint or ""), err.hint
 
 
-def test_type_duckdb_gives_otherwise_is_refused(make_project: MakeProject) -> None:
-    # ROUND(NULL) is BIGINT in DuckDB, untyped for fsql: refused, with the CAST that fixes it
-    text = _replace('"coalesce(txns_24h, 0) // 2 - 1"', '"coalesce(abs(NULL), txns_24h)"')
-    err = _error(make_project, text)
-    assert isinstance(err, DefinitionError), err
-    assert err.location == f"features/txn_risk.yml:{_line_of(text, 'abs(NULL)')}"
-    assert "DuckDB types ABS(NULL) as BIGINT" in err.message and "CAST" in (err.hint or "")
-
-
 @pytest.mark.parametrize(("old", "new", "message", "hint"), [
     ("card_activity.txns_24h,", "card_activity.txns_42h,",
      "view 'card_activity' has no feature 'txns_42h'", "did you mean 'txns_24h'?"),
