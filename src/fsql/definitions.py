@@ -667,3 +667,104 @@ class TrainingSet:
                  f.names("label"), f.line_of("label"), _allowed_lineage(f, what))
         f.done()
         return ts
+
+
+@dataclass(frozen=True, slots=True)
+class RequestField:
+    """A value the request carries (online) or the spine column of the same name (offline)."""
+
+    name: str
+    dtype: FeatureType
+    line: int
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str, line: int = 0) -> RequestField:
+        f = _Fields(raw, path, "request field", line)
+        name = f.name()
+        try:
+            dtype = FeatureType.parse(f.require("type", str))
+        except ValueError as err:
+            raise f.error("type", f"request field '{name}': {err}") from None
+        field_ = cls(name, dtype, f.line)
+        f.done()
+        return field_
+
+
+@dataclass(frozen=True, slots=True)
+class OnDemandFeature:
+    """One feature of an on-demand view: a SQL expression over request fields and inputs."""
+
+    name: str
+    dtype: FeatureType
+    sql: str
+    description: str
+    line: int
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str, line: int = 0) -> OnDemandFeature:
+        f = _Fields(raw, path, "on-demand feature", line)
+        name = f.name()
+        try:
+            dtype = FeatureType.parse(f.require("type", str))
+        except ValueError as err:
+            raise f.error("type", f"feature '{name}': {err}") from None
+        feature = cls(name, dtype, f.require("sql", str), f.get("description", str, ""),
+                      f.line)
+        f.done()
+        return feature
+
+
+@dataclass(frozen=True, slots=True)
+class OnDemandView:
+    """Features computed at request time by one SQL expression each, from request fields and
+    features of feature views (``inputs``); the same expression runs offline inside the
+    point-in-time query and online in Python (``fsql.ondemand``)."""
+
+    name: str
+    request: tuple[RequestField, ...]
+    inputs: tuple[FeatureRef, ...]
+    features: tuple[OnDemandFeature, ...]
+    description: str
+    owner: str
+    tags: tuple[str, ...]
+    path: str
+    line: int
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str, stem: str) -> OnDemandView:
+        f = _Fields(raw, path, "on_demand_view")
+        name = f.name(default=stem)
+        what = f"on-demand view '{name}'"
+        request = read_list(f.get("request", list, []), "request", path, RequestField.from_raw,
+                            f.line_of("request"))
+        inputs: list[FeatureRef] = []
+        for item in f.get("inputs", list, []):
+            ref = None
+            if isinstance(item, str):
+                try:
+                    ref = FeatureRef.parse(item, f.line_of("inputs"))
+                except ValueError:
+                    pass
+            if ref is None or ref.feature is None:
+                raise f.error("inputs", f"{what}: inputs are 'view.feature' strings, found "
+                              f"{item!r}", hint="inputs: [card_activity.avg_7d]")
+            inputs.append(ref)
+        features = read_list(f.require("features", list), "features", path,
+                             OnDemandFeature.from_raw, f.line_of("features"))
+        if not features:
+            raise f.error("features", f"{what}: declare at least one feature")
+        seen: dict[str, int] = {}
+        items: list[RequestField | OnDemandFeature] = [*request, *features]
+        for item in items:
+            if item.name in seen:
+                raise DefinitionError(path, f"{what}: '{item.name}' is declared twice (first "
+                                      f"on line {seen[item.name]})", line=item.line)
+            seen[item.name] = item.line
+        view = cls(name, tuple(request), tuple(inputs), tuple(features),
+                   f.get("description", str, ""), f.get("owner", str, ""), f.names("tags"),
+                   path, f.line)
+        f.done()
+        return view
+
+    def feature(self, name: str) -> OnDemandFeature | None:
+        return next((x for x in self.features if x.name == name), None)

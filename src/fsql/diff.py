@@ -8,6 +8,8 @@ A change is **breaking** when something trained or served would silently change 
 
 * a feature that a training set uses (or an online view serves) is removed or retyped;
 * a view's entity keys change;
+* an on-demand feature's expression, type, request fields or inputs change (always: it is
+  computed from the definitions at request time, so every caller sees the change at once);
 * a feature's computation changes: its column lineage (sqlglot, through every upstream model,
   macro and var, with the column types of every source, model and view) differs between the
   two manifests — e.g. an upstream model now computes ``amount`` another way. Features whose
@@ -55,6 +57,17 @@ def _users(manifest: dict[str, Any]) -> dict[str, set[str]]:
             view, _, feature = ref.partition(".")
             for f in ([feature] if feature else list(views.get(view, {}).get("features", {}))):
                 users.setdefault(f"{view}.{f}", set()).add(f"training_set:{name}")
+    on_demand = manifest.get("on_demand_views", {})
+    for name, ts in manifest.get("training_sets", {}).items():
+        for ref in ts.get("features", []):
+            view, _, feature = ref.partition(".")
+            if view in on_demand and view not in views:
+                # a training set listing an on-demand feature uses it and its inputs
+                entry = on_demand[view]
+                for f in ([feature] if feature else list(entry.get("features", {}))):
+                    users.setdefault(f"{view}.{f}", set()).add(f"training_set:{name}")
+                for input_ref in entry.get("inputs", []):
+                    users.setdefault(input_ref, set()).add(f"training_set:{name}")
     for view, entry in views.items():
         if entry.get("online"):
             for f in entry.get("features", {}):
@@ -132,6 +145,8 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
                                   bool(affected), tuple(affected)))
             continue
         changes += _view_changes(old, new, view, before, after, users)
+    changes += _on_demand_changes(old.get("on_demand_views", {}),
+                                  new.get("on_demand_views", {}), users)
     for name in sorted(set(old.get("training_sets", {})) | set(new.get("training_sets", {}))):
         before = old.get("training_sets", {}).get(name)
         after = new.get("training_sets", {}).get(name)
@@ -183,6 +198,46 @@ def _view_changes(old: dict[str, Any], new: dict[str, Any], view: str, before: d
                 changes.append(Change("changed", ref, "sql", "its computation changed (column "
                                       "lineage through upstream models)", bool(affected),
                                       affected))
+    return changes
+
+
+def _on_demand_changes(old: dict[str, Any], new: dict[str, Any],
+                       users: dict[str, set[str]]) -> list[Change]:
+    """Changes of on-demand views. They are computed at request time from the definitions
+    (nothing is synced), so a changed expression, type, request field or input changes what
+    every caller is served at once: always breaking, listing the training sets trained on it."""
+    changes: list[Change] = []
+    for view in sorted(set(old) | set(new)):
+        before, after = old.get(view), new.get(view)
+        obj = f"on_demand_view:{view}"
+        if before is None:
+            changes.append(Change("added", obj, "on-demand view", "new on-demand view"))
+            continue
+        features = before.get("features", {})
+        every = tuple(sorted(set().union(*(users.get(f"{view}.{f}", set())
+                                           for f in features))))
+        if after is None:
+            changes.append(Change("removed", obj, "on-demand view", "on-demand view removed",
+                                  True, every))
+            continue
+        for key in ("request", "inputs"):
+            if before.get(key) != after.get(key):
+                changes.append(Change("changed", obj, key, f"{before.get(key)} -> "
+                                      f"{after.get(key)}", True, every))
+        old_sql, new_sql = before.get("expressions", {}), after.get("expressions", {})
+        for feature in sorted(set(features) | set(after.get("features", {}))):
+            ref = f"{obj}.{feature}"
+            affected = tuple(sorted(users.get(f"{view}.{feature}", set())))
+            if feature not in features:
+                changes.append(Change("added", ref, "feature", after["features"][feature]))
+            elif feature not in after.get("features", {}):
+                changes.append(Change("removed", ref, "feature", "removed", True, affected))
+            elif features[feature] != after["features"][feature]:
+                changes.append(Change("changed", ref, "type", f"{features[feature]} -> "
+                                      f"{after['features'][feature]}", True, affected))
+            elif old_sql.get(feature) != new_sql.get(feature):
+                changes.append(Change("changed", ref, "sql", f"expression {old_sql.get(feature)}"
+                                      f" -> {new_sql.get(feature)}", True, affected))
     return changes
 
 

@@ -5,6 +5,7 @@
     ├── ProjectErrors             exit 2   many DefinitionErrors, reported together
     ├── ConfigError               exit 2   profiles.yml / fsql_project.yml / CLI arguments
     ├── RequestError              exit 2   a bad Python/CLI/HTTP request (unknown feature, bad key)
+    │   └── OnDemandError         exit 2   an on-demand expression failed on the request's values
     ├── EngineError               exit 3   the offline engine failed while running valid SQL
     ├── OnlineStoreError          exit 4   the online store is unreachable or failed
     │   └── StaleDefinitionError  exit 4   online data written by another definition of a view
@@ -95,6 +96,11 @@ class RequestError(FsqlError):
     """A request through the API or CLI names something that does not exist or is malformed."""
 
     exit_code = 2
+
+
+class OnDemandError(RequestError):
+    """An on-demand feature's expression failed on the values of a request (an integer
+    overflow, an integer division by zero), as DuckDB fails offline. HTTP 422."""
 
 
 class EngineError(FsqlError):

@@ -46,7 +46,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from fsql.errors import FsqlError, OnlineStoreError, RequestError
+from fsql.errors import FsqlError, OnDemandError, OnlineStoreError, RequestError
 from fsql.loader import ProjectSpec
 from fsql.secrets import redact
 from fsql.serve import DEFINITION_CHANGED, OnlineService
@@ -125,14 +125,14 @@ class _Refused(RequestError):
         self.status = status
 
 
-def _parse(body: bytes) -> tuple[Any, dict[str, Any]]:
+def _parse(body: bytes) -> tuple[Any, dict[str, Any], Any]:
     try:
         payload = orjson.loads(body)  # strict: no NaN, no lone surrogates, depth <= 1024
     except orjson.JSONDecodeError as err:
         raise RequestError(f"the body must be JSON (UTF-8): {err}") from None
     if not isinstance(payload, dict):
         raise RequestError("the body must be a JSON object")
-    unknown = set(payload) - {"features", "feature_service", "entities"}
+    unknown = set(payload) - {"features", "feature_service", "entities", "request_data"}
     if unknown:
         raise RequestError(f"unknown field(s): {', '.join(sorted(unknown))}")
     features, service = payload.get("features"), payload.get("feature_service")
@@ -147,7 +147,10 @@ def _parse(body: bytes) -> tuple[Any, dict[str, Any]]:
     entities = payload.get("entities")
     if not isinstance(entities, dict):
         raise RequestError("'entities' must be an object: {\"join_key\": [values...]}")
-    return service if service is not None else features, entities
+    request_data = payload.get("request_data")
+    if request_data is not None and not isinstance(request_data, dict):
+        raise RequestError("'request_data' must be an object: {\"field\": [values...]}")
+    return service if service is not None else features, entities, request_data
 
 
 async def _body(request: Request, limits: Limits) -> bytes:
@@ -211,8 +214,8 @@ def create_app(service: OnlineService, limits: Limits | None = None,
         headers: dict[str, str] = {}
         corrupt = 0
         try:
-            features, entities = _parse(await _body(request, limits))
-            result = service.get(features, entities)
+            features, entities, request_data = _parse(await _body(request, limits))
+            result = service.get(features, entities, request_data=request_data)
             if strict and result.definition_changed:
                 status, outcome = 409, "client_error"
                 payload = {"error": f"training set {features!r} was built with other "
@@ -230,6 +233,8 @@ def create_app(service: OnlineService, limits: Limits | None = None,
             status, payload, outcome = 400, {"error": "the client went away"}, "client_error"
         except OnlineStoreError as err:
             status, payload, outcome = 503, {"error": redact(str(err))}, "server_error"
+        except OnDemandError as err:
+            status, payload, outcome = 422, {"error": redact(str(err))}, "client_error"
         except FsqlError as err:
             status, payload, outcome = 400, {"error": redact(str(err))}, "client_error"
         except Exception:  # noqa: BLE001 - a bug in fsql: log it, answer 500, keep serving

@@ -75,9 +75,14 @@ def _check(manifest: dict[str, Any], ts: TrainingSet) -> list[DefinitionError]:
                     f"spine columns: {', '.join(spine['columns'])}")
               for c in ts.label if c not in spine["columns"]]
     views = {ref.view: ref for ref in ts.features}
+    on_demand = manifest.get("on_demand_views", {})
+
+    def features_of(view: str) -> Iterable[str]:
+        entry = nodes.get(f"view:{view}") or on_demand.get(view, {})
+        return entry.get("features", {})  # type: ignore[no-any-return]
+
     requested = {(ref.view, f) for ref in ts.features
-                 for f in ([ref.feature] if ref.feature else
-                           nodes[f"view:{ref.view}"].get("features", {}))}
+                 for f in ([ref.feature] if ref.feature else features_of(ref.view))}
     allowed = set()
     for ref in ts.allow_label_lineage:
         if (ref.view, ref.feature) not in requested:
@@ -104,17 +109,54 @@ def _check(manifest: dict[str, Any], ts: TrainingSet) -> list[DefinitionError]:
 
     for view, feature in sorted(requested - allowed):
         line = views[view].line
-        root = column_lineage(manifest, f"view:{view}", feature)
-        if root is None:
-            errors.append(error(f"the lineage of feature {view}.{feature} cannot be resolved, "
-                                "so it may read what the label is computed from", line))
-            continue
-        for (relation, column), path in sorted(leaf_paths(root).items()):
-            if (relation, column) in label_leaves:
-                label, _ = label_leaves[(relation, column)]
-                source = f"{names.get(relation, relation)}.{column}"
-                chain = " <- ".join([f"{view}.{feature}", *path[1:-1], source])
+        traced: list[tuple[str, str, list[str]]] = [(f"view:{view}", feature, [])]
+        if view in on_demand and f"view:{view}" not in nodes:
+            # an on-demand feature reads its inputs and, offline, the spine columns of its
+            # request fields: its lineage is theirs
+            entry = on_demand[view]
+            traced = []
+            for name in entry["uses"][feature]:
+                if name in entry["request"]:
+                    if name in ts.label:
+                        errors.append(error(f"on-demand feature {view}.{feature} reads request "
+                                            f"field '{name}', which is the label", line))
+                    traced.append((spine_key, name, [f"request field {name}"]))
+                else:
+                    input_view, input_feature = entry["input_of"][name].split(".")
+                    traced.append((f"view:{input_view}", input_feature,
+                                   [f"{input_view}.{input_feature}"]))
+        for node_id, column_name, via in traced:
+            problem = _leak(manifest, node_id, column_name, label_leaves, names)
+            if isinstance(problem, str):
+                errors.append(error(f"the lineage of feature {view}.{feature} cannot be "
+                                    "resolved, so it may read what the label is computed from",
+                                    line))
+            elif problem is not None:
+                source, label, path = problem
+                chain = " <- ".join([f"{view}.{feature}", *via, *path, source])
                 errors.append(error(f"feature {view}.{feature} reads {source}, which label "
                                     f"{label} is computed from ({chain})", line))
-                break
+            else:
+                continue
+            break
     return errors
+
+
+def _leak(manifest: dict[str, Any], node_id: str, column: str,
+          label_leaves: dict[Leaf, tuple[str, list[str]]], names: dict[str, str]
+          ) -> tuple[str, str, list[str]] | str | None:
+    """Whether ``column`` of ``node_id`` reads a leaf a label is computed from: (the leaf,
+    the label, the path between them), ``"unresolved"``, or None."""
+    node = manifest["nodes"][node_id]
+    if node_id.startswith("source:"):
+        leaves: dict[Leaf, list[str]] = {(node["relation"], column): [node["name"]]}
+    else:
+        root = column_lineage(manifest, node_id, column)
+        if root is None:
+            return "unresolved"
+        leaves = leaf_paths(root)
+    for (relation, leaf_column), path in sorted(leaves.items()):
+        if (relation, leaf_column) in label_leaves:
+            label, _ = label_leaves[(relation, leaf_column)]
+            return f"{names.get(relation, relation)}.{leaf_column}", label, path[1:-1]
+    return None

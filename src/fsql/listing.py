@@ -9,7 +9,8 @@ from fsql.definitions import FeatureView
 from fsql.errors import RequestError
 from fsql.loader import ProjectSpec
 
-SECTIONS = ("views", "features", "entities", "training_sets", "models", "sources")
+SECTIONS = ("views", "on_demand_views", "features", "entities", "training_sets", "models",
+            "sources")
 
 
 def _ttl(view: FeatureView) -> str:
@@ -21,15 +22,23 @@ def listing(spec: ProjectSpec, kind: str | None = None) -> dict[str, list[dict[s
     if kind is not None and kind not in SECTIONS:
         raise RequestError(f"unknown kind '{kind}'; use one of: {', '.join(SECTIONS)}")
     views = sorted(spec.views.values(), key=lambda v: v.name)
+    on_demand = sorted(spec.on_demand.values(), key=lambda o: o.name)
     sections: dict[str, list[dict[str, Any]]] = {
         "views": [{"name": v.name, "entities": ", ".join(v.entities), "features": len(v.features),
                    "ttl": _ttl(v), "online": v.online,
                    "freshness": str(v.freshness) if v.freshness else "",
                    "owner": v.owner, "description": v.description} for v in views],
+        "on_demand_views": [
+            {"name": o.name, "request": ", ".join(f"{r.name} {r.dtype.name}" for r in o.request),
+             "inputs": ", ".join(map(str, o.inputs)), "features": len(o.features),
+             "owner": o.owner, "description": o.description} for o in on_demand],
         "features": [{"feature": f"{v.name}.{f.name}", "type": f.dtype.name,
                       "entities": ", ".join(v.entities),
                       "ttl": _ttl(v) if f.aggregation is None else f"window {f.aggregation.window}",
-                      "description": f.description} for v in views for f in v.features],
+                      "description": f.description} for v in views for f in v.features]
+        + [{"feature": f"{o.name}.{f.name}", "type": f.dtype.name,
+            "entities": "(on demand)", "ttl": "none",
+            "description": f.description or f.sql} for o in on_demand for f in o.features],
         "entities": [{"name": e.name, "join_keys": ", ".join(e.join_keys),
                       "description": e.description}
                      for e in sorted(spec.entities.values(), key=lambda e: e.name)],
@@ -60,9 +69,19 @@ def describe(project: CompiledProject, name: str) -> dict[str, Any]:
                 "columns": [*ts.plan.output_spine, *ts.plan.feature_columns],
                 "output": str(ts.output), "hash": ts.hash,
                 "compiled_sql": ts.query.sql(dialect, pretty=True)}
+    if name in project.spec.on_demand_bound and f"view:{name}" not in project.nodes:
+        from fsql.compile import on_demand_entry
+
+        entry = on_demand_entry(project.spec.on_demand_bound[name], dialect)
+        expressions = entry.pop("expressions")
+        entry.pop("uses", None)
+        entry.pop("input_of", None)
+        return {**entry, "compiled_sql": "\n".join(f"{expr} AS {feature}"
+                                                   for feature, expr in expressions.items())}
     candidates = [n for n in project.nodes.values() if n.name == name]
     if not candidates:
-        known = sorted({n.name for n in project.nodes.values()} | set(project.training_sets))
+        known = sorted({n.name for n in project.nodes.values()} | set(project.training_sets)
+                       | set(project.spec.on_demand))
         raise RequestError(f"nothing named '{name}' (known: {', '.join(known)})")
     node = candidates[0]
     view = node.definition

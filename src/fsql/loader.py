@@ -12,7 +12,7 @@ Layout (dbt-like):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -23,6 +23,7 @@ from fsql.definitions import (
     FeatureView,
     Model,
     ModelProperties,
+    OnDemandView,
     Source,
     TrainingSet,
     read_list,
@@ -31,7 +32,7 @@ from fsql.definitions import (
 from fsql.errors import DefinitionError, ErrorCollector
 from fsql.yamlio import Mapping, load_file, read_text
 
-FEATURE_KEYS = ("entities", "feature_view", "training_sets")
+FEATURE_KEYS = ("entities", "feature_view", "training_sets", "on_demand_view")
 MODEL_KEYS = ("sources", "models")
 
 
@@ -47,6 +48,12 @@ class ProjectSpec:
     training_sets: MappingProxyType[str, TrainingSet]
     templates: MappingProxyType[str, str]  # sql path (relative) -> template text
     macros: tuple[tuple[str, str], ...]  # (relative path, text)
+    #: on-demand views (``on_demand_view:``), and each one bound: inputs resolved, expressions
+    #: checked and compiled (``fsql.ondemand``)
+    on_demand: MappingProxyType[str, OnDemandView] = field(
+        default_factory=lambda: MappingProxyType({}))
+    on_demand_bound: MappingProxyType[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @property
     def root(self) -> Path:
@@ -111,6 +118,14 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
                                 TrainingSet.from_raw,
                                 raw.line_of("training_sets")):
                 training.add(ts.name, ts, rel, ts.line)
+            if "on_demand_view" in raw:
+                if "feature_view" in raw:
+                    raise DefinitionError(
+                        rel, "a file declares either a feature_view or an on_demand_view",
+                        line=raw.line_of("on_demand_view"),
+                        hint="move the on-demand view to a file of its own.")
+                odv = OnDemandView.from_raw(raw["on_demand_view"], rel, path.stem)
+                relations.add(odv.name, odv, rel, odv.line)
             if "feature_view" in raw:
                 sql = path.with_suffix(".sql")
                 if not sql.is_file():
@@ -179,17 +194,30 @@ def load_project(config: ProjectConfig) -> ProjectSpec:
         except DefinitionError as err:
             errors.add(err)
     errors.raise_if_any()
+    views = {k: v for k, v in relations.items.items() if isinstance(v, FeatureView)}
+    on_demand = {k: v for k, v in relations.items.items() if isinstance(v, OnDemandView)}
+    bound: dict[str, Any] = {}
+    if on_demand:
+        from fsql.ondemand import bind
+
+        for name, odv in on_demand.items():
+            try:
+                bound[name] = bind(odv, views)
+            except DefinitionError as err:
+                errors.add(err)
+        errors.raise_if_any()
     return ProjectSpec(
         config=config,
         entities=MappingProxyType(entities.items),
-        views=MappingProxyType({k: v for k, v in relations.items.items()
-                                if isinstance(v, FeatureView)}),
+        views=MappingProxyType(views),
         models=MappingProxyType({k: v for k, v in relations.items.items()
                                  if isinstance(v, Model)}),
         sources=MappingProxyType(sources.items),
         training_sets=MappingProxyType(training.items),
         templates=MappingProxyType(templates),
         macros=tuple(macros),
+        on_demand=MappingProxyType(on_demand),
+        on_demand_bound=MappingProxyType(bound),
     )
 
 

@@ -53,6 +53,34 @@ class ViewJoin:
     output_names: tuple[str, ...]
     ts_type: exp.DataType
     created_type: exp.DataType | None
+    #: features joined only as inputs of on-demand features (not output), under
+    #: ``input_column`` names
+    inputs: tuple[Feature, ...] = ()
+
+
+def input_column(view: str, feature: str) -> str:
+    """The internal name of a feature joined only as an on-demand input."""
+    return f"__fsql_in__{view}__{feature}"
+
+
+@dataclass(frozen=True, slots=True)
+class OnDemandJoin:
+    """An on-demand view's part of a training set: each expression (bare names) with what
+    each name stands for in the point-in-time query."""
+
+    name: str
+    #: (output column, expression over bare names)
+    features: tuple[tuple[str, exp.Expr], ...]
+    #: request field -> (spine column, its type, the field's type)
+    request: tuple[tuple[str, exp.DataType, exp.DataType], ...]
+    #: input name -> (view, feature)
+    inputs: tuple[tuple[str, str, str], ...]
+    #: the file declaring the on-demand view (for messages)
+    path: str = ""
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.features)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +99,8 @@ class PitPlan:
     audit: bool = False
     #: rule 1's upper bound: event time ``<=`` (inclusive) or ``<`` (exclusive) the spine time
     feature_cutoff: FeatureCutoff = "inclusive"
+    #: on-demand features, computed in the same SELECT from spine columns and joined features
+    on_demand: tuple[OnDemandJoin, ...] = ()
 
     @property
     def exclusive(self) -> bool:
@@ -82,7 +112,8 @@ class PitPlan:
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
-        return tuple(name for j in self.joins for name in j.output_names)
+        return (*(name for j in self.joins for name in j.output_names),
+                *(name for od in self.on_demand for name in od.output_names))
 
 
 def audit_column(view: str) -> str:
@@ -207,10 +238,11 @@ class AsofJoin(PitStrategy):
         # built in place (copy=False): every builder call would otherwise copy the whole query
         select = exp.select(*[_col(c, SPINE) for c in plan.output_spine]).from_(
             exp.alias_(plan.spine, SPINE, table=True), copy=False)
+        values: dict[tuple[str, str], exp.Expr] = {}  # (view, feature) -> its value
         for i, join in enumerate(plan.joins):
             alias = f"v{i}"
             if join.view.aggregations:
-                select = _window_join(plan, join, alias, select)
+                select = _window_join(plan, join, alias, select, values)
                 continue
             common = common_time(plan, join)
             spine_ts = _as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)
@@ -229,7 +261,9 @@ class AsofJoin(PitStrategy):
                         expression=exp.cast(exp.Literal.string("-infinity"), common))
                     select = select.select(exp.alias_(
                         created, audit_created_column(join.view.name), quoted=True), copy=False)
-            for name in join.output_names:
+            hidden = [input_column(join.view.name, f.name) for f in join.inputs]
+            for feature, name in zip((*join.features, *join.inputs),
+                                     (*join.output_names, *hidden), strict=True):
                 value: exp.Expr = _col(name, alias)
                 if join.view.ttl is not None:
                     horizon = exp.Sub(this=spine_ts.copy(), expression=exp.Interval(
@@ -238,7 +272,13 @@ class AsofJoin(PitStrategy):
                     value = exp.Case(ifs=[exp.If(this=exp.GTE(this=event.copy(),
                                                               expression=horizon),
                                                  true=value)])
-                select = select.select(exp.alias_(value, name, quoted=True), copy=False)
+                values.setdefault((join.view.name, feature.name), value)
+                if name not in hidden:
+                    select = select.select(exp.alias_(value.copy(), name, quoted=True),
+                                           copy=False)
+        for od in plan.on_demand:
+            for name, tree in on_demand_columns(od, values):
+                select = select.select(exp.alias_(tree, name, quoted=True), copy=False)
         return select.order_by(*[_col(c, SPINE) for c in plan.order_by], copy=False)
 
     @staticmethod
@@ -257,6 +297,9 @@ class AsofJoin(PitStrategy):
             column = exp.column(feature.name, quoted=True)
             columns.append(column if name == feature.name else exp.alias_(column, name,
                                                                           quoted=True))
+        for feature in join.inputs:
+            columns.append(exp.alias_(exp.column(feature.name, quoted=True),
+                                      input_column(view.name, feature.name), quoted=True))
         inner = (exp.select(*columns)
                  .from_(exp.to_table(join.relation, quoted=True))
                  .where(exp.column(view.timestamp, quoted=True).is_(exp.null()).not_()))
@@ -294,9 +337,12 @@ def window_source(join: ViewJoin, common: exp.DataType) -> WindowSource:
                         created, join.features)
 
 
-def _window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select) -> exp.Select:
+def _window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select,
+                 values: dict[tuple[str, str], exp.Expr]) -> exp.Select:
     """Attach a view of aggregations (rule 9): its values at each distinct (key, spine time),
-    computed once (``windows.window_values``) and joined on both."""
+    computed once (``windows.window_values``) and joined on both. Each feature's value goes
+    into ``values`` too (on-demand inputs, output or not)."""
+    features = (*join.features, *(f for f in join.inputs if f not in join.features))
     common = common_time(plan, join)
     spine_at = micros(_as(exp.column(plan.spine_ts, quoted=True), plan.spine_ts_type, common))
     present = [exp.column(c, quoted=True).is_(exp.null()).not_()
@@ -305,23 +351,29 @@ def _window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select) 
                         exp.alias_(spine_at, AT, quoted=True)).distinct().from_(
         plan.spine.copy().subquery("s") if isinstance(plan.spine, exp.Query)
         else plan.spine.copy()).where(exp.and_(*present))
-    values = window_values(window_source(join, common), points, plan.exclusive,
-                           {f.name: f.dtype.sql for f in join.features}, latest=plan.audit)
+    computed = window_values(window_source(replace(join, features=features), common), points,
+                             plan.exclusive, {f.name: f.dtype.sql for f in features},
+                             latest=plan.audit)
     on = [exp.EQ(this=_col(k, SPINE), expression=_col(k, alias)) for k in join.keys]
     on.append(exp.EQ(this=micros(_as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)),
                      expression=_col(AT, alias)))
-    select = select.join(values.subquery(alias), join_type="left", on=exp.and_(*on), copy=False)
+    select = select.join(computed.subquery(alias), join_type="left", on=exp.and_(*on),
+                         copy=False)
     if plan.audit:
         latest: exp.Expr = exp.func("make_timestamp", _col(LATEST_AT, alias))
         if common.this == T.TIMESTAMPTZ:
             latest = exp.cast(latest, common)
         select = select.select(exp.alias_(latest, audit_column(join.view.name), quoted=True),
                                copy=False)
-    for feature, name in zip(join.features, join.output_names, strict=True):
+    outputs = {f.name: name for f, name in zip(join.features, join.output_names, strict=True)}
+    for feature in features:
         value: exp.Expr = _col(feature.name, alias)
         if feature.aggregation is not None and feature.aggregation.function == "count":
             value = exp.func("coalesce", value, exp.Literal.number(0))  # no point: empty
-        select = select.select(exp.alias_(value, name, quoted=True), copy=False)
+        values.setdefault((join.view.name, feature.name), value)
+        if feature.name in outputs:
+            select = select.select(exp.alias_(value.copy(), outputs[feature.name],
+                                              quoted=True), copy=False)
     return select
 
 
@@ -348,6 +400,29 @@ def window_values_at(join: ViewJoin, as_of: int, relation: str | None = None) ->
     return exp.select(*[exp.column(c, quoted=True) for c in (*join.keys,
                                                              *(f.name for f in join.features))]
                       ).from_(values.subquery("w"))
+
+
+def on_demand_columns(od: OnDemandJoin, values: dict[tuple[str, str], exp.Expr]
+                      ) -> list[tuple[str, exp.Expr]]:
+    """Each on-demand expression with its bare names replaced: a request field by its spine
+    column (cast to the field's type when the spine's differs), an input by its point-in-time
+    value (``values``: (view, feature) -> the expression the query selects for it)."""
+    names: dict[str, exp.Expr] = {}
+    for field_name, spine_type, field_type in od.request:
+        column: exp.Expr = _col(field_name, SPINE)
+        if normalize(spine_type) != normalize(field_type):
+            column = exp.cast(column, field_type)
+        names[field_name] = column
+    for name, view, feature in od.inputs:
+        names[name] = exp.paren(values[(view, feature)].copy())
+    out: list[tuple[str, exp.Expr]] = []
+    for output, tree in od.features:
+        def swap(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.Column) and node.name in names:
+                return names[node.name].copy()
+            return node
+        out.append((output, exp.paren(tree.copy().transform(swap))))
+    return out
 
 
 # -- the online twin: latest row per entity --------------------------------------------------

@@ -20,7 +20,7 @@ from fsql.compile import CompiledProject, Compiler, manifest, plan_training_set,
 from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef
 from fsql.engines import Engine, connect
-from fsql.errors import RequestError
+from fsql.errors import EngineError, RequestError
 from fsql.loader import ProjectSpec, load_project
 from fsql.pit import ROW_ID, AsofJoin
 
@@ -115,7 +115,12 @@ class Project:
             if ts is None:
                 raise RequestError(f"no training set named '{name}' (known: "
                                    f"{', '.join(sorted(project.training_sets)) or 'none'})")
-            return engine.fetch_arrow(ts.query)
+            try:
+                return engine.fetch_arrow(ts.query)
+            except EngineError as err:
+                from fsql.build import on_demand_failure
+
+                raise on_demand_failure(f"training set '{name}'", ts.plan, err) from None
 
     def historical_features(self, spine: Any, features: str | Sequence[str],
                             timestamp: str | None = None,
@@ -151,7 +156,12 @@ class Project:
                                          naming, project.nodes, spine_output=(),
                                          order_by=(ROW_ID,),
                                          feature_cutoff=feature_cutoff or cutoff)
-                result = engine.fetch_arrow(_strategy(engine).query(plan))
+                try:
+                    result = engine.fetch_arrow(_strategy(engine).query(plan))
+                except EngineError as err:
+                    from fsql.build import on_demand_failure
+
+                    raise on_demand_failure("historical_features", plan, err) from None
             finally:
                 engine.unregister(_SPINE_RELATION)
         joined = _to_pandas(result)
@@ -268,16 +278,17 @@ class Project:
                              max_entities=max_entities or DEFAULT_MAX_ENTITIES,
                              max_features=max_features or DEFAULT_MAX_FEATURES)
 
-    def online_features(self, features: str | Sequence[str], entities: dict[str, Sequence[Any]]
-                        ) -> OnlineResult:
+    def online_features(self, features: str | Sequence[str], entities: dict[str, Sequence[Any]],
+                        request_data: dict[str, Sequence[Any]] | None = None) -> OnlineResult:
         """Feature values for entities from the online store (Feast's get_online_features).
 
         ``features``: a training set name (its feature list, as trained) or ``view`` /
-        ``view.feature`` names; ``entities``: join key -> list of values.
+        ``view.feature`` names; ``entities``: join key -> list of values; ``request_data``:
+        request field of on-demand features -> one value per entity row.
         """
         service = self.online_service()
         try:
-            return service.get(features, entities)
+            return service.get(features, entities, request_data=request_data)
         finally:
             service.store.close()
 

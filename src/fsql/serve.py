@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fsql.definitions import Feature, FeatureRef, FeatureView
-from fsql.errors import OnlineStoreError, RequestError
+from fsql.errors import OnDemandError, OnlineStoreError, RequestError
 from fsql.jsonvalues import json_float
 from fsql.loader import ProjectSpec
 from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, stored_types
@@ -166,6 +166,20 @@ class _Plan:
     # distinct key, and the index of each request's
     keyings: tuple[tuple[ViewLayout, tuple[str, ...]], ...] = ()
     keying: tuple[int, ...] = ()
+    #: on-demand features, computed after the read (``fsql.ondemand``)
+    on_demand: tuple[_OnDemandRequest, ...] = ()
+    #: columns read only as on-demand inputs, dropped from the result
+    hidden: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _OnDemandRequest:
+    """One on-demand view's part of a request: its bound view, the requested features with
+    their output names, and the result column each input name reads."""
+
+    bound: Any  # ondemand.BoundView
+    features: tuple[tuple[str, Any], ...]  # (output name, ondemand.BoundFeature)
+    inputs: tuple[tuple[str, str], ...]  # (input name, result column)
 
 
 class OnlineService:
@@ -247,7 +261,17 @@ class OnlineService:
             except ValueError as err:
                 raise RequestError(str(err)) from None
         wanted: dict[str, list[Feature]] = {}
+        demanded: dict[str, list[str]] = {}
         for ref in refs:
+            odv = self.spec.on_demand.get(ref.view)
+            if odv is not None and ref.view not in self.spec.views:
+                asked = [ref.feature] if ref.feature else [f.name for f in odv.features]
+                if odv.feature(asked[0] or "") is None:
+                    raise RequestError(f"on-demand view '{ref.view}' has no feature "
+                                       f"{_shown(ref.feature or '')}")
+                picked = demanded.setdefault(odv.name, [])
+                picked += [n for n in asked if n is not None and n not in picked]
+                continue
             view = self.spec.views.get(ref.view)
             if view is None:
                 raise RequestError(f"unknown feature view {_shown(ref.view)}")
@@ -259,14 +283,30 @@ class OnlineService:
                                    f"{_shown(ref.feature or '')}")
             bucket = wanted.setdefault(view.name, [])
             bucket += [f for f in chosen if f is not None and f not in bucket]
+        hidden: dict[str, list[Feature]] = {}
+        for odv_name in demanded:
+            for ref in self.spec.on_demand[odv_name].inputs:
+                view = self.spec.views[ref.view]
+                if not view.online:
+                    raise RequestError(f"feature view '{ref.view}', an input of on-demand view "
+                                       f"'{odv_name}', is not online (online: true)")
+                feature = view.feature(ref.feature or "")
+                if feature is not None and feature not in wanted.get(ref.view, []):
+                    bucket = hidden.setdefault(ref.view, [])
+                    bucket += [feature] if feature not in bucket else []
+        columns_of: dict[tuple[str, str], str] = {}  # (view, feature) -> result column
         requests: list[_ViewRequest] = []
         key_columns: list[str] = []
         seen: set[str] = set()
-        for name, feats in wanted.items():
+        for name in [*wanted, *(v for v in hidden if v not in wanted)]:
+            shown = wanted.get(name, [])
+            feats = [*shown, *hidden.get(name, [])]
             view = self.spec.views[name]
             keys = tuple(k for e in view.entities for k in self.spec.entities[e].join_keys)
             key_columns += [k for k in keys if k not in key_columns]
-            names = tuple(f.name if naming == "plain" else f"{name}__{f.name}" for f in feats)
+            names = tuple(f.name if naming == "plain" else f"{name}__{f.name}" for f in shown)
+            names += tuple(_input_column(name, f.name) for f in hidden.get(name, []))
+            columns_of.update({(name, f.name): n for f, n in zip(feats, names, strict=True)})
             for out in names:
                 if out in seen:
                     raise RequestError(f"feature name '{out}' is requested from two views; "
@@ -277,7 +317,23 @@ class OnlineService:
                 view, keys, tuple(feats), names,
                 view.ttl.seconds * 1_000_000 if view.ttl else None,
                 tuple(converter(f) for f in feats), tuple(stored_types(f) for f in feats)))
-        return _Plan(requests, key_columns)
+        on_demand = []
+        for odv_name, chosen_names in demanded.items():
+            bound = self.spec.on_demand_bound[odv_name]
+            outputs = []
+            for feature_name in chosen_names:
+                out = feature_name if naming == "plain" else f"{odv_name}__{feature_name}"
+                if out in seen:
+                    raise RequestError(f"feature name '{out}' is requested twice; ask for "
+                                       "view.feature names from one view or use a training "
+                                       "set with naming: prefixed")
+                seen.add(out)
+                outputs.append((out, bound.feature(feature_name)))
+            on_demand.append(_OnDemandRequest(bound, tuple(outputs), tuple(
+                (n, columns_of[(ref.view, ref.feature)]) for n, ref in bound.inputs.items())))
+        return _Plan(requests, key_columns, on_demand=tuple(on_demand),
+                     hidden=tuple(n for v, fs in hidden.items() for n in
+                                  (_input_column(v, f.name) for f in fs)))
 
     def _bind(self, plan: _Plan) -> _Plan:
         """Learn the key kinds of the plan's views (first use only) and what follows from them
@@ -322,13 +378,21 @@ class OnlineService:
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, features: str | Sequence[str], entities: Mapping[str, Sequence[Any]],
-            from_text: bool = False) -> OnlineResult:
+            from_text: bool = False,
+            request_data: Mapping[str, Sequence[Any]] | None = None) -> OnlineResult:
         """Values for ``entities`` given as columns: ``{"customer_id": [1, 2]}``.
 
-        ``from_text`` parses key values given as text (the CLI). One store round trip.
+        ``request_data``: the request fields of the on-demand features asked for, as columns
+        of the same length as the entity columns (``{"amount": [12.5, 3.0]}``).
+        ``from_text`` parses key values and request data given as text (the CLI). One store
+        round trip.
         """
         plan = self._plan(features)
-        columns = _entity_columns(entities, plan.key_columns, self.max_entities)
+        if plan.key_columns:
+            columns = _entity_columns(entities, plan.key_columns, self.max_entities)
+        else:
+            columns = {}
+        request = _request_columns(plan, request_data, columns, from_text)
         plan = self._bind(plan)
         for k, exact in plan.exact:
             if not set(map(type, columns[k])) <= exact:
@@ -352,6 +416,8 @@ class OnlineService:
             decode = _decode_windows if req.view.aggregations else _decode
             decode(req, stored.positions(req.view.name, req.features), stored.width, raws,
                    now, result)
+        if plan.on_demand:
+            _evaluate(plan, request, result)
         return result
 
     def _pin(self, training_set: str) -> dict[str, str] | None:
@@ -466,6 +532,73 @@ class OnlineService:
             return False, {"status": "unavailable", "views": problems}
         return True, ({"status": "degraded", "views": problems} if problems
                       else {"status": "ok"})
+
+
+def _input_column(view: str, feature: str) -> str:
+    return f"__fsql_in__{view}__{feature}"
+
+
+def _request_columns(plan: _Plan, request_data: Mapping[str, Sequence[Any]] | None,
+                     entities: dict[str, list[Any]], from_text: bool
+                     ) -> dict[str, list[Any]]:
+    """The request fields the plan's on-demand features need, checked (or, ``from_text``,
+    parsed) against the fields' types: one value per entity row."""
+    from fsql.ondemand import request_value
+
+    data = {} if request_data is None else request_data
+    if not isinstance(data, Mapping):
+        raise RequestError("request_data must map each request field to a list of values")
+    fields = {f.name: f for od in plan.on_demand for f in od.bound.view.request}
+    extra = [k for k in data if k not in fields]
+    if extra:
+        raise RequestError(f"unexpected request field(s): {', '.join(map(_shown, extra))} "
+                           f"(this request takes: {', '.join(fields) or 'none'})")
+    rows = len(next(iter(entities.values()))) if entities else None
+    out: dict[str, list[Any]] = {}
+    for name, field_ in fields.items():
+        if name not in data:
+            views = [od.bound.view.name for od in plan.on_demand
+                     if any(f.name == name for f in od.bound.view.request)]
+            raise RequestError(f"missing request field '{name}' ({field_.dtype.name}), needed "
+                               f"by on-demand view {', '.join(views)}")
+        values = data[name]
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+            raise RequestError(f"request field '{name}' must be a list of values, one per "
+                               "entity row")
+        if rows is not None and len(values) != rows:
+            raise RequestError(f"request field '{name}' has {len(values)} value(s) for {rows} "
+                               "entity row(s); give one per row")
+        rows = len(values)
+        try:
+            out[name] = [request_value(field_.dtype.name, v, from_text) for v in values]
+        except (ValueError, OverflowError) as err:
+            raise RequestError(f"request field '{name}' ({field_.dtype.name}): {err}") from None
+    return out
+
+
+def _evaluate(plan: _Plan, request: dict[str, list[Any]], result: OnlineResult) -> None:
+    """Compute the plan's on-demand features row by row from the read inputs and the request
+    data; their status is PRESENT (the value may be None: the expression gave NULL)."""
+    from fsql.ondemand import EvaluationError
+
+    values = result.values
+    rows = len(next(iter(request.values()))) if request else (
+        len(next(iter(result.entities.values()))) if result.entities else 0)
+    for od in plan.on_demand:
+        named = {name: values[column] for name, column in od.inputs}
+        named.update(request)
+        for out, bound in od.features:
+            try:
+                column = bound.batch([named[n] for n in bound.uses], rows)
+            except EvaluationError as err:
+                raise OnDemandError(f"on-demand feature {od.bound.view.name}."
+                                    f"{bound.feature.name}: {err}") from None
+            values[out] = column
+            result.statuses[out] = [PRESENT] * rows
+            result.event_timestamps[out] = [None] * rows
+    for column_name in plan.hidden:
+        for table in (values, result.statuses, result.event_timestamps, result._native):
+            table.pop(column_name, None)
 
 
 def _placeholder(namespace: str, view: FeatureView, keys: tuple[str, ...]) -> ViewLayout:
