@@ -177,14 +177,29 @@ def test_feature_service_with_a_composite_key_equals_the_reference(shop: Shop,
     pairs = sorted(shop.expected["customer_product"])[:30]
     products = sorted(k[0] for k in shop.expected["product_ratings"])
     pairs += [(pairs[0][0], MISSING_ID), (MISSING_ID, products[0])]
+    prices = [5.0 + 3 * i for i in range(len(pairs))]  # the request data of purchase_context
     response = client().post(URL, json={
         "feature_service": "purchase_training",
-        "entities": {"customer_id": [c for c, _ in pairs], "product_id": [p for _, p in pairs]}})
+        "entities": {"customer_id": [c for c, _ in pairs], "product_id": [p for _, p in pairs]},
+        "request_data": {"list_price": prices}})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["metadata"]["feature_names"] == [
         "customer_id", "product_id", "orders_30d", "reviews_90d", "avg_rating_90d",
-        "times_bought", "last_quantity"]
+        "times_bought", "last_quantity", "price_vs_avg_order", "no_order_30d", "price_band"]
+    results = dict(zip(body["metadata"]["feature_names"], body["results"], strict=True))
+    # the on-demand features, from the request's price and the served inputs
+    assert results["price_band"]["values"] == [
+        "high" if p > 60 else "mid" if p > 20 else "low" for p in prices]
+    assert results["no_order_30d"]["values"] == [
+        n == 0 for n in results["orders_30d"]["values"]]
+    for i, (customer, _) in enumerate(pairs):
+        got = results["price_vs_avg_order"]["values"][i]
+        averages = [row["avg_amount_30d"] for row in
+                    shop.expected["customer_orders"].get((customer,), [{"avg_amount_30d": None}])]
+        assert any((got is None and a in (None, 0)) or (
+            got is not None and a and math.isclose(got, prices[i] / a, rel_tol=1e-9))
+            for a in averages), (customer, got, averages)
     assert_view_columns(shop, body, "customer_orders", {"orders_30d": "orders_30d"})
     assert_view_columns(shop, body, "product_ratings", {"reviews_90d": "reviews_90d",
                                                         "avg_rating_90d": "avg_rating_90d"})
