@@ -87,6 +87,15 @@ class _Fields:
             )
         return str(value)
 
+    def dtype(self, what: str, default: str | None = None) -> FeatureType:
+        """The ``type`` key as a ``FeatureType`` (``default`` when absent); errors name
+        ``what`` (e.g. "feature 'x'")."""
+        text = self.require("type", str) if default is None else self.get("type", str, default)
+        try:
+            return FeatureType.parse(text)
+        except ValueError as err:
+            raise self.error("type", f"{what}: {err}") from None
+
     def names(self, key: str) -> tuple[str, ...]:
         value = self.get(key, (list, str), default=[])
         items = [value] if isinstance(value, str) else value
@@ -302,11 +311,7 @@ class Feature:
     def from_raw(cls, raw: Any, path: str, line: int = 0) -> Feature:
         f = _Fields(raw, path, "feature", line)
         name = f.name()
-        type_text = f.require("type", str)
-        try:
-            dtype = FeatureType.parse(type_text)
-        except ValueError as err:
-            raise f.error("type", f"feature '{name}': {err}") from None
+        dtype = f.dtype(f"feature '{name}'")
         tests = tests_from_raw(f.get("tests", list), path, f.line_of("tests"), column=name)
         feature = cls(name, dtype, f.get("description", str, ""), f.line, tests,
                       row_window=f.get("row_window", bool, False))
@@ -344,14 +349,11 @@ class Feature:
             raise f.error("hop", f"{what}: the window ({window}) must be a whole number of "
                           f"hops ({hop})", hint="pick a hop that divides the window, e.g. "
                           "window: 1h, hop: 5m.")
-        type_text = f.get("type", str, {"count": "int64", "avg": "float64"}.get(function))
-        if type_text is None:
+        implied = {"count": "int64", "avg": "float64"}.get(function)
+        if implied is None and f.get("type", str) is None:
             raise f.error(None, f"{what}: declare its 'type' (what {function} gives for "
                           f"column '{column}')", hint="fsql compile tells the type if unsure.")
-        try:
-            dtype = FeatureType.parse(type_text)
-        except ValueError as err:
-            raise f.error("type", f"{what}: {err}") from None
+        dtype = f.dtype(what, implied)
         tests = tests_from_raw(f.get("tests", list), path, f.line_of("tests"), column=name)
         feature = cls(name, dtype, f.get("description", str, ""), f.line, tests,
                       Aggregation(function, column, window, hop))
@@ -681,11 +683,7 @@ class RequestField:
     def from_raw(cls, raw: Any, path: str, line: int = 0) -> RequestField:
         f = _Fields(raw, path, "request field", line)
         name = f.name()
-        try:
-            dtype = FeatureType.parse(f.require("type", str))
-        except ValueError as err:
-            raise f.error("type", f"request field '{name}': {err}") from None
-        field_ = cls(name, dtype, f.line)
+        field_ = cls(name, f.dtype(f"request field '{name}'"), f.line)
         f.done()
         return field_
 
@@ -704,12 +702,8 @@ class OnDemandFeature:
     def from_raw(cls, raw: Any, path: str, line: int = 0) -> OnDemandFeature:
         f = _Fields(raw, path, "on-demand feature", line)
         name = f.name()
-        try:
-            dtype = FeatureType.parse(f.require("type", str))
-        except ValueError as err:
-            raise f.error("type", f"feature '{name}': {err}") from None
-        feature = cls(name, dtype, f.require("sql", str), f.get("description", str, ""),
-                      f.line)
+        feature = cls(name, f.dtype(f"feature '{name}'"), f.require("sql", str),
+                      f.get("description", str, ""), f.line)
         f.done()
         return feature
 
