@@ -61,15 +61,20 @@ def test_removed_and_retyped_features_are_breaking(built: fsql.Project) -> None:
 
 
 def test_added_feature_and_ttl_change_are_not_breaking(built: fsql.Project) -> None:
-    edit(built.root / "features" / "product_ratings.yml", "ttl: 90d", "ttl: 60d")
-    edit(built.root / "features" / "product_ratings.yml", "  features:\n",
-         "  features:\n    - name: max_rating_90d\n      type: int64\n")
-    edit(built.root / "features" / "product_ratings.sql", "FROM {{",
-         "    , CAST(max(rating) OVER (PARTITION BY product_id) AS BIGINT) AS max_rating_90d\n"
-         "FROM {{")
+    edit(built.root / "features" / "customer_product.yml", "ttl: 180d", "ttl: 60d")
+    edit(built.root / "features" / "customer_product.yml", "  features:\n",
+         "  features:\n    - name: max_quantity\n      type: int64\n")
+    edit(built.root / "features" / "customer_product.sql", "FROM {{",
+         "    , CAST(max(quantity) OVER (PARTITION BY customer_id, product_id) AS BIGINT)"
+         " AS max_quantity\nFROM {{")
     changes = build_changes(built)
-    assert changes["view:product_ratings:ttl"].detail == "7776000s -> 5184000s"
-    assert changes["view:product_ratings.max_rating_90d:feature"].kind == "added"
+    assert changes["view:customer_product:ttl"].detail == "15552000s -> 5184000s"
+    assert changes["view:customer_product.max_quantity:feature"].kind == "added"
+    # a new aggregation is not breaking either
+    edit(built.root / "features" / "product_ratings.yml", "  aggregations:\n",
+         "  aggregations:\n    - {name: reviews_7d, function: count, window: 7d}\n")
+    changes = build_changes(built)
+    assert changes["view:product_ratings.reviews_7d:feature"].kind == "added"
     assert not any(c.breaking for c in changes.values())
 
 

@@ -47,6 +47,7 @@ from fsql.pit import (
     TS,
     LatestPlan,
     ViewJoin,
+    common_instant,
     latest_rows_query,
     watermark_query,
     window_source,
@@ -150,9 +151,10 @@ def _state_query(plan: LatestPlan) -> exp.Select:
     ``as_of`` on (incremental: of the entities with rows newer than the watermark)."""
     join = plan.join
     entities = None
-    if plan.changed_since is not None:
+    if plan.changed_since is not None:  # rows still to come count when their time comes
+        event, as_of = common_instant(join, plan.as_of)
         entities = exp.select(*[exp.column(k, quoted=True) for k in join.keys]).distinct(
-        ).from_(plan.rows("c"))
+        ).from_(plan.rows("c")).where(exp.LTE(this=event, expression=as_of))
     return tile_state(window_source(join, plan.common), plan.as_of,
                       {f.name: f.dtype.sql for f in join.features}, entities)
 
