@@ -16,7 +16,8 @@ null for every other function.
 
 Offline (``window_values``), the rule is evaluated at each distinct (key, spine time) by one
 window function per aggregation over the union of those points and the view's rows, its frame
-reaching back to the window's start: ``RANGE BETWEEN t - start PRECEDING AND CURRENT ROW``. The
+reaching back to the window's start: ``RANGE BETWEEN t - start PRECEDING AND CURRENT ROW``
+(``last``: the newest non-null value of a running frame, kept when it is in the window). The
 cost grows with the rows and points, never with their product, whatever one entity holds.
 
 Online (``tile_state``), a sync stores per entity and aggregation the partial aggregate of each
