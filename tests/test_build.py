@@ -92,8 +92,8 @@ def test_build_is_deterministic(project: fsql.Project) -> None:
 
 def test_compile_writes_manifest_and_sql(project: fsql.Project) -> None:
     project.compile()
-    target = project.root / "target"
-    manifest = json.loads((target / "manifest.json").read_text())
+    target = project.paths.base
+    manifest = json.loads(project.paths.manifest.read_text())
     assert manifest["project"] == "shop"
     assert manifest["nodes"]["view:customer_orders"]["features"]["orders_30d"] == (
         "int64 = count(*) over 30d hop 1d")

@@ -48,10 +48,10 @@ def copy_case(name: str, dest: Path) -> fsql.Project:
     return fsql.Project(root)
 
 
-def compiled_files(root: Path) -> dict[str, str]:
-    """``<kind>__<name>.sql`` -> text, for every file under target/compiled, with the project
-    directory (in source file paths) replaced by ``<project>``."""
-    base = root / "target" / "compiled"
+def compiled_files(project: fsql.Project) -> dict[str, str]:
+    """``<kind>__<name>.sql`` -> text, for every file of the target's compiled SQL, with the
+    project directory (in source file paths) replaced by ``<project>``."""
+    root, base = project.root, project.paths.compiled
     out = {}
     for path in sorted(base.rglob("*.sql")):
         rel = path.relative_to(base)
@@ -72,7 +72,7 @@ def test_compiled_sql_matches_golden(case: str, tmp_path: Path,
                                      request: pytest.FixtureRequest) -> None:
     project = copy_case(case, tmp_path)
     project.compile()
-    actual = compiled_files(project.root)
+    actual = compiled_files(project)
     assert actual, "compile wrote nothing"
     expected_dir = HERE / case / "expected"
     if request.config.getoption("--update-golden"):
