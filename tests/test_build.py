@@ -48,7 +48,7 @@ def test_built_file_equals_training_set_api(project: fsql.Project) -> None:
     result = project.build(select=["churn_training"])
     assert [t.name for t in result.training_sets] == ["churn_training"]
     built = pq.read_table(result.training_sets[0].output)
-    fresh = project.training_set_arrow("churn_training")
+    fresh = project.training_set_arrow("churn_training", rebuild=True)
     assert built.schema.types == fresh.schema.types  # nullability flags may differ
     assert built.to_pydict() == fresh.to_pydict()
 
