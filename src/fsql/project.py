@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 _SPINE_RELATION = "__fsql_spine"
 log = logging.getLogger(__name__)
+# a library stays quiet unless its user configures logging (the CLI logs to the target's file)
+logging.getLogger("fsql").addHandler(logging.NullHandler())
 
 
 class Project:
@@ -307,9 +309,17 @@ class Project:
                     self._compiled() as (engine, project):
                 syncer = Syncer(project, engine, store, lock, progress or Silent(),
                                 self.target.online.batch_size, warn or (lambda _: None))
-                return syncer.run(select, full_refresh, dry_run, now, test, allow_drop)
+                result = syncer.run(select, full_refresh, dry_run, now, test, allow_drop)
         finally:
             store.close()
+        for view in result.views:
+            log.info("sync%s %s (%s): %d entities, %d written, %d unchanged, %d stale, "
+                     "%d dropped, watermark %s", " (dry run)" if dry_run else "", view.view,
+                     view.mode, view.entities, view.written, view.unchanged, view.stale,
+                     view.dropped, view.watermark)
+        for warning in result.warnings:
+            log.warning("sync: %s", warning)
+        return result
 
     def online_service(self, max_entities: int | None = None,
                        max_features: int | None = None) -> OnlineService:
