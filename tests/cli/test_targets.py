@@ -145,3 +145,13 @@ def test_log_file_records_runs_and_never_a_secret(example_dir: Path,
     assert re.search(r"INFO fsql: end: ok, exit code 0, \d+\.\d\ds wall", log)
     assert re.search(r"ERROR fsql: .*matches nothing", log)
     assert re.search(r"INFO fsql: end: failed, exit code 2, \d+\.\d\ds wall", log)
+
+
+def test_log_file_records_what_sync_wrote(example_dir: Path, redis_server: RedisServer) -> None:
+    two_targets(example_dir, redis_server.url)
+    synced = fsql(example_dir, "-t", "prod", "sync", "-s", "customer_profile")
+    assert synced.returncode == 0, synced.stderr
+    log = (example_dir / "target" / "prod" / "logs" / "fsql.log").read_text()
+    assert re.search(r"INFO fsql.project: sync customer_profile \(full\): \d+ entities, "
+                     r"\d+ written, 0 unchanged, 0 stale, 0 dropped, watermark \S+", log), log
+    assert not (example_dir / "target" / "dev").exists()
