@@ -6,7 +6,9 @@ project directory. Without a profiles.yml the project runs on an embedded DuckDB
 ``target/``. String values may use ``{{ env_var('NAME', 'default') }}``; only the selected
 target of profiles.yml is rendered, in Jinja's sandbox, so an unset variable of another target
 breaks nothing and a template cannot reach Python internals. ``FSQL_ENV_SECRET_*`` variables
-(``fsql.secrets``) belong here and nowhere else: never in fsql_project.yml or SQL.
+(``fsql.secrets``) belong here and nowhere else: never in fsql_project.yml or SQL. A target's
+``target_path:`` moves the outputs fsql writes for it (default ``target/<target>/``, see
+``fsql.paths``).
 """
 
 from __future__ import annotations
