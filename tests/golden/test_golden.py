@@ -4,7 +4,7 @@ Each directory next to this file is a project (``fsql_project.yml``, ``models/``
 ``features/``, ``macros/``, data from VALUES/``range()`` models, so compiled SQL holds no
 machine paths) with
 
-    expected/<kind>__<name>.sql   target/compiled/<kind>/<name>.sql after ``compile()``
+    expected/<kind>__<name>.sql   target/dev/compiled/<kind>/<name>.sql after ``compile()``
     rows/<training_set>.csv       that training set's rows, computed by hand
     README.md                     what the case is about
 
