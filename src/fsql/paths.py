@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fsql.definitions import TrainingSet
+if TYPE_CHECKING:
+    from fsql.definitions import TrainingSet
 
 TARGET_DIR = "target"
 #: what earlier versions of fsql wrote straight under ``target/``, for every target at once
