@@ -180,7 +180,9 @@ def write_project(scale: float, threads: int, memory_limit: str) -> Path:
 
 
 def fsql_output() -> Path:
-    return PROJECT / "target" / "training_sets" / f"{TRAINING_SET}.parquet"
+    import fsql
+
+    return fsql.Project(PROJECT).paths.training_sets / f"{TRAINING_SET}.parquet"
 
 
 def hand_output() -> Path:

@@ -48,7 +48,7 @@ def test_built_file_equals_training_set_api(project: fsql.Project) -> None:
     result = project.build(select=["churn_training"])
     assert [t.name for t in result.training_sets] == ["churn_training"]
     built = pq.read_table(result.training_sets[0].output)
-    fresh = project.training_set_arrow("churn_training")
+    fresh = project.training_set_arrow("churn_training", rebuild=True)
     assert built.schema.types == fresh.schema.types  # nullability flags may differ
     assert built.to_pydict() == fresh.to_pydict()
 
@@ -92,8 +92,8 @@ def test_build_is_deterministic(project: fsql.Project) -> None:
 
 def test_compile_writes_manifest_and_sql(project: fsql.Project) -> None:
     project.compile()
-    target = project.root / "target"
-    manifest = json.loads((target / "manifest.json").read_text())
+    target = project.paths.base
+    manifest = json.loads(project.paths.manifest.read_text())
     assert manifest["project"] == "shop"
     assert manifest["nodes"]["view:customer_orders"]["features"]["orders_30d"] == (
         "int64 = count(*) over 30d hop 1d")

@@ -74,12 +74,13 @@ def test_guard_fails_the_build_and_publishes_nothing(project: fsql.Project,
     engine = connect(project.target.offline, str(project.root))
     try:
         with engine.rollback_only():
-            compiled = Compiler(project.load(), engine, strategy()).compile()
+            compiled = Compiler(project.load(), engine, strategy(),
+                                paths=project.paths).compile()
         with pytest.raises(EngineError, match="leakage guard found rows joined outside"):
             build(compiled, engine)
     finally:
         engine.close()
-    out = project.root / "target" / "training_sets"
+    out = project.paths.training_sets
     assert not out.exists() or not any(out.iterdir())
 
 

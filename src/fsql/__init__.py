@@ -5,7 +5,7 @@ Public API::
     import fsql
     project = fsql.Project(".", target="dev")
     project.build()                                   # like `fsql build`
-    df = project.training_set("churn_training")       # a training set as a DataFrame
+    df = project.training_set("churn_training")       # as `fsql build` published it
     df = project.historical_features(spine_df, ["customer_orders.orders_30d"], timestamp="ts")
 """
 

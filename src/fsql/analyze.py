@@ -31,7 +31,7 @@ def parse_query(sql: str, path: str, dialect: str, template: str | None = None) 
         raise DefinitionError(
             path, f"SQL syntax error{where}: {info.get('description', err)}{context}",
             line=line if same_lines else None,
-            hint=f"fsql parses SQL in the {dialect} dialect; see target/compiled for the "
+            hint=f"fsql parses SQL in the {dialect} dialect; see target/<target>/compiled for the "
             "rendered text.",
         ) from None
     except TokenError as err:

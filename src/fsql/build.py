@@ -13,6 +13,7 @@ Order of a build (a failure at any step before "publish" leaves every previous o
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -28,6 +29,8 @@ from fsql.compile import CompiledProject, CompiledTrainingSet, build_record
 from fsql.engines.base import Engine
 from fsql.errors import EngineError
 from fsql.pit import PitPlan, leakage_guard_query
+
+log = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
@@ -95,6 +98,9 @@ class _Step:
         self.seconds = time.perf_counter() - self._start
         if exc[0] is None:
             self.progress.step(self.label, self.seconds)
+            log.info("%s: done in %.2fs", self.label, self.seconds)
+        else:
+            log.info("%s: failed after %.2fs", self.label, self.seconds)
 
 
 def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (),
@@ -265,5 +271,6 @@ def _publish(project: CompiledProject, engine: Engine, staged: _Staged, target: 
     with engine.transaction():
         engine.replace_relation(name, engine.parquet_query(ts.output), "view")
     columns = len(ts.plan.output_spine) + len(ts.plan.feature_columns)
+    log.info("published training set %s: %d rows -> %s", name, rows, ts.output)
     return TrainingSetResult(name, ts.output, record_path, rows, columns, seconds,
                              staged.time_range)

@@ -57,9 +57,12 @@ class Settings:
     debug: bool
 
     def project(self) -> Project:
+        from fsql import runlog
         from fsql.project import Project
 
-        return Project(self.project_dir, target=self.target, profiles_dir=self.profiles_dir)
+        project = Project(self.project_dir, target=self.target, profiles_dir=self.profiles_dir)
+        runlog.attach(project.target.paths.log_file)
+        return project
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -121,13 +124,15 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 @app.command()
 def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Validate the whole project and render all SQL to target/ (reads no data).
+    """Validate the whole project and render all SQL to target/<target>/ (reads no data).
 
-    Writes target/compiled/<kind>/<name>.sql and target/manifest.json, like dbt.
+    Writes target/<target>/compiled/<kind>/<name>.sql and target/<target>/manifest.json, like
+    dbt (or under the profile target's target_path).
     """
     from fsql.compile import manifest
 
-    project = _settings(ctx).project().compile(write=True)
+    opened = _settings(ctx).project()
+    project = opened.compile(write=True)
     if as_json:
         output.print_json(manifest(project))
         return
@@ -136,7 +141,7 @@ def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
         kinds[node.kind] = kinds.get(node.kind, 0) + 1
     kinds["training_set"] = len(project.training_sets)
     summary = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in kinds.items())
-    output.stdout.print(f"Compiled {summary} -> {project.spec.root / 'target'}")
+    output.stdout.print(f"Compiled {summary} -> {output.shown_path(opened.paths.base)}")
 
 
 @app.command()
@@ -146,11 +151,12 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
           ) -> None:
     """Materialize models and feature views, then write point-in-time training sets.
 
-    Each training set becomes a Parquet file (default target/training_sets/NAME.parquet), a
-    build record beside it (NAME.build.json: compiled SQL, definition hashes, row counts, time
-    range) and a DuckDB view over the file. Selected nodes are always built with everything
-    upstream of them. The data tests of everything built must pass first (exit 5 otherwise).
-    A failed build leaves previous outputs untouched.
+    Each training set becomes a Parquet file (default
+    target/<target>/training_sets/NAME.parquet), a build record beside it (NAME.build.json:
+    compiled SQL, definition hashes, row counts, time range) and a DuckDB view over the file.
+    Selected nodes are always built with everything upstream of them. The data tests of
+    everything built must pass first (exit 5 otherwise). A failed build leaves previous
+    outputs untouched.
     """
     project = _settings(ctx).project()
     with output.step_bar(enabled=not as_json) as bar:
@@ -170,7 +176,7 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
 def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False) -> None:
     """Run the data tests declared in the YAML (great-expectations); exit 5 on any failure.
 
-    Results are also written to target/test_results.json.
+    Results are also written to target/<target>/test_results.json.
     """
     from fsql.errors import CheckFailed
 
@@ -505,7 +511,22 @@ def _plain(value: Any) -> str:
 
 
 def main() -> None:
-    """Entry point: the one error boundary of the CLI."""
+    """Entry point: every run is logged to the target's log file (``fsql.runlog``)."""
+    from fsql import runlog
+
+    runlog.begin(sys.argv[1:])
+    try:
+        _main()
+    except SystemExit as done:  # every way out: click and the boundary below both exit
+        runlog.finish(done.code, done.__context__, traceback=done.code == INTERNAL_ERROR)
+        raise
+    except BaseException as err:  # --debug re-raises
+        runlog.finish(1, err, traceback=True)
+        raise
+
+
+def _main() -> None:
+    """The one error boundary of the CLI."""
     debug = "--debug" in sys.argv
     try:
         app()  # standalone: usage errors exit 2 with typer's own message

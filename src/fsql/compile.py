@@ -3,7 +3,7 @@
 ``Compiler.compile`` must run inside ``engine.rollback_only()``: every model and view is created
 as a view so the engine can type its columns; nothing is materialized, no data is read, and the
 rollback leaves no trace.
-``write_target`` is the only I/O here: ``target/compiled/**.sql`` and ``target/manifest.json``.
+``write_target`` is the only I/O here: the target's ``compiled/**.sql`` and ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from fsql.errors import DefinitionError, EngineError, ErrorCollector, RequestErr
 from fsql.graph import Graph
 from fsql.labels import label_leaks
 from fsql.loader import ProjectSpec
+from fsql.paths import TargetPaths
 from fsql.pit import AsofJoin, OnDemandJoin, PitPlan, PitStrategy, ViewJoin, default_order
 from fsql.render import Renderer
 from fsql.row_windows import row_windows
@@ -103,10 +104,11 @@ class Compiler:
     """Turns a ``ProjectSpec`` into a ``CompiledProject`` on one engine."""
 
     def __init__(self, spec: ProjectSpec, engine: Engine,
-                 strategy: PitStrategy | None = None) -> None:
+                 strategy: PitStrategy | None = None, *, paths: TargetPaths) -> None:
         self.spec = spec
         self.engine = engine
         self.strategy = strategy or AsofJoin()
+        self.paths = paths
         self.errors = ErrorCollector()
 
     def compile(self) -> CompiledProject:
@@ -313,16 +315,9 @@ class Compiler:
         upstream = sorted(n.hash for n in nodes.values()
                           if n.id in {self._spine_id(ts), *(f"view:{j.view.name}"
                                                             for j in plan.joins)})
-        return CompiledTrainingSet(ts, plan, query, training_set_output(self.spec.root, ts),
+        return CompiledTrainingSet(ts, plan, query, self.paths.training_set(ts),
                                    fingerprint(ts, query.sql(self.engine.dialect), upstream),
                                    self.strategy.query(replace(plan, audit=True)))
-
-
-def training_set_output(root: Path, ts: TrainingSet) -> Path:
-    """Where ``fsql build`` writes a training set; its build record is beside it
-    (``.build.json``)."""
-    return root / (Path(ts.output) if ts.output else Path("target", "training_sets",
-                                                           f"{ts.name}.parquet"))
 
 
 def build_record(output: Path) -> Path:
@@ -552,17 +547,16 @@ def on_demand_entry(bound: Any, dialect: str) -> dict[str, Any]:
     }
 
 
-def write_target(project: CompiledProject) -> Path:
-    """Write ``target/compiled/<kind>/<name>.sql`` and ``target/manifest.json``."""
-    target = project.spec.root / "target"
-    compiled = target / "compiled"
+def write_target(project: CompiledProject, paths: TargetPaths) -> Path:
+    """Write the target's ``compiled/<kind>/<name>.sql`` and ``manifest.json``."""
+    compiled = paths.compiled
     for node in project.nodes.values():
         _write(compiled / node.kind / f"{node.name}.sql",
                node.query.sql(project.dialect, pretty=True) + "\n")
     for name, ts in project.training_sets.items():
         _write(compiled / "training_set" / f"{name}.sql",
                ts.query.sql(project.dialect, pretty=True) + "\n")
-    path = target / "manifest.json"
+    path = paths.manifest
     _write(path, json.dumps(manifest(project), indent=2) + "\n")
     return path
 

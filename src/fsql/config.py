@@ -6,7 +6,9 @@ project directory. Without a profiles.yml the project runs on an embedded DuckDB
 ``target/``. String values may use ``{{ env_var('NAME', 'default') }}``; only the selected
 target of profiles.yml is rendered, in Jinja's sandbox, so an unset variable of another target
 breaks nothing and a template cannot reach Python internals. ``FSQL_ENV_SECRET_*`` variables
-(``fsql.secrets``) belong here and nowhere else: never in fsql_project.yml or SQL.
+(``fsql.secrets``) belong here and nowhere else: never in fsql_project.yml or SQL. A target's
+``target_path:`` moves the outputs fsql writes for it (default ``target/<target>/``, see
+``fsql.paths``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jinja2
 
 from fsql import secrets
 from fsql.errors import ConfigError, DefinitionError
+from fsql.paths import TargetPaths
 from fsql.sandbox import Sandbox, SecurityError
 from fsql.yamlio import Mapping, load_file
 
@@ -91,11 +94,12 @@ class OnlineConfig:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One named output of a profile."""
+    """One named output of a profile; ``paths`` is where fsql writes its outputs for it."""
 
     name: str
     offline: OfflineConfig
     online: OnlineConfig
+    paths: TargetPaths
 
 
 def _render_values(value: Any, path: Path, line: int) -> Any:
@@ -179,7 +183,8 @@ def load_target(
             raise ConfigError(f"target '{wanted}' requested but there is no {path}")
         default = OfflineConfig("duckdb", project.root / "target" / f"{project.name}.duckdb",
                                 None, None)
-        return Target("dev", default, _online({}, project, path, "dev"))
+        return Target("dev", default, _online({}, project, path, "dev"),
+                      TargetPaths.of(project.root, "dev"))
     raw = load_file(path)
     profile = raw.get(project.profile) if isinstance(raw, dict) else None
     if not isinstance(profile, Mapping):
@@ -201,7 +206,17 @@ def load_target(
     if not isinstance(out, dict):
         raise ConfigError(f"{path}: target '{name}' must be a mapping")
     return Target(name, _offline(_section(out, "offline", path, name), project, path, name),
-                  _online(_section(out, "online", path, name), project, path, name))
+                  _online(_section(out, "online", path, name), project, path, name),
+                  TargetPaths.of(project.root, name, _target_path(out, path, name)))
+
+
+def _target_path(out: dict[str, Any], path: Path, target: str) -> str | None:
+    """The target's ``target_path:`` (relative to the project), if set."""
+    value = out.get("target_path")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{path}: target '{target}' target_path must be a folder (a string, "
+                          f"relative to the project), found {value!r}")
+    return value
 
 
 def _section(out: dict[str, Any], key: str, path: Path, target: str) -> dict[str, Any]:

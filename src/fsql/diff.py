@@ -1,8 +1,9 @@
 """``fsql diff``: what changed since the last build or sync, and what it breaks.
 
 Compares two manifests (``compile.manifest``): the current one and the one recorded by the last
-``fsql build`` (``target/run/build_manifest.json``) or stored with each view's online data by
-``fsql sync``. Reports added, removed and changed views, features, models and training sets.
+``fsql build`` of the current target (``TargetPaths.build_manifest``) or stored with each view's
+online data by ``fsql sync``. Reports added, removed and changed views, features, models and
+training sets.
 
 A change is **breaking** when something trained or served would silently change meaning:
 

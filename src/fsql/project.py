@@ -8,6 +8,8 @@ declared as its tables).
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -18,10 +20,11 @@ from sqlglot import exp
 from fsql.build import BuildResult, Progress, build
 from fsql.compile import CompiledProject, Compiler, manifest, plan_training_set, write_target
 from fsql.config import Target, load_project_config, load_target
-from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef
+from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef, FeatureView, OnDemandView
 from fsql.engines import Engine, connect
 from fsql.errors import EngineError, RequestError
 from fsql.loader import ProjectSpec, load_project
+from fsql.paths import TargetPaths, migrate_legacy_layout
 from fsql.pit import ROW_ID, AsofJoin
 
 if TYPE_CHECKING:
@@ -37,8 +40,9 @@ if TYPE_CHECKING:
     from fsql.verify import ViewCheck
 
 _SPINE_RELATION = "__fsql_spine"
-#: the manifest the last successful ``fsql build`` used (``fsql diff`` compares with it)
-BUILD_MANIFEST = Path("target", "run", "build_manifest.json")
+log = logging.getLogger(__name__)
+# a library stays quiet unless its user configures logging (the CLI logs to the target's file)
+logging.getLogger("fsql").addHandler(logging.NullHandler())
 
 
 class Project:
@@ -48,6 +52,9 @@ class Project:
         path: the project directory (holding ``fsql_project.yml``).
         target: a target of ``profiles.yml``; default ``FSQL_TARGET`` or the profile's default.
         profiles_dir: where ``profiles.yml`` is; default ``FSQL_PROFILES_DIR`` or ``path``.
+
+    Outputs of the old shared ``target/`` layout are moved into this target's folder (see
+    ``fsql.paths``) the first time a project is opened, with one line on stderr.
     """
 
     def __init__(self, path: str | Path = ".", target: str | None = None,
@@ -55,10 +62,19 @@ class Project:
         self.config = load_project_config(Path(path).resolve())
         self.target: Target = load_target(self.config, target,
                                           Path(profiles_dir) if profiles_dir else None)
+        migration = migrate_legacy_layout(self.paths)
+        if migration is not None:
+            sys.stderr.write(migration.message() + "\n")
+            log.info("%s", migration.message())
 
     @property
     def root(self) -> Path:
         return self.config.root
+
+    @property
+    def paths(self) -> TargetPaths:
+        """Where fsql writes this target's outputs (``target/<target>/`` by default)."""
+        return self.target.paths
 
     def load(self) -> ProjectSpec:
         """Read and validate every definition file (no SQL rendering)."""
@@ -81,14 +97,14 @@ class Project:
         nothing is committed."""
         spec = self.load()
         with self._engine() as engine, engine.rollback_only():
-            yield engine, _compile(spec, engine)
+            yield engine, _compile(spec, engine, self.paths)
 
     def compile(self, write: bool = True) -> CompiledProject:
         """Validate everything and render all SQL; with ``write``, fill ``target/``."""
         with self._compiled() as (_, project):
             pass
         if write:
-            write_target(project)
+            write_target(project, self.paths)
         return project
 
     def build(self, select: Iterable[str] = (), progress: Progress | None = None,
@@ -98,23 +114,37 @@ class Project:
         spec = self.load()
         with self._engine(writable=True) as engine:  # one connection: validate, then build
             with engine.rollback_only():
-                project = _compile(spec, engine)
-            write_target(project)
+                project = _compile(spec, engine, self.paths)
+            write_target(project, self.paths)
             result = build(project, engine, list(select), self.target.name, progress,
                            run_tests=test)
-        _write_json(self.root / BUILD_MANIFEST, manifest(project))
+        _write_json(self.paths.build_manifest, manifest(project))
         return result
 
-    def training_set(self, name: str) -> pd.DataFrame:
-        """Compute a declared training set and return it as a DataFrame (nothing written)."""
-        return _to_pandas(self.training_set_arrow(name))
+    def training_set(self, name: str, rebuild: bool = False) -> pd.DataFrame:
+        """The training set ``fsql build`` last published for this target, as a DataFrame.
+        With ``rebuild``, compute it afresh instead (nothing is written)."""
+        return _to_pandas(self.training_set_arrow(name, rebuild))
 
-    def training_set_arrow(self, name: str) -> pa.Table:
+    def training_set_arrow(self, name: str, rebuild: bool = False) -> pa.Table:
+        """``training_set`` as an Arrow table."""
+        spec = self.load()
+        definition = spec.training_sets.get(name)
+        if definition is None:
+            raise RequestError(f"no training set named '{name}'; "
+                               f"{_did_you_mean(name, spec.training_sets)}")
+        if not rebuild:
+            import pyarrow.parquet as pq
+
+            published = self.paths.training_set(definition)
+            if not published.is_file():
+                raise RequestError(
+                    f"training set '{name}' has not been built for target "
+                    f"'{self.target.name}' (no {published}); run `fsql -t {self.target.name} "
+                    f"build -s training_set:{name}`, or pass rebuild=True to compute it")
+            return pq.read_table(published)
         with self._compiled() as (engine, project):
-            ts = project.training_sets.get(name)
-            if ts is None:
-                raise RequestError(f"no training set named '{name}' (known: "
-                                   f"{', '.join(sorted(project.training_sets)) or 'none'})")
+            ts = project.training_sets[name]
             try:
                 return engine.fetch_arrow(ts.query)
             except EngineError as err:
@@ -170,15 +200,29 @@ class Project:
 
     def test(self, select: Iterable[str] = ()) -> list[TestResult]:
         """``fsql test``: run the declared data tests of the selected nodes (default: all) and
-        write ``target/test_results.json``. Returns every result; failures do not raise."""
+        write the target's ``test_results.json``. Returns every result; failures do not raise."""
         from fsql.quality import run, targets
 
         with self._compiled() as (engine, project):
             chosen = project.graph.select(list(select))
             results = run(project, engine, targets(project, chosen))
-        _write_json(self.root / "target" / "test_results.json",
-                    [r.to_json() for r in results])
+        _write_json(self.paths.test_results, [r.to_json() for r in results])
+        log.info("data tests: %d passed, %d did not", sum(r.status == "pass" for r in results),
+                 sum(r.status != "pass" for r in results))
         return results
+
+    def views(self) -> dict[str, FeatureView | OnDemandView]:
+        """The definitions of every feature view and on-demand view, by name."""
+        spec = self.load()
+        return {**spec.views, **spec.on_demand}
+
+    def view(self, name: str) -> FeatureView | OnDemandView:
+        """The definition of one feature view or on-demand view."""
+        views = self.views()
+        if name not in views:
+            raise RequestError(f"no feature view or on-demand view named '{name}'; "
+                               f"{_did_you_mean(name, views)}")
+        return views[name]
 
     def freshness(self, now: float | None = None) -> list[Freshness]:
         """``fsql freshness``: data and sync age of every view with a freshness SLA."""
@@ -217,7 +261,7 @@ class Project:
 
         current = manifest(self.compile(write=False))
         result: dict[str, list[Change]] = {}
-        built = self.root / BUILD_MANIFEST
+        built = self.paths.build_manifest
         if built.is_file():
             result["build"] = diff(json.loads(built.read_text()), current)
         online = [v for v in self.load().views.values() if v.online]
@@ -265,16 +309,24 @@ class Project:
                     self._compiled() as (engine, project):
                 syncer = Syncer(project, engine, store, lock, progress or Silent(),
                                 self.target.online.batch_size, warn or (lambda _: None))
-                return syncer.run(select, full_refresh, dry_run, now, test, allow_drop)
+                result = syncer.run(select, full_refresh, dry_run, now, test, allow_drop)
         finally:
             store.close()
+        for view in result.views:
+            log.info("sync%s %s (%s): %d entities, %d written, %d unchanged, %d stale, "
+                     "%d dropped, watermark %s", " (dry run)" if dry_run else "", view.view,
+                     view.mode, view.entities, view.written, view.unchanged, view.stale,
+                     view.dropped, view.watermark)
+        for warning in result.warnings:
+            log.warning("sync: %s", warning)
+        return result
 
     def online_service(self, max_entities: int | None = None,
                        max_features: int | None = None) -> OnlineService:
         """A long-lived reader (what ``fsql serve`` uses); needs no offline engine."""
         from fsql.serve import DEFAULT_MAX_ENTITIES, DEFAULT_MAX_FEATURES, OnlineService
 
-        return OnlineService(self.load(), self.store(),
+        return OnlineService(self.load(), self.store(), self.paths,
                              max_entities=max_entities or DEFAULT_MAX_ENTITIES,
                              max_features=max_features or DEFAULT_MAX_FEATURES)
 
@@ -312,16 +364,25 @@ class Project:
             raise RequestError(str(err)) from None
 
 
-def _compile(spec: ProjectSpec, engine: Engine) -> CompiledProject:
+def _compile(spec: ProjectSpec, engine: Engine, paths: TargetPaths) -> CompiledProject:
     """Compile inside the caller's rollback-only session, data-test declarations included."""
     from fsql.errors import ProjectErrors
     from fsql.quality import check_declarations
 
-    project = Compiler(spec, engine, _strategy(engine)).compile()
+    project = Compiler(spec, engine, _strategy(engine), paths=paths).compile()
     problems = check_declarations(project)
     if problems:
         raise problems[0] if len(problems) == 1 else ProjectErrors(problems)
     return project
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    import difflib
+
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    return (f"did you mean '{close[0]}'?" if close else
+            f"known: {', '.join(names) or 'none'}")
 
 
 def _strategy(engine: Engine) -> AsofJoin:

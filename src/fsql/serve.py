@@ -32,6 +32,7 @@ from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, s
 from fsql.online.redis_store import RedisStore
 from fsql.online.tiles import window_values
 from fsql.online.vectors import StoredView, stored_view, unpack
+from fsql.paths import TargetPaths
 from fsql.secrets import redact
 
 PRESENT, MISSING, EXPIRED, CORRUPT = "PRESENT", "MISSING", "EXPIRED", "CORRUPT"
@@ -192,11 +193,12 @@ class OnlineService:
     PLAN_CACHE = 1024  # request shapes remembered, least recently used dropped first...
     PLAN_CACHE_FEATURES = 100_000  # ...and feature names held by them in total
 
-    def __init__(self, spec: ProjectSpec, store: RedisStore,
+    def __init__(self, spec: ProjectSpec, store: RedisStore, paths: TargetPaths,
                  clock: Callable[[], float] | None = None,
                  max_entities: int = DEFAULT_MAX_ENTITIES,
                  max_features: int = DEFAULT_MAX_FEATURES) -> None:
         self.store = store
+        self.paths = paths  # where the target's training sets and build records are
         self.clock = clock or store.clock
         self.max_entities = max_entities
         self.max_features = max_features
@@ -429,9 +431,9 @@ class OnlineService:
         now = time.monotonic()
         if cached is not None and now - cached[3] < PIN_RECHECK:
             return cached[2]
-        from fsql.compile import build_record, built_definitions, training_set_output
+        from fsql.compile import build_record, built_definitions
 
-        output = (training_set_output(self.spec.root, self.spec.training_sets[training_set])
+        output = (self.paths.training_set(self.spec.training_sets[training_set])
                   if cached is None else cached[0])
         try:
             stat = os.stat(build_record(output))

@@ -91,7 +91,7 @@ def test_compile_json_is_the_manifest(example_dir: Path) -> None:
     result = run("--project-dir", str(example_dir), "compile", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(
-        (example_dir / "target" / "manifest.json").read_text())
+        (example_dir / "target" / "dev" / "manifest.json").read_text())
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [

@@ -171,7 +171,7 @@ def test_sighup_and_sigint_stop_sync_cleanly(big: fsql.Project, signum: int, cod
 
 def test_sigterm_stops_build_cleanly(big: fsql.Project) -> None:
     assert fsql_run(big.root, "build", "--no-test").returncode == 0
-    out = big.root / "target" / "training_sets"
+    out = big.paths.training_sets
     published = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
     assert "big_training.parquet" in published
     build = fsql_start(big.root, "build", "--no-test")

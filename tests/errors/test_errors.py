@@ -600,7 +600,7 @@ def check_location(message: str, c: Case) -> None:
 
 def test_base_project_is_valid(tmp_path: Path) -> None:
     root = build(tmp_path, BASE)
-    frame = fsql.Project(root).training_set("churn")
+    frame = fsql.Project(root).training_set("churn", rebuild=True)
     assert list(frame.columns) == ["customer_id", "label_ts", "churned", "amount",
                                    "orders_so_far"]
     assert frame["amount"].tolist() == [20.0, 5.0]

@@ -4,7 +4,7 @@ Each directory next to this file is a project (``fsql_project.yml``, ``models/``
 ``features/``, ``macros/``, data from VALUES/``range()`` models, so compiled SQL holds no
 machine paths) with
 
-    expected/<kind>__<name>.sql   target/compiled/<kind>/<name>.sql after ``compile()``
+    expected/<kind>__<name>.sql   target/dev/compiled/<kind>/<name>.sql after ``compile()``
     rows/<training_set>.csv       that training set's rows, computed by hand
     README.md                     what the case is about
 
@@ -48,10 +48,10 @@ def copy_case(name: str, dest: Path) -> fsql.Project:
     return fsql.Project(root)
 
 
-def compiled_files(root: Path) -> dict[str, str]:
-    """``<kind>__<name>.sql`` -> text, for every file under target/compiled, with the project
-    directory (in source file paths) replaced by ``<project>``."""
-    base = root / "target" / "compiled"
+def compiled_files(project: fsql.Project) -> dict[str, str]:
+    """``<kind>__<name>.sql`` -> text, for every file of the target's compiled SQL, with the
+    project directory (in source file paths) replaced by ``<project>``."""
+    root, base = project.root, project.paths.compiled
     out = {}
     for path in sorted(base.rglob("*.sql")):
         rel = path.relative_to(base)
@@ -72,7 +72,7 @@ def test_compiled_sql_matches_golden(case: str, tmp_path: Path,
                                      request: pytest.FixtureRequest) -> None:
     project = copy_case(case, tmp_path)
     project.compile()
-    actual = compiled_files(project.root)
+    actual = compiled_files(project)
     assert actual, "compile wrote nothing"
     expected_dir = HERE / case / "expected"
     if request.config.getoption("--update-golden"):
@@ -226,7 +226,7 @@ def test_every_training_set_has_hand_computed_rows(tmp_path: Path) -> None:
                          ids=[f"{c}-{n}" for c, n in TRAINING_SETS])
 def test_training_set_rows(case: str, name: str, tmp_path: Path) -> None:
     project = copy_case(case, tmp_path)
-    frame = project.training_set(name)
+    frame = project.training_set(name, rebuild=True)
     header, rows = list(frame.columns), frame_rows(frame)
     want_header, want_rows = expected_rows(case, name)
     assert header == want_header

@@ -21,7 +21,7 @@ def test_manifest_ls_and_show(make_project: MakeProject) -> None:
     project = cards_project(make_project)
     run = cli(project.root, "compile")
     assert run.returncode == 0, run.stderr
-    manifest = json.loads((project.root / "target" / "manifest.json").read_text())
+    manifest = json.loads(project.paths.manifest.read_text())
     entry = manifest["on_demand_views"]["txn_risk"]
     assert entry["path"] == "features/txn_risk.yml"
     assert entry["request"] == {"amount": "float64", "merchant_country": "string"}

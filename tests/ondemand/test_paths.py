@@ -47,7 +47,7 @@ def _same(a: Any, b: Any) -> bool:
 def _training_rows(project: fsql.Project) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(project.root / "target" / "training_sets" / "fraud_training.parquet")
+    table = pq.read_table(project.paths.training_sets / "fraud_training.parquet")
     return table.to_pylist()  # type: ignore[no-any-return]
 
 

@@ -101,7 +101,7 @@ def test_verify_reports_training_sets_built_before_the_online_definitions(
 
 def test_damaged_build_record_counts_every_view_as_changed(changed: fsql.Project) -> None:
     changed.build(test=False)
-    record = changed.root / "target" / "training_sets" / "fraud_training.build.json"
+    record = changed.paths.training_sets / "fraud_training.build.json"
     service = changed.online_service()
     try:
         assert service.get("fraud_training", {"card_id": [1]}).definition_changed == []

@@ -129,7 +129,7 @@ def test_build_writes_both_and_records_the_cutoff(project: fsql.Project) -> None
 
 def test_manifest_names_the_cutoff(project: fsql.Project) -> None:
     project.compile()
-    manifest = json.loads((project.root / "target" / "manifest.json").read_text())
+    manifest = json.loads(project.paths.manifest.read_text())
     assert {name: ts["feature_cutoff"] for name, ts in manifest["training_sets"].items()} == {
         "t_in": "inclusive", "t_ex": "exclusive"}
 
@@ -148,12 +148,13 @@ def test_guard_catches_a_row_at_the_spine_time_in_an_exclusive_set(
     engine = connect(project.target.offline, str(project.root))
     try:
         with engine.rollback_only():
-            compiled = Compiler(project.load(), engine, CutoffIgnoringJoin()).compile()
+            compiled = Compiler(project.load(), engine, CutoffIgnoringJoin(),
+                                paths=project.paths).compile()
         with pytest.raises(EngineError, match=r"'t_ex': the leakage guard found rows joined "
                                               r"outside \[spine time - ttl, spine time\): "
                                               r"\{'v': 3\}"):
             build(compiled, engine)
     finally:
         engine.close()
-    out = project.root / "target" / "training_sets"
+    out = project.paths.training_sets
     assert not (out / "t_ex.parquet").exists()

@@ -583,8 +583,8 @@ def check_built(project: fsql.Project, built: TrainingSetResult, spine: Sequence
         assert all(same(r[c], s[c]) for c in SPINE_SCHEMA.names), (r, s)
     assert_pit(by_id, spine, "label_ts", views, cutoff)
 
-    # the training set API: the same query, nothing written
-    fresh = project.training_set(built.name)
+    # the training set API, recomputed: the same query, nothing written
+    fresh = project.training_set(built.name, rebuild=True)
     assert list(fresh.columns) == columns
     fresh_rows = output_rows(fresh, columns)
     assert len(fresh_rows) == len(rows)

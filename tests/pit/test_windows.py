@@ -231,7 +231,7 @@ def online_windows(make_project: MakeProject, redis_server: RedisServer) -> fsql
 
 
 def read_at(project: fsql.Project, at: dt.datetime) -> list[dict[str, Any]]:
-    service = OnlineService(project.load(), project.store(),
+    service = OnlineService(project.load(), project.store(), project.target.paths,
                             clock=lambda: micros(at) / 1_000_000)
     try:
         result = service.get(["w"], {"card": [1, 2, 3, 4]})

@@ -107,7 +107,7 @@ def test_each_test_passes_and_fails(make_project: MakeProject, tmp_path: Path,
     failed = project.test()
     assert [r.status for r in failed] == ["fail"], failed
     assert failed[0].failing == failing
-    assert (project.root / "target" / "test_results.json").is_file()
+    assert project.paths.test_results.is_file()
 
 
 def test_relationships(make_project: MakeProject, tmp_path: Path) -> None:
@@ -172,4 +172,4 @@ def test_training_set_tests_run_on_the_staged_file(make_project: MakeProject,
     write(tmp_path, **GOOD)
     with pytest.raises(CheckFailed, match="row_count on training_set:train"):
         project.build()
-    assert not (project.root / "target" / "training_sets" / "train.parquet").exists()
+    assert not (project.paths.training_sets / "train.parquet").exists()

@@ -13,7 +13,6 @@ import pytest
 
 import fsql
 from fsql.diff import Change, diff, feature_lineage
-from fsql.project import BUILD_MANIFEST
 from tests.conftest import MakeProject, online_profile
 from tests.redis_server import RedisServer
 
@@ -148,7 +147,7 @@ def test_unresolvable_lineage_is_breaking(make_project: MakeProject) -> None:
     ``t.*`` cannot be expanded) counts as a possible computation change, never as unchanged."""
     project = cards_project(make_project)
     project.build(test=False)
-    old = json.loads((project.root / BUILD_MANIFEST).read_text())
+    old = json.loads(project.paths.build_manifest.read_text())
     new = copy.deepcopy(old)
     new["nodes"]["model:tx"]["compiled_sql"] = (
         'SELECT t.*, c.country FROM "elsewhere" AS t JOIN "bank__cards" AS c USING (card_id)')
