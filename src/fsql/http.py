@@ -446,8 +446,13 @@ def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000,
         return
     config.load()  # once, before the fork
     sock = config.bind_socket()
+
+    def work(replacement: bool) -> None:
+        if replacement and on_hangup is not None:
+            on_hangup()  # reload: the definitions forked from the parent may be stale
+        _Server(config, on_hangup, (signal.SIGTERM,)).run(sockets=[sock])
+
     try:
-        Supervisor(workers, lambda: _Server(config, on_hangup, (signal.SIGTERM,))
-                   .run(sockets=[sock])).run()
+        Supervisor(workers, work).run()
     finally:
         sock.close()

@@ -28,11 +28,13 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from fsql.workers import MULTIPROC_ENV
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # online reads take ~0.3-5 ms: finer buckets there than prometheus_client's defaults
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -47,6 +49,10 @@ class ServeMetrics:
 
     def __init__(self, sync_state: Callable[[], SyncState | None]) -> None:
         self.multiprocess = MULTIPROC_ENV in os.environ
+        # the mode prometheus_client chose at its import: the two must agree, or the workers'
+        # samples would silently go missing from every scrape
+        assert self.multiprocess == values.ValueClass._multiprocess, (
+            f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
         self.registry = CollectorRegistry()
         if self.multiprocess:
             MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]

@@ -8,7 +8,8 @@ connection to one of them). The parent only supervises:
   finish); the parent returns once all have exited (``fsql serve`` then exits 0).
 * SIGHUP: passed to every worker (each reloads the definitions).
 * a worker that dies otherwise is replaced (after a second if it lived less than one, so a
-  worker that cannot start does not spin).
+  worker that cannot start does not spin); ``work(True)`` tells the replacement that what it
+  inherited may be stale (definitions reloaded since the parent loaded them).
 
 Workers ignore SIGINT (a Ctrl-C reaches the whole process group; the parent relays it as
 SIGTERM) and leave with ``os._exit``, so the parent's exit handlers (the embedded
@@ -27,9 +28,9 @@ import traceback
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-from fsql.metrics import MULTIPROC_ENV
 from fsql.secrets import redact
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read when prometheus_client is imported
 RESTART_DELAY = 1.0  # seconds before replacing a worker that lived less than this
 
 
@@ -49,7 +50,7 @@ def shared_metrics_dir() -> Iterator[None]:
 class Supervisor:
     """Forks ``count`` workers running ``work`` and keeps them running until SIGTERM/SIGINT."""
 
-    def __init__(self, count: int, work: Callable[[], None]) -> None:
+    def __init__(self, count: int, work: Callable[[bool], None]) -> None:
         self.count, self.work = count, work
         self.workers: dict[int, float] = {}  # pid -> when it started
         self.stopping = False
@@ -60,7 +61,7 @@ class Supervisor:
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         try:
             for _ in range(self.count):
-                self._fork()
+                self._fork(replacement=False)
             while self.workers:
                 pid, status = os.wait()  # retried after each signal handler (PEP 475)
                 started = self.workers.pop(pid, None)
@@ -70,12 +71,12 @@ class Supervisor:
                 if time.monotonic() - started < RESTART_DELAY:
                     time.sleep(RESTART_DELAY)
                 if not self.stopping:
-                    self._fork()
+                    self._fork(replacement=True)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _fork(self) -> None:
+    def _fork(self, replacement: bool) -> None:
         pid = os.fork()
         if pid:
             self.workers[pid] = time.monotonic()
@@ -85,7 +86,7 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's own handler
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            self.work()
+            self.work(replacement)
             code = 0
         except BaseException:  # noqa: BLE001 - log it: the parent starts another worker
             sys.stderr.write(redact(traceback.format_exc()))
