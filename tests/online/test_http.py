@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -277,6 +278,74 @@ def test_health_and_metrics(shop: Shop, client: Client) -> None:
     assert samples["fsql_view_last_sync_entities"][(("view", "customer_orders"),)] > 0
 
 
+# -- the OpenAPI description -----------------------------------------------------------------
+
+def assert_documented(spec: dict[str, Any], path: str, method: str, response: Any) -> None:
+    """``response`` (an httpx/TestClient response to ``method path``) has a status code, media
+    type and body that ``spec`` (the served OpenAPI description) documents for that path."""
+    documented = spec["paths"][path][method]["responses"]
+    code = str(response.status_code)
+    assert code in documented, f"{method.upper()} {path}: {code} is not documented"
+    media = response.headers["content-type"].split(";")[0]
+    content = documented[code]["content"]
+    assert media in content, f"{method.upper()} {path} {code}: {media} is not documented"
+    schema = {**content[media]["schema"], "components": spec["components"]}
+    body = response.text if media == "text/plain" else response.json()
+    jsonschema.Draft202012Validator(schema).validate(body)
+
+
+def test_responses_match_the_openapi_description(shop: Shop, client: Client) -> None:
+    http = client(max_entities=10)
+    served = http.get("/openapi.json")
+    spec = served.json()
+    assert spec["openapi"].startswith("3.1")
+    assert_documented(spec, "/openapi.json", "get", served)
+    for schema in spec["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    request_schema = jsonschema.Draft202012Validator(
+        {**spec["components"]["schemas"]["GetOnlineFeaturesRequest"],
+         "components": spec["components"]})
+    ids = customers(shop)[:9]
+    accepted = [{"features": ["customer_orders", "customer_profile.segment"],
+                 "entities": {"customer_id": ids}},
+                {"feature_service": "churn_training", "entities": {"customer_id": ids}},
+                {"features": ["customer_orders"], "entities": {"customer_id": []}}]
+    for body in accepted:  # requests the description allows: answered 200, as described
+        request_schema.validate(body)
+        response = http.post(URL, json=body)
+        assert response.status_code == 200, response.text
+        assert_documented(spec, URL, "post", response)
+    refused = [{"features": ["customer_orders"]},  # no entities
+               {"features": ["customer_orders"], "feature_service": "churn_training",
+                "entities": {"customer_id": [1]}},
+               {"features": ["customer_orders"], "entities": {"customer_id": [1]}, "x": 1},
+               {"features": "customer_orders", "entities": {"customer_id": [1]}}]
+    for body in refused:  # requests the description forbids: answered 400, as described
+        assert not request_schema.is_valid(body)
+        response = http.post(URL, json=body)
+        assert response.status_code == 400, response.text
+        assert_documented(spec, URL, "post", response)
+    for body in ({"features": ["nope"], "entities": {"customer_id": [1]}},
+                 {"features": ["customer_orders"], "entities": {"customer_id": list(range(11))}}):
+        assert_documented(spec, URL, "post", http.post(URL, json=body))  # valid shape, 400
+    too_large = http.post(URL, content=b"[" * (2 << 20),
+                          headers={"content-type": "application/json"})
+    assert too_large.status_code == 413
+    assert_documented(spec, URL, "post", too_large)
+    no_such_path = http.post(URL + "z", json=accepted[0])
+    assert no_such_path.status_code == 404
+    assert_documented(spec, URL, "post", no_such_path)
+    wrong_method = http.get(URL)
+    assert wrong_method.status_code == 405
+    assert_documented(spec, URL, "post", wrong_method)
+    assert_documented(spec, "/health", "get", http.get("/health"))
+    assert_documented(spec, "/metrics", "get", http.get("/metrics"))
+    with pytest.raises(jsonschema.ValidationError):  # the check can fail: a body of another shape
+        jsonschema.Draft202012Validator(
+            {**spec["components"]["schemas"]["GetOnlineFeaturesResponse"],
+             "components": spec["components"]}).validate({"results": []})
+
+
 # -- bad requests: 400 with a message, and the server keeps serving --------------------------
 
 ONE = {"customer_id": [1]}
@@ -530,6 +599,7 @@ def test_redis_outage_is_503_and_serving_recovers(make_project: MakeProject,
         server.stop(kill=True)
         down = http.post(URL, json=request)
         assert down.status_code == 503, down.text
+        assert_documented(http.get("/openapi.json").json(), URL, "post", down)
         assert down.json()["error"].startswith(f"online store ({server.url}) failed while "
                                                "reading features")
         health = http.get("/health")
