@@ -373,10 +373,11 @@ def embedded_servers(root: Path) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_serve_and_its_embedded_redis(example_dir: Path,
-                                                     sig: signal.Signals) -> None:
-    with serving(example_dir) as server:
+def test_a_signal_stops_serve_and_its_embedded_redis(example_dir: Path, sig: signal.Signals,
+                                                     workers: str) -> None:
+    with serving(example_dir, "--workers", workers) as server:
         assert server.get("/metrics").status_code == 200
         redis_procs = embedded_servers(example_dir)
         assert len(redis_procs) == 1
