@@ -69,13 +69,20 @@ class ServeMetrics:
                                "Stored feature values that failed to decode (served as null)",
                                registry=own)
         self.registry.register(_SyncCollector(sync_state))
+        # (endpoint, service, code) -> its counter and histogram (bounded: the labels are)
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def record(self, endpoint: str, service: str, code: int,
                seconds: float | None = None) -> None:
         """Count one answered request; ``seconds`` None when it never reached a handler."""
-        self.requests.labels(endpoint, service, str(code)).inc()
+        key = (endpoint, service, code)
+        children = self._children.get(key)
+        if children is None:  # labels() costs more than inc() and observe() together
+            children = self._children[key] = (self.requests.labels(endpoint, service, str(code)),
+                                              self.latency.labels(endpoint, service))
+        children[0].inc()
         if seconds is not None:
-            self.latency.labels(endpoint, service).observe(seconds)
+            children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """The text exposition of every metric (summed over the workers) and the sync gauges
