@@ -200,8 +200,7 @@ def create_app(service: OnlineService, limits: Limits | None = None,
                            "definition_changed": result.definition_changed}
             else:
                 status, payload = 200, result.to_json()
-            if result.corrupt:
-                metrics.corrupt.inc(result.corrupt)
+                metrics.record_values(name, result.statuses, result.corrupt)
         except _Refused as err:  # the rest of the body is unread: do not reuse the connection
             status, payload = err.status, {"error": redact(str(err))}
             headers["connection"] = "close"

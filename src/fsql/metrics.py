@@ -3,7 +3,8 @@
     fsql_http_requests_total{endpoint, service, code}       every answered request
     fsql_http_request_duration_seconds{endpoint, service}   latency histogram
     fsql_online_store_errors_total                          requests the store failed (503)
-    fsql_corrupt_values_total                               stored values that failed to decode
+    fsql_feature_values_total{service, status}              values served, by status (PRESENT,
+                                                            MISSING, EXPIRED, CORRUPT)
     fsql_view_last_sync_timestamp_seconds{view}             from each online view's sync meta,
     fsql_view_last_sync_entities{view}                      read from the store at scrape time
     fsql_view_online_entities{view}
@@ -33,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from fsql.serve import CORRUPT, EXPIRED, MISSING, PRESENT
 from fsql.workers import MULTIPROC_ENV
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -65,12 +67,14 @@ class ServeMetrics:
         self.store_errors = Counter("fsql_online_store_errors",
                                     "Requests the online store failed (answered 503)",
                                     registry=own)
-        self.corrupt = Counter("fsql_corrupt_values",
-                               "Stored feature values that failed to decode (served as null)",
-                               registry=own)
+        self.values = Counter("fsql_feature_values",
+                              "Feature values served, by status (CORRUPT: stored values that "
+                              "failed to decode, served as null)", ("service", "status"),
+                              registry=own)
         self.registry.register(_SyncCollector(sync_state))
         # (endpoint, service, code) -> its counter and histogram (bounded: the labels are)
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._values: dict[tuple[str, str], Counter] = {}  # (service, status) -> its counter
 
     def record(self, endpoint: str, service: str, code: int,
                seconds: float | None = None) -> None:
@@ -83,6 +87,22 @@ class ServeMetrics:
         children[0].inc()
         if seconds is not None:
             children[1].observe(seconds)
+
+    def record_values(self, service: str, statuses: Mapping[str, list[str]],
+                      corrupt: int) -> None:
+        """Count the values of one answer by status (``corrupt``: how many are CORRUPT)."""
+        total = missing = expired = 0
+        for column in statuses.values():
+            total += len(column)
+            missing += column.count(MISSING)
+            expired += column.count(EXPIRED)
+        for status, count in ((PRESENT, total - missing - expired - corrupt),
+                              (MISSING, missing), (EXPIRED, expired), (CORRUPT, corrupt)):
+            if count:
+                child = self._values.get((service, status))
+                if child is None:
+                    child = self._values[service, status] = self.values.labels(service, status)
+                child.inc(count)
 
     def exposition(self) -> bytes:
         """The text exposition of every metric (summed over the workers) and the sync gauges

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -242,11 +243,12 @@ def test_health_and_metrics(shop: Shop, client: Client) -> None:
     fresh = http.get("/metrics")
     assert fresh.headers["content-type"].startswith("text/plain; version=")
     assert outcomes(fresh.text) == {"ok": 0, "client_error": 0, "server_error": 0}
-    good = {"features": ["customer_orders"], "entities": {"customer_id": customers(shop)}}
-    for _ in range(3):
-        assert http.post(URL, json=good).status_code == 200
-    assert http.post(URL, json={"feature_service": "churn_training",
-                                "entities": {"customer_id": [1]}}).status_code == 200
+    good = {"features": ["customer_orders", "customer_profile"],
+            "entities": {"customer_id": customers(shop)}}
+    answers = [http.post(URL, json=good) for _ in range(3)]
+    answers.append(http.post(URL, json={"feature_service": "churn_training",
+                                        "entities": {"customer_id": [1]}}))
+    assert [a.status_code for a in answers] == [200] * 4
     for bad in ({"features": ["nope"], "entities": {"customer_id": [1]}}, {"features": []},
                 {"feature_service": "no_such_set", "entities": {"customer_id": [1]}}):
         assert http.post(URL, json=bad).status_code == 400
@@ -267,7 +269,18 @@ def test_health_and_metrics(shop: Shop, client: Client) -> None:
     assert 0 < samples["fsql_http_request_duration_seconds_sum"][
         (("endpoint", URL), ("service", "adhoc"))] < 10
     assert samples["fsql_online_store_errors_total"] == {(): 0}
-    assert samples["fsql_corrupt_values_total"] == {(): 0}
+    # feature values by status, as the answers gave them (the entity column aside)
+    counted: Counter[tuple[str, str]] = Counter()
+    for service, answer in zip(["adhoc"] * 3 + ["churn_training"], answers, strict=True):
+        body = answer.json()
+        for name, column in zip(body["metadata"]["feature_names"], body["results"],
+                                strict=True):
+            if name != "customer_id":
+                counted.update((service, status) for status in column["statuses"])
+    assert {status for _, status in counted} >= {"PRESENT", "MISSING"}
+    assert samples["fsql_feature_values_total"] == {
+        (("service", service), ("status", status)): count
+        for (service, status), count in counted.items()}
     # the sync results, read from the store's sync metadata
     synced = samples["fsql_view_last_sync_timestamp_seconds"]
     online = {name for name, view in shop.spec.views.items() if view.online}

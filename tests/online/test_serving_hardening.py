@@ -164,7 +164,10 @@ def test_a_corrupt_value_is_a_corrupt_status_not_a_failure(
         assert got["label"] == (["u1", None, "u3", None, None],
                                 ["PRESENT", "CORRUPT", "PRESENT", "MISSING", "CORRUPT"])
         metrics = http.get("/metrics").text
-        assert scrape(metrics)["fsql_corrupt_values_total"] == {(): 5}
+        assert scrape(metrics)["fsql_feature_values_total"] == {
+            (("service", "adhoc"), ("status", "PRESENT")): 3,
+            (("service", "adhoc"), ("status", "MISSING")): 2,
+            (("service", "adhoc"), ("status", "CORRUPT")): 5}
         assert outcomes(metrics) == {"ok": 1, "client_error": 0, "server_error": 0}
     finally:
         service.store.close()
