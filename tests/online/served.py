@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 
 from tests.redis_server import free_port
 
@@ -104,3 +105,17 @@ def outcomes(text: str) -> dict[str, int]:
             outcome = "ok" if code < 400 else "client_error" if code < 500 else "server_error"
             counts[outcome] += int(value)
     return counts
+
+
+def assert_documented(spec: dict[str, Any], path: str, method: str, response: Any) -> None:
+    """``response`` (an httpx/TestClient response to ``method path``) has a status code, media
+    type and body that ``spec`` (the served OpenAPI description) documents for that path."""
+    documented = spec["paths"][path][method]["responses"]
+    code = str(response.status_code)
+    assert code in documented, f"{method.upper()} {path}: {code} is not documented"
+    media = response.headers["content-type"].split(";")[0]
+    content = documented[code]["content"]
+    assert media in content, f"{method.upper()} {path} {code}: {media} is not documented"
+    schema = {**content[media]["schema"], "components": spec["components"]}
+    body = response.text if media == "text/plain" else response.json()
+    jsonschema.Draft202012Validator(schema).validate(body)

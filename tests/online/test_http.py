@@ -34,7 +34,7 @@ from fsql.loader import ProjectSpec
 from tests.conftest import MakeProject, online_profile
 from tests.online.reference import as_utc, close, latest_rows, view_rows, window_rows
 from tests.online.scores import get_scores, scores_project, utc_now, write_scores
-from tests.online.served import FSQL, URL, outcomes, scrape, serving
+from tests.online.served import FSQL, URL, assert_documented, outcomes, scrape, serving
 from tests.redis_server import RedisServer
 
 with warnings.catch_warnings():  # starlette >= 1.x asks for httpx2 (not installed) at import
@@ -292,20 +292,6 @@ def test_health_and_metrics(shop: Shop, client: Client) -> None:
 
 
 # -- the OpenAPI description -----------------------------------------------------------------
-
-def assert_documented(spec: dict[str, Any], path: str, method: str, response: Any) -> None:
-    """``response`` (an httpx/TestClient response to ``method path``) has a status code, media
-    type and body that ``spec`` (the served OpenAPI description) documents for that path."""
-    documented = spec["paths"][path][method]["responses"]
-    code = str(response.status_code)
-    assert code in documented, f"{method.upper()} {path}: {code} is not documented"
-    media = response.headers["content-type"].split(";")[0]
-    content = documented[code]["content"]
-    assert media in content, f"{method.upper()} {path} {code}: {media} is not documented"
-    schema = {**content[media]["schema"], "components": spec["components"]}
-    body = response.text if media == "text/plain" else response.json()
-    jsonschema.Draft202012Validator(schema).validate(body)
-
 
 def test_responses_match_the_openapi_description(shop: Shop, client: Client) -> None:
     http = client(max_entities=10)
