@@ -32,6 +32,7 @@ from fsql.secrets import redact
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read when prometheus_client is imported
 RESTART_DELAY = 1.0  # seconds before replacing a worker that lived less than this
+HELD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # the signals the parent handles
 
 
 @contextlib.contextmanager
@@ -77,15 +78,23 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def _fork(self, replacement: bool) -> None:
-        pid = os.fork()
+        # held across the fork: the parent's handlers see every worker, the worker's never run
+        signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
+            raise
         if pid:
             self.workers[pid] = time.monotonic()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
             return
         code = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's own handler
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
             self.work(replacement)
             code = 0
         except BaseException:  # noqa: BLE001 - log it: the parent starts another worker
