@@ -445,19 +445,34 @@ def serve(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Refuse (409) a training set whose online views' definitions differ "
         "from the ones it was built with.")] = False,
+    workers: Annotated[int, typer.Option(
+        help="Worker processes answering on the port (one per core to use).", min=1)] = 1,
 ) -> None:
-    """Serve online features over HTTP: POST /get-online-features, GET /health, /metrics.
-    Definitions are reloaded when project files change and on SIGHUP; SIGTERM/SIGINT stop."""
-    from fsql.http import Limits, Reloader, create_app, run_server
+    """Serve online features over HTTP: POST /get-online-features, GET /health, /metrics
+    (Prometheus), /openapi.json. Definitions are reloaded when project files change and on
+    SIGHUP; SIGTERM/SIGINT stop (every worker, gracefully)."""
+    import contextlib
+
+    from fsql.workers import shared_metrics_dir
+
+    with shared_metrics_dir() if workers > 1 else contextlib.nullcontext():
+        _serve(ctx, host, port, max_entities, max_features, max_body_bytes, read_timeout,
+               strict, workers)
+
+
+def _serve(ctx: typer.Context, host: str, port: int, max_entities: int, max_features: int,
+           max_body_bytes: int, read_timeout: float, strict: bool, workers: int) -> None:
+    from fsql.http import Limits, Reloader, create_app, run_server  # after the metrics dir
 
     project = _settings(ctx).project()
     service = project.online_service(max_entities=max_entities, max_features=max_features)
     reloader = Reloader(project.root, project.load)
-    output.stderr.print(f"fsql serving {service.store.where} on http://{host}:{port}")
+    output.stderr.print(f"fsql serving {service.store.where} on http://{host}:{port}"
+                        + (f" ({workers} workers)" if workers > 1 else ""))
     try:
         run_server(create_app(service, Limits(max_body_bytes, read_timeout), reloader, strict),
                    host=host, port=port, on_hangup=reloader.request,
-                   headers_timeout=read_timeout)
+                   headers_timeout=read_timeout, workers=workers)
     finally:
         service.close()
 

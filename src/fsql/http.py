@@ -4,15 +4,19 @@ Python API (``OnlineService.get``).
     POST /get-online-features   {"features": ["view.feature", ...] | "feature_service": "name",
                                  "entities": {"customer_id": [1, 2]}}
     GET  /health                200 when the server can serve (body: "ok" or "degraded" with
-                                the views it cannot serve), else 503; answered within ~1 s
-    GET  /metrics               request counts, corrupt values and latency percentiles (JSON)
+                                the views it cannot serve), else 503; answered within ~1 s;
+                                header ``fsql-worker`` names the process that answered
+    GET  /metrics               Prometheus metrics (text format; see fsql.metrics)
+    GET  /openapi.json          the OpenAPI description of this API (fsql.openapi)
 
 Responses follow Feast's shape: ``metadata.feature_names`` lists the entity columns then the
 features, and ``results[i]`` holds ``values``, ``statuses`` and ``event_timestamps`` for column
 ``i`` (one entry per requested entity). Every bad request gets a 4xx with ``{"error": "..."}``
-and is counted (400; 408 for a body slower than the read timeout, 413 for one over the size
-limit); a store failure 503; nothing a client sends can stop the server or grow it without
-bound. The server re-reads the project definitions when their files change and on SIGHUP.
+and is counted in the metrics (400; 408 for a body slower than the read timeout, 413 for one
+over the size limit); a store failure 503; nothing a client sends can stop the server or grow
+it without bound. The server re-reads the project definitions when their files change and on SIGHUP.
+With ``workers`` > 1 (``fsql serve --workers N``), N processes answer on the same port
+(fsql.workers).
 
 A training set whose online views' definitions differ from the ones it was built with gets
 ``metadata.status`` ``DEFINITION_CHANGED`` and ``metadata.definition_changed`` (the views); with
@@ -30,7 +34,6 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +51,18 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from fsql.errors import FsqlError, OnDemandError, OnlineStoreError, RequestError
 from fsql.loader import ProjectSpec
+from fsql.metrics import CONTENT_TYPE, ServeMetrics
+from fsql.openapi import SPEC
 from fsql.secrets import redact
 from fsql.serve import DEFINITION_CHANGED, OnlineService
+from fsql.workers import Supervisor
 
-WINDOW = 10_000  # latencies kept for the percentiles
 HEALTH_TIMEOUT = 1.0  # seconds a health check waits for the store
 PROJECT_FILES = ("features", "models", "macros")  # folders whose files define the project
 READ_TIMEOUT = 10.0  # default seconds for a request's headers, and then its body, to arrive
+FEATURES_PATH = "/get-online-features"
+ENDPOINTS = frozenset((FEATURES_PATH, "/health", "/metrics", "/openapi.json"))
+ADHOC_SERVICE, UNKNOWN_SERVICE = "adhoc", "unknown"  # the metrics' service label
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,41 +72,6 @@ class Limits:
 
     max_body_bytes: int = 1 << 20
     read_timeout: float = READ_TIMEOUT  # seconds for the whole body to arrive
-
-
-class Metrics:
-    """Counters and a rolling window of request latencies (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.latencies: deque[float] = deque(maxlen=WINDOW)
-        self.counts = {"ok": 0, "client_error": 0, "server_error": 0}
-        self.corrupt_values = 0
-        self.started = time.time()
-
-    def record(self, outcome: str, seconds: float | None = None, corrupt: int = 0) -> None:
-        """Count one request; ``seconds`` None for requests that never reached a handler."""
-        with self.lock:
-            self.counts[outcome] += 1
-            self.corrupt_values += corrupt
-            if seconds is not None:
-                self.latencies.append(seconds)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            ordered = sorted(self.latencies)
-            counts = dict(self.counts)
-            corrupt = self.corrupt_values
-
-        def pct(p: float) -> float | None:
-            if not ordered:
-                return None
-            return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
-
-        return {"requests": counts, "corrupt_values": corrupt,
-                "uptime_seconds": round(time.time() - self.started, 1),
-                "latency_ms": {"window": len(ordered), "p50": pct(0.50), "p90": pct(0.90),
-                               "p99": pct(0.99), "max": pct(1.0)}}
 
 
 def _dumps(payload: Any) -> bytes:
@@ -207,43 +180,47 @@ def create_app(service: OnlineService, limits: Limits | None = None,
     new project definitions while it serves. ``strict`` refuses (409) a training set whose
     online views' definitions differ from the ones it was built with."""
     limits = limits or Limits()
-    metrics = Metrics()
+    metrics = ServeMetrics(lambda: service.sync_state(HEALTH_TIMEOUT))
+    openapi = _dumps(SPEC)
 
     async def features_endpoint(request: Request) -> Response:
         started = time.perf_counter()
         headers: dict[str, str] = {}
-        corrupt = 0
+        name = UNKNOWN_SERVICE
         try:
             features, entities, request_data = _parse(await _body(request, limits))
+            name = _service_label(features, service.spec)
             result = service.get(features, entities, request_data=request_data)
             if strict and result.definition_changed:
-                status, outcome = 409, "client_error"
+                status = 409
                 payload = {"error": f"training set {features!r} was built with other "
                            "definitions of: " + ", ".join(result.definition_changed)
                            + "; rebuild it (fsql build) and retrain, or serve without --strict",
                            "status": DEFINITION_CHANGED,
                            "definition_changed": result.definition_changed}
             else:
-                status, payload, outcome = 200, result.to_json(), "ok"
-            corrupt = result.corrupt
+                status, payload = 200, result.to_json()
+                metrics.record_values(name, result.statuses, result.corrupt)
         except _Refused as err:  # the rest of the body is unread: do not reuse the connection
-            status, payload, outcome = err.status, {"error": redact(str(err))}, "client_error"
+            status, payload = err.status, {"error": redact(str(err))}
             headers["connection"] = "close"
         except ClientDisconnect:
-            status, payload, outcome = 400, {"error": "the client went away"}, "client_error"
+            status, payload = 400, {"error": "the client went away"}
         except OnlineStoreError as err:
-            status, payload, outcome = 503, {"error": redact(str(err))}, "server_error"
+            status, payload = 503, {"error": redact(str(err))}
+            metrics.store_errors.inc()
         except OnDemandError as err:
-            status, payload, outcome = 422, {"error": redact(str(err))}, "client_error"
+            status, payload = 422, {"error": redact(str(err))}
         except FsqlError as err:
-            status, payload, outcome = 400, {"error": redact(str(err))}, "client_error"
+            status, payload = 400, {"error": redact(str(err))}
         except Exception:  # noqa: BLE001 - a bug in fsql: log it, answer 500, keep serving
             sys.stderr.write(redact(traceback.format_exc()))
-            status, payload, outcome = 500, {"error": "internal error (logged)"}, "server_error"
-        metrics.record(outcome, time.perf_counter() - started, corrupt)
+            status, payload = 500, {"error": "internal error (logged)"}
+        metrics.record(FEATURES_PATH, name, status, time.perf_counter() - started)
         return JSONResponse(payload, status_code=status, headers=headers)
 
     async def health(_: Request) -> Response:
+        started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:  # off the event loop, and abandoned (not awaited) if it overruns
             ok, report = await asyncio.wait_for(
@@ -252,14 +229,27 @@ def create_app(service: OnlineService, limits: Limits | None = None,
         except TimeoutError:
             ok, report = False, {"status": "unavailable", "error": "the online store did not "
                                  f"answer within {HEALTH_TIMEOUT:g} s"}
-        return JSONResponse(report, status_code=200 if ok else 503)
+        status = 200 if ok else 503
+        metrics.record("/health", "", status, time.perf_counter() - started)
+        return JSONResponse(report, status_code=status,
+                            headers={"fsql-worker": str(os.getpid())})  # a forked worker's
 
     async def metrics_endpoint(_: Request) -> Response:
-        return JSONResponse(metrics.snapshot())
+        started = time.perf_counter()
+        metrics.record("/metrics", "", 200)  # counted before the scrape: it shows itself
+        loop = asyncio.get_running_loop()  # off the event loop: it reads the sync metadata
+        text = await loop.run_in_executor(None, metrics.exposition)
+        metrics.latency.labels("/metrics", "").observe(time.perf_counter() - started)
+        return Response(text, media_type=CONTENT_TYPE)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def openapi_endpoint(_: Request) -> Response:
+        metrics.record("/openapi.json", "", 200)
+        return Response(openapi, media_type="application/json")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        metrics.record("client_error")
+        path = request.url.path
+        metrics.record(path if path in ENDPOINTS else "other", "", exc.status_code)
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code,
                             headers=exc.headers)
 
@@ -276,10 +266,19 @@ def create_app(service: OnlineService, limits: Limits | None = None,
             reloader.stop()
 
     return Starlette(routes=[
-        Route("/get-online-features", features_endpoint, methods=["POST"]),
+        Route(FEATURES_PATH, features_endpoint, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ], exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+
+
+def _service_label(features: str | list[str], spec: ProjectSpec) -> str:
+    """The metrics' ``service`` label: a known training set's name, ``adhoc`` for a feature
+    list, else ``unknown`` (never a client's text: the label set stays bounded)."""
+    if not isinstance(features, str):
+        return ADHOC_SERVICE
+    return features if features in spec.training_sets else UNKNOWN_SERVICE
 
 
 class Reloader:
@@ -397,11 +396,14 @@ class _HeadersTimeoutProtocol(HttpToolsProtocol):
 class _Server(uvicorn.Server):
     """uvicorn's server with fsql's signals: SIGTERM and SIGINT stop it gracefully and are not
     re-raised afterwards (uvicorn re-raises them, which kills the process before its clean-up,
-    leaving an embedded redis-server behind); SIGHUP calls ``on_hangup`` (a reload)."""
+    leaving an embedded redis-server behind); SIGHUP calls ``on_hangup`` (a reload). A worker
+    of several stops on SIGTERM only (its parent relays SIGINT)."""
 
-    def __init__(self, config: uvicorn.Config, on_hangup: Callable[[], None] | None) -> None:
+    def __init__(self, config: uvicorn.Config, on_hangup: Callable[[], None] | None,
+                 stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
         super().__init__(config)
         self.on_hangup = on_hangup
+        self.stop_signals = stop_signals
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -409,7 +411,7 @@ class _Server(uvicorn.Server):
             yield
             return
         handlers: dict[int, Callable[[int, FrameType | None], None]] = {
-            signal.SIGINT: self.handle_exit, signal.SIGTERM: self.handle_exit}
+            sig: self.handle_exit for sig in self.stop_signals}
         if self.on_hangup is not None:
             hangup = self.on_hangup
             handlers[signal.SIGHUP] = lambda _sig, _frame: hangup()
@@ -423,12 +425,13 @@ class _Server(uvicorn.Server):
 
 def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000,
                on_hangup: Callable[[], None] | None = None,
-               headers_timeout: float = READ_TIMEOUT) -> None:
-    """Run an ASGI app the way ``fsql serve`` does: one uvicorn worker, its fastest event loop
+               headers_timeout: float = READ_TIMEOUT, workers: int = 1) -> None:
+    """Run an ASGI app the way ``fsql serve`` does: uvicorn with its fastest event loop
     (uvloop if installed) and the httptools parser, no access log, no ``Server`` header, idle
     keep-alive connections closed after 5 s, connections whose headers do not arrive within
-    ``headers_timeout`` closed. Returns after SIGTERM or SIGINT (graceful: requests in flight
-    finish, for at most 10 s)."""
+    ``headers_timeout`` closed. ``workers`` > 1: that many processes forked from this one,
+    sharing its listening socket (fsql.workers). Returns after SIGTERM or SIGINT (graceful:
+    requests in flight finish, for at most 10 s)."""
     import gc
 
     gc.freeze()  # what start-up loaded lives as long as the server: keep it out of collections
@@ -437,4 +440,18 @@ def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000,
     config = uvicorn.Config(app, host=host, port=port, loop="auto", http=protocol,
                             log_level="warning", access_log=False, server_header=False,
                             timeout_keep_alive=5, timeout_graceful_shutdown=10)
-    _Server(config, on_hangup).run()
+    if workers == 1:
+        _Server(config, on_hangup).run()
+        return
+    config.load()  # once, before the fork
+    sock = config.bind_socket()
+
+    def work(replacement: bool) -> None:
+        if replacement and on_hangup is not None:
+            on_hangup()  # reload: the definitions forked from the parent may be stale
+        _Server(config, on_hangup, (signal.SIGTERM,)).run(sockets=[sock])
+
+    try:
+        Supervisor(workers, work).run()
+    finally:
+        sock.close()

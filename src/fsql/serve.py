@@ -498,14 +498,52 @@ class OnlineService:
         view is readable ("degraded" names the views that are not). Touches no state of
         ``get``, so it may run on another thread."""
         import redis
+
+        spec = self.spec  # one snapshot: a reload may swap it meanwhile
+        views, layouts = self._online_layouts(spec)
+        try:
+            metas = self._read_metas(layouts, RedisStore.READ_META, timeout)
+        except (redis.RedisError, OSError) as err:
+            return False, {"status": "unavailable",
+                           "error": redact(f"online store ({self.store.where}): {err}")}
+        problems: dict[str, str] = {}
+        for view, layout, meta in zip(views, layouts, metas, strict=True):
+            try:
+                stored_view(view, layout, meta).positions(view.name, view.features)
+            except OnlineStoreError as err:
+                problems[view.name] = str(err)
+        if problems and len(problems) == len(views):
+            return False, {"status": "unavailable", "views": problems}
+        return True, ({"status": "degraded", "views": problems} if problems
+                      else {"status": "ok"})
+
+    SYNC_META = ("synced_at", "last_entities", "online_entities")
+
+    def sync_state(self, timeout: float) -> dict[str, dict[str, str]] | None:
+        """Each online view's sync meta (``SYNC_META``, as ``fsql sync`` last wrote it), read
+        like ``health`` in bounded time; None when the store does not answer."""
+        import redis
+
+        views, layouts = self._online_layouts(self.spec)
+        try:
+            metas = self._read_metas(layouts, self.SYNC_META, timeout)
+        except (redis.RedisError, OSError):
+            return None
+        return {view.name: meta for view, meta in zip(views, metas, strict=True)}
+
+    def _online_layouts(self, spec: ProjectSpec) -> tuple[list[FeatureView], list[ViewLayout]]:
+        views = sorted((v for v in spec.views.values() if v.online), key=lambda v: v.name)
+        return views, [_placeholder(self.store.config.namespace, v, tuple(
+            k for e in v.entities for k in spec.entities[e].join_keys)) for v in views]
+
+    def _read_metas(self, layouts: list[ViewLayout], fields: tuple[str, ...],
+                    timeout: float) -> list[dict[str, str]]:
+        """``fields`` of each layout's meta, on a connection of its own whose every operation
+        times out after ``timeout`` seconds (touches no state of ``get``)."""
+        import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        spec = self.spec  # one snapshot: a reload may swap it meanwhile
-        views = sorted((v for v in spec.views.values() if v.online), key=lambda v: v.name)
-        layouts = [_placeholder(self.store.config.namespace, v,
-                                tuple(k for e in v.entities for k in spec.entities[e].join_keys))
-                   for v in views]
         pool = self.store.client.connection_pool
         options = {**pool.connection_kwargs, "socket_timeout": timeout,
                    "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
@@ -515,25 +553,12 @@ class OnlineService:
             client.ping()
             pipe = client.pipeline(transaction=False)
             for layout in layouts:
-                pipe.hmget(layout.meta_key, *RedisStore.READ_META)
-            metas = pipe.execute()
-        except (redis.RedisError, OSError) as err:
-            return False, {"status": "unavailable",
-                           "error": redact(f"online store ({self.store.where}): {err}")}
+                pipe.hmget(layout.meta_key, *fields)
+            found = pipe.execute()
         finally:
             client.close()
-        problems: dict[str, str] = {}
-        for view, layout, found in zip(views, layouts, metas, strict=True):
-            meta = {k: v.decode() for k, v in zip(RedisStore.READ_META, found, strict=True)
-                    if v is not None}
-            try:
-                stored_view(view, layout, meta).positions(view.name, view.features)
-            except OnlineStoreError as err:
-                problems[view.name] = str(err)
-        if problems and len(problems) == len(views):
-            return False, {"status": "unavailable", "views": problems}
-        return True, ({"status": "degraded", "views": problems} if problems
-                      else {"status": "ok"})
+        return [{k: v.decode() for k, v in zip(fields, values, strict=True) if v is not None}
+                for values in found]
 
 
 def _input_column(view: str, feature: str) -> str:

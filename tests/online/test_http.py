@@ -13,12 +13,14 @@ import signal
 import subprocess
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -32,7 +34,7 @@ from fsql.loader import ProjectSpec
 from tests.conftest import MakeProject, online_profile
 from tests.online.reference import as_utc, close, latest_rows, view_rows, window_rows
 from tests.online.scores import get_scores, scores_project, utc_now, write_scores
-from tests.online.served import FSQL, URL, serving
+from tests.online.served import FSQL, URL, assert_documented, outcomes, scrape, serving
 from tests.redis_server import RedisServer
 
 with warnings.catch_warnings():  # starlette >= 1.x asks for httpx2 (not installed) at import
@@ -237,23 +239,110 @@ def test_health_and_metrics(shop: Shop, client: Client) -> None:
     http = client()
     health = http.get("/health")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
-    fresh = http.get("/metrics").json()
-    assert fresh["requests"] == {"ok": 0, "client_error": 0, "server_error": 0}
-    assert fresh["latency_ms"] == {"window": 0, "p50": None, "p90": None, "p99": None,
-                                   "max": None}
-    assert fresh["uptime_seconds"] >= 0
-    good = {"features": ["customer_orders"], "entities": {"customer_id": customers(shop)}}
-    for _ in range(3):
-        assert http.post(URL, json=good).status_code == 200
-    for bad in ({"features": ["nope"], "entities": {"customer_id": [1]}}, {"features": []}):
+    assert health.headers["fsql-worker"] == str(os.getpid())  # TestClient: in this process
+    fresh = http.get("/metrics")
+    assert fresh.headers["content-type"].startswith("text/plain; version=")
+    assert outcomes(fresh.text) == {"ok": 0, "client_error": 0, "server_error": 0}
+    good = {"features": ["customer_orders", "customer_profile"],
+            "entities": {"customer_id": customers(shop)}}
+    answers = [http.post(URL, json=good) for _ in range(3)]
+    answers.append(http.post(URL, json={"feature_service": "churn_training",
+                                        "entities": {"customer_id": [1]}}))
+    assert [a.status_code for a in answers] == [200] * 4
+    for bad in ({"features": ["nope"], "entities": {"customer_id": [1]}}, {"features": []},
+                {"feature_service": "no_such_set", "entities": {"customer_id": [1]}}):
         assert http.post(URL, json=bad).status_code == 400
-    metrics = http.get("/metrics").json()
-    assert metrics["requests"] == {"ok": 3, "client_error": 2, "server_error": 0}
-    latency = metrics["latency_ms"]
-    assert latency["window"] == 5
-    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"] < 10_000
-    assert http.get("/health").status_code == 200  # health checks are not counted
-    assert http.get("/metrics").json()["requests"]["ok"] == 3
+    assert http.get("/nope").status_code == 404
+    samples = scrape(http.get("/metrics").text)
+    requests = {tuple(v for _, v in labels): value
+                for labels, value in samples["fsql_http_requests_total"].items()}
+    # labels sorted by name: code, endpoint, service; a body that fails to parse names no
+    # service ("unknown"), like a training set that does not exist
+    assert requests == {("200", "/health", ""): 1, ("200", "/metrics", ""): 2,
+                        ("200", URL, "adhoc"): 3, ("200", URL, "churn_training"): 1,
+                        ("400", URL, "adhoc"): 1, ("400", URL, "unknown"): 2,
+                        ("404", "other", ""): 1}
+    count = samples["fsql_http_request_duration_seconds_count"]
+    assert count[(("endpoint", URL), ("service", "adhoc"))] == 4
+    buckets = samples["fsql_http_request_duration_seconds_bucket"]
+    assert buckets[(("endpoint", URL), ("le", "+Inf"), ("service", "adhoc"))] == 4
+    assert 0 < samples["fsql_http_request_duration_seconds_sum"][
+        (("endpoint", URL), ("service", "adhoc"))] < 10
+    assert samples["fsql_online_store_errors_total"] == {(): 0}
+    # feature values by status, as the answers gave them (the entity column aside)
+    counted: Counter[tuple[str, str]] = Counter()
+    for service, answer in zip(["adhoc"] * 3 + ["churn_training"], answers, strict=True):
+        body = answer.json()
+        for name, column in zip(body["metadata"]["feature_names"], body["results"],
+                                strict=True):
+            if name != "customer_id":
+                counted.update((service, status) for status in column["statuses"])
+    assert {status for _, status in counted} >= {"PRESENT", "MISSING"}
+    assert samples["fsql_feature_values_total"] == {
+        (("service", service), ("status", status)): count
+        for (service, status), count in counted.items()}
+    # the sync results, read from the store's sync metadata
+    synced = samples["fsql_view_last_sync_timestamp_seconds"]
+    online = {name for name, view in shop.spec.views.items() if view.online}
+    assert {dict(labels)["view"] for labels in synced} == online
+    assert all(time.time() - 3600 < at <= time.time() for at in synced.values())
+    entities = samples["fsql_view_online_entities"]
+    assert entities[(("view", "customer_orders"),)] == len(shop.expected["customer_orders"])
+    assert samples["fsql_view_last_sync_entities"][(("view", "customer_orders"),)] > 0
+
+
+# -- the OpenAPI description -----------------------------------------------------------------
+
+def test_responses_match_the_openapi_description(shop: Shop, client: Client) -> None:
+    http = client(max_entities=10)
+    served = http.get("/openapi.json")
+    spec = served.json()
+    assert spec["openapi"].startswith("3.1")
+    assert_documented(spec, "/openapi.json", "get", served)
+    for schema in spec["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    request_schema = jsonschema.Draft202012Validator(
+        {**spec["components"]["schemas"]["GetOnlineFeaturesRequest"],
+         "components": spec["components"]})
+    ids = customers(shop)[:9]
+    accepted = [{"features": ["customer_orders", "customer_profile.segment"],
+                 "entities": {"customer_id": ids}},
+                {"feature_service": "churn_training", "entities": {"customer_id": ids}},
+                {"features": ["customer_orders"], "entities": {"customer_id": []}}]
+    for body in accepted:  # requests the description allows: answered 200, as described
+        request_schema.validate(body)
+        response = http.post(URL, json=body)
+        assert response.status_code == 200, response.text
+        assert_documented(spec, URL, "post", response)
+    refused = [{"features": ["customer_orders"]},  # no entities
+               {"features": ["customer_orders"], "feature_service": "churn_training",
+                "entities": {"customer_id": [1]}},
+               {"features": ["customer_orders"], "entities": {"customer_id": [1]}, "x": 1},
+               {"features": "customer_orders", "entities": {"customer_id": [1]}}]
+    for body in refused:  # requests the description forbids: answered 400, as described
+        assert not request_schema.is_valid(body)
+        response = http.post(URL, json=body)
+        assert response.status_code == 400, response.text
+        assert_documented(spec, URL, "post", response)
+    for body in ({"features": ["nope"], "entities": {"customer_id": [1]}},
+                 {"features": ["customer_orders"], "entities": {"customer_id": list(range(11))}}):
+        assert_documented(spec, URL, "post", http.post(URL, json=body))  # valid shape, 400
+    too_large = http.post(URL, content=b"[" * (2 << 20),
+                          headers={"content-type": "application/json"})
+    assert too_large.status_code == 413
+    assert_documented(spec, URL, "post", too_large)
+    no_such_path = http.post(URL + "z", json=accepted[0])
+    assert no_such_path.status_code == 404
+    assert_documented(spec, URL, "post", no_such_path)
+    wrong_method = http.get(URL)
+    assert wrong_method.status_code == 405
+    assert_documented(spec, URL, "post", wrong_method)
+    assert_documented(spec, "/health", "get", http.get("/health"))
+    assert_documented(spec, "/metrics", "get", http.get("/metrics"))
+    with pytest.raises(jsonschema.ValidationError):  # the check can fail: a body of another shape
+        jsonschema.Draft202012Validator(
+            {**spec["components"]["schemas"]["GetOnlineFeaturesResponse"],
+             "components": spec["components"]}).validate({"results": []})
 
 
 # -- bad requests: 400 with a message, and the server keeps serving --------------------------
@@ -355,7 +444,7 @@ def test_bad_request_is_400_with_a_message(shop: Shop, client: Client, case: str
                                  "entities": {"customer_id": customers(shop)[:10]}})
     assert after.status_code == 200
     assert_view_columns(shop, after.json(), "customer_orders", {"orders_30d": "orders_30d"})
-    assert http.get("/metrics").json()["requests"] == {"ok": 1, "client_error": 1,
+    assert outcomes(http.get("/metrics").text) == {"ok": 1, "client_error": 1,
                                                        "server_error": 0}
 
 
@@ -421,7 +510,7 @@ def test_fuzzed_requests_get_4xx_never_5xx_and_are_all_counted(client: Client) -
             assert set(response.json()) == {"error"}
 
     check()
-    counts = http.get("/metrics").json()["requests"]
+    counts = outcomes(http.get("/metrics").text)
     assert counts == {"ok": sent.count(200), "client_error": len(sent) - sent.count(200),
                       "server_error": 0}
 
@@ -473,7 +562,7 @@ def test_non_finite_feature_values_are_protobuf_json_strings(make_project: MakeP
         body = json.loads(response.text, parse_constant=strict)
         assert body["results"][1]["statuses"] == ["PRESENT"] * 4
         assert body["results"][1]["values"] == ["NaN", "Infinity", "-Infinity", 1.5]
-        assert http.get("/metrics").json()["requests"]["ok"] == 1
+        assert outcomes(http.get("/metrics").text)["ok"] == 1
         python = service.get(["m"], {"user_id": [1, 2, 3, 4]}).values["x"]
         assert math.isnan(python[0]) and python[1:] == [math.inf, -math.inf, 1.5]
     finally:
@@ -509,6 +598,7 @@ def test_redis_outage_is_503_and_serving_recovers(make_project: MakeProject,
         server.stop(kill=True)
         down = http.post(URL, json=request)
         assert down.status_code == 503, down.text
+        assert_documented(http.get("/openapi.json").json(), URL, "post", down)
         assert down.json()["error"].startswith(f"online store ({server.url}) failed while "
                                                "reading features")
         health = http.get("/health")
@@ -525,8 +615,9 @@ def test_redis_outage_is_503_and_serving_recovers(make_project: MakeProject,
                                          "fsql sync"}
         project.sync()
         assert http.post(URL, json=request).json() == before.json()
-        assert http.get("/metrics").json()["requests"] == {"ok": 3, "client_error": 0,
-                                                           "server_error": 2}
+        metrics = http.get("/metrics").text
+        assert outcomes(metrics) == {"ok": 3, "client_error": 0, "server_error": 2}
+        assert scrape(metrics)["fsql_online_store_errors_total"] == {(): 2}
         assert get_scores(project, [5])["label"] == ["u5"]
         service.store.close()
     finally:
@@ -552,7 +643,7 @@ def test_fsql_serve_end_to_end(shop: Shop, client: Client) -> None:
                                 "entities": {"customer_id": list(range(61))}})
         assert too_many.status_code == 400
         assert "limit 60 per request" in too_many.json()["error"]
-        assert server.get("/metrics").json()["requests"]["ok"] == 1
+        assert outcomes(server.get("/metrics").text)["ok"] == 1
         server.proc.send_signal(signal.SIGINT)
         server.proc.wait(timeout=20)
     assert server.proc.returncode == 0

@@ -13,7 +13,7 @@ import pytest
 import fsql
 from fsql.serve import DEFINITION_CHANGED, PIN_RECHECK
 from tests.conftest import MakeProject, online_profile
-from tests.online.served import FSQL, serving, wait_until
+from tests.online.served import FSQL, assert_documented, serving, wait_until
 from tests.quality.test_diff_lineage import cards_project, edit
 from tests.redis_server import RedisServer
 
@@ -62,12 +62,16 @@ def test_serve_strict_refuses_and_plain_serve_reports(changed: fsql.Project) -> 
         refused = served.post(BODY)
         assert refused.status_code == 409, refused.text
         assert refused.json()["definition_changed"] == ["card_activity"]
+        assert_documented(served.get("/openapi.json").json(), "/get-online-features", "post",
+                          refused)
         assert served.post({"features": ["card_activity.spend_1h"],
                             "entities": {"card_id": [1]}}).status_code == 200
     with serving(changed.root) as served:
         answer = served.post(BODY)
         assert answer.status_code == 200
         assert answer.json()["metadata"]["definition_changed"] == ["card_activity"]
+        assert_documented(served.get("/openapi.json").json(), "/get-online-features", "post",
+                          answer)
         # the running server re-reads the build record when it changes: a rebuild clears it
         changed.build(test=False)
         wait_until(lambda: "definition_changed" not in served.post(BODY).json()["metadata"],

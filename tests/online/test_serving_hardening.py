@@ -32,7 +32,7 @@ from fsql.http import create_app
 from fsql.serve import OnlineService
 from tests.conftest import MakeProject
 from tests.online.scores import scores_project, utc_now, write_scores
-from tests.online.served import FSQL, URL, serving, wait_until
+from tests.online.served import FSQL, URL, outcomes, scrape, serving, wait_until
 from tests.redis_server import RedisServer
 
 with warnings.catch_warnings():  # starlette >= 1.x asks for httpx2 (not installed) at import
@@ -163,9 +163,12 @@ def test_a_corrupt_value_is_a_corrupt_status_not_a_failure(
                                 ["PRESENT", "CORRUPT", "CORRUPT", "MISSING", "CORRUPT"])
         assert got["label"] == (["u1", None, "u3", None, None],
                                 ["PRESENT", "CORRUPT", "PRESENT", "MISSING", "CORRUPT"])
-        metrics = http.get("/metrics").json()
-        assert metrics["corrupt_values"] == 5
-        assert metrics["requests"] == {"ok": 1, "client_error": 0, "server_error": 0}
+        metrics = http.get("/metrics").text
+        assert scrape(metrics)["fsql_feature_values_total"] == {
+            (("service", "adhoc"), ("status", "PRESENT")): 3,
+            (("service", "adhoc"), ("status", "MISSING")): 2,
+            (("service", "adhoc"), ("status", "CORRUPT")): 5}
+        assert outcomes(metrics) == {"ok": 1, "client_error": 0, "server_error": 0}
     finally:
         service.store.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FSQL_")}
@@ -275,7 +278,7 @@ def test_request_limits_on_a_real_server(make_project: MakeProject, redis_server
         assert many.status_code == 400
         assert many.json()["error"] == "too many features: 1001 (limit 1000 per request)"
         assert server.post(SCORES).status_code == 200  # still serving
-        assert server.get("/metrics").json()["requests"] == {"ok": 2, "client_error": 4,
+        assert outcomes(server.get("/metrics").text) == {"ok": 2, "client_error": 4,
                                                              "server_error": 0}
 
 
@@ -373,10 +376,11 @@ def embedded_servers(root: Path) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_serve_and_its_embedded_redis(example_dir: Path,
-                                                     sig: signal.Signals) -> None:
-    with serving(example_dir) as server:
+def test_a_signal_stops_serve_and_its_embedded_redis(example_dir: Path, sig: signal.Signals,
+                                                     workers: str) -> None:
+    with serving(example_dir, "--workers", workers) as server:
         assert server.get("/metrics").status_code == 200
         redis_procs = embedded_servers(example_dir)
         assert len(redis_procs) == 1
