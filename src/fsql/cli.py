@@ -135,7 +135,7 @@ def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
     for node in project.nodes.values():
         kinds[node.kind] = kinds.get(node.kind, 0) + 1
     kinds["training_set"] = len(project.training_sets)
-    summary = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in kinds.items())
+    summary = ", ".join(output.plural(n, k.replace("_", " ")) for k, n in kinds.items())
     output.stdout.print(f"Compiled {summary} -> {project.spec.root / 'target'}")
 
 
@@ -162,8 +162,9 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
                  [(t.name, f"{t.rows:,}", t.columns, f"{t.seconds:.2f}",
                    output.shown_path(t.output))
                   for t in result.training_sets])
-    output.stdout.print(f"Built {len(result.relations)} relations and "
-                        f"{len(result.training_sets)} training sets in {result.seconds:.2f}s")
+    output.stdout.print(f"Built {output.plural(len(result.relations), 'relation')} and "
+                        f"{output.plural(len(result.training_sets), 'training set')} in "
+                        f"{result.seconds:.2f}s")
 
 
 @app.command()
@@ -183,9 +184,11 @@ def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = 
                        r.message or ", ".join(map(repr, r.examples))) for r in results])
     bad = [r for r in results if r.status != "pass"]
     if bad:
-        raise CheckFailed(f"{len(bad)} of {len(results)} data tests did not pass")
+        raise CheckFailed(f"{len(bad)} of {output.plural(len(results), 'data test')} did "
+                          "not pass")
     if not as_json:
-        output.stdout.print(f"All {len(results)} data tests passed")
+        every = "All " if len(results) > 1 else ""
+        output.stdout.print(f"{every}{output.plural(len(results), 'data test')} passed")
 
 
 @app.command()
@@ -203,16 +206,13 @@ def freshness(ctx: typer.Context, as_json: JsonOption = False) -> None:
     else:
         output.table("Freshness", ["view", "sla", "newest event", "data age", "last sync",
                                    "sync age", "future-dated", "status"],
-                     [(r.view, _hours(r.sla_seconds), r.newest_event, _hours(r.data_age),
-                       r.last_sync, _hours(r.sync_age), f"{r.future_dated:,}",
+                     [(r.view, output.duration(r.sla_seconds), r.newest_event,
+                       output.duration(r.data_age), r.last_sync, output.duration(r.sync_age),
+                       f"{r.future_dated:,}",
                        ("BREACH: " + r.reason) if r.breached else "ok") for r in results])
     breached = [r.view for r in results if r.breached]
     if breached:
         raise CheckFailed(f"freshness SLA breached: {', '.join(breached)}")
-
-
-def _hours(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds / 3600:.1f}h"
 
 
 @app.command()
@@ -295,7 +295,7 @@ def diff(
                            else "", ", ".join(c.affects)) for c in changes])
     broken = [c for v in result.values() for c in v if c.breaking]
     if broken and fail_on_breaking:
-        raise CheckFailed(f"{len(broken)} breaking change(s)")
+        raise CheckFailed(output.plural(len(broken), "breaking change"))
 
 
 @app.command()
@@ -342,7 +342,8 @@ def sync(
         if v.future_dated:
             output.stdout.print(f"  {v.view}: {v.future_dated:,} future-dated rows (time after "
                                 "as_of): synced, but they never move the watermark")
-    output.stdout.print(f"Synced {len(result.views)} views in {result.seconds:.2f}s")
+    output.stdout.print(f"{'Would sync' if dry_run else 'Synced'} "
+                        f"{output.plural(len(result.views), 'view')} in {result.seconds:.2f}s")
 
 
 @app.command()
@@ -419,8 +420,8 @@ def entity_pairs(item: str) -> list[tuple[str, str]]:
             return pairs
 
 
-def _cell(value: Any, status: str) -> str:
-    return str(value) if status == "PRESENT" else f"({status.lower()})"
+def _cell(value: Any, status: str) -> Any:
+    return value if status == "PRESENT" else f"({status.lower()})"
 
 
 @app.command()
@@ -466,7 +467,7 @@ def list_(
 ) -> None:
     """List feature views, on-demand views, features, entities, training sets, models and
     sources."""
-    from fsql.listing import listing
+    from fsql.listing import DURATIONS, listing
 
     sections = listing(_settings(ctx).project().load(), kind)
     if as_json:
@@ -474,7 +475,9 @@ def list_(
         return
     for title, rows in sections.items():
         if rows:
-            output.table(title, list(rows[0]), [list(r.values()) for r in rows])
+            output.table(title.replace("_", " "), list(rows[0]),
+                         [[output.duration(v) if k in DURATIONS else v for k, v in r.items()]
+                          for r in rows])
 
 
 @app.command()

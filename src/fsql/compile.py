@@ -22,7 +22,13 @@ from fsql.analyze import check_view, parse_query
 from fsql.definitions import Feature, FeatureCutoff, FeatureView, Model, Source, TrainingSet
 from fsql.dtypes import TIME_TYPES, FeatureType
 from fsql.engines.base import Column, Engine
-from fsql.errors import DefinitionError, EngineError, ErrorCollector, RequestError
+from fsql.errors import (
+    DefinitionError,
+    EngineError,
+    ErrorCollector,
+    RequestError,
+    did_you_mean,
+)
 from fsql.graph import Graph
 from fsql.labels import label_leaks
 from fsql.loader import ProjectSpec
@@ -78,7 +84,8 @@ class CompiledProject:
         node = self.nodes.get(f"view:{name}")
         if node is None:
             known = ", ".join(sorted(self.spec.views)) or "none"
-            raise RequestError(f"no feature view named '{name}' (known: {known})")
+            raise RequestError(f"no feature view named '{name}'; "
+                               f"{did_you_mean(name, self.spec.views)}known: {known}")
         return node
 
 
@@ -375,8 +382,9 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
             continue
         view = spec.views.get(ref.view)
         if view is None:
-            raise RequestError(f"unknown feature view '{ref.view}' "
-                               f"(known: {', '.join(sorted(spec.views)) or 'none'})")
+            raise RequestError(f"unknown feature view '{ref.view}'; "
+                               f"{did_you_mean(ref.view, [*spec.views, *spec.on_demand])}"
+                               f"known: {', '.join(sorted(spec.views)) or 'none'}")
         chosen = [view.feature(ref.feature)] if ref.feature else list(view.features)
         if chosen[0] is None:
             raise RequestError(f"feature view '{ref.view}' has no feature '{ref.feature}' "
