@@ -36,8 +36,31 @@ if TYPE_CHECKING:
 
 INTERNAL_ERROR = 70
 
+class _Group(typer.core.TyperGroup):
+    """The ``fsql`` group: ``--help`` shows a flag without a value placeholder (typer would
+    show ``<bool>``, as if ``--json`` took a value), on every command."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_take_no_value(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_take_no_value(command.get_params(ctx))
+        return command
+
+
+def _flags_take_no_value(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
 app = typer.Typer(
     name="fsql",
+    cls=_Group,
+    rich_markup_mode="markdown",
     help="SQL-first feature platform: declare features once in SQL + YAML, build "
     "point-in-time-correct training sets on DuckDB.",
     no_args_is_help=True,
@@ -64,8 +87,9 @@ class Settings:
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 SelectOption = Annotated[list[str] | None, typer.Option(
-    "--select", "-s", help="Node selector: NAME, +NAME (with upstream), NAME+ (with "
-    "downstream), tag:X, view:X, model:X, training_set:X. Repeatable. Default: everything.")]
+    "--select", "-s", metavar="SELECTOR",
+    help="Node selector: NAME, +NAME (with upstream), NAME+ (with downstream), tag:X, view:X, "
+    "model:X, training_set:X. Repeatable. Default: everything.")]
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -123,7 +147,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Validate the whole project and render all SQL to target/ (reads no data).
 
-    Writes target/compiled/<kind>/<name>.sql and target/manifest.json, like dbt.
+    Writes target/compiled/KIND/NAME.sql and target/manifest.json, like dbt.
     """
     from fsql.compile import manifest
 
@@ -350,13 +374,16 @@ def sync(
 def get(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(
+        metavar="NAME",
         help="A training set (feature service), a view, or comma-separated view.feature names.")],
     entity: Annotated[list[str], typer.Option(
-        "--entity", "-e", help="One entity as KEY=VALUE[,KEY=VALUE]; quote a value that "
+        "--entity", "-e", metavar="KEY=VALUE",
+        help="One entity as KEY=VALUE[,KEY=VALUE]; quote a value that "
         'holds a comma: name="a,b". Repeat for more entities.')],
     as_json: JsonOption = False,
     request: Annotated[list[str] | None, typer.Option(
-        "--request", "-r", help="A request field of on-demand features as FIELD=VALUE (the "
+        "--request", "-r", metavar="FIELD=VALUE",
+        help="A request field of on-demand features as FIELD=VALUE (the "
         "value is parsed by the field's type); repeat it once per entity for several.")] = None,
 ) -> None:
     """Read features for some entities from the online store. For a training set, warns
@@ -427,16 +454,19 @@ def _cell(value: Any, status: str) -> Any:
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
     max_entities: Annotated[int, typer.Option(
-        help="Largest number of entities one request may ask for.", min=1)] = 1000,
+        metavar="N", help="Largest number of entities one request may ask for.", min=1)] = 1000,
     max_features: Annotated[int, typer.Option(
-        help="Largest number of feature names one request may list.", min=1)] = 1000,
+        metavar="N", help="Largest number of feature names one request may list.", min=1)]
+    = 1000,
     max_body_bytes: Annotated[int, typer.Option(
-        help="Largest request body, in bytes (larger: 413).", min=1)] = 1 << 20,
+        metavar="BYTES", help="Largest request body, in bytes (larger: 413).", min=1)]
+    = 1 << 20,
     read_timeout: Annotated[float, typer.Option(
-        help="Seconds a request body may take to arrive (slower: 408).", min=0.01)] = 10.0,
+        metavar="SECONDS", help="Seconds a request body may take to arrive (slower: 408).",
+        min=0.01)] = 10.0,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Refuse (409) a training set whose online views' definitions differ "
         "from the ones it was built with.")] = False,
@@ -461,8 +491,9 @@ def serve(
 def list_(
     ctx: typer.Context,
     kind: Annotated[str | None, typer.Option(
-        "--kind", "-k", help="Only one kind: views, features, entities, training_sets, models, "
-        "sources.")] = None,
+        "--kind", "-k", metavar="KIND",
+        help="Only one kind: views, on_demand_views, features, entities, "
+        "training_sets, models, sources.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List feature views, on-demand views, features, entities, training sets, models and
@@ -482,6 +513,7 @@ def list_(
 
 @app.command()
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
+    metavar="NAME",
     help="A feature view, on-demand view, model, training set or source (src.table).")],
          as_json: JsonOption = False) -> None:
     """Show one definition and its compiled SQL."""
