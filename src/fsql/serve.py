@@ -279,8 +279,10 @@ class OnlineService:
                 continue
             view = self.spec.views.get(ref.view)
             if view is None:
-                raise RequestError(f"unknown feature view {_shown(ref.view)}; " + _known(
-                    ref.view, [*self.spec.views, *self.spec.on_demand]))
+                near = did_you_mean(ref.view, [*self.spec.views, *self.spec.on_demand, *(
+                    self.spec.training_sets if ref.feature is None else ())])
+                raise RequestError(f"unknown feature view {_shown(ref.view)}; {near}known: "
+                                   + ", ".join(sorted([*self.spec.views, *self.spec.on_demand])))
             if not view.online:
                 raise RequestError(f"feature view '{ref.view}' is not online (online: true)")
             chosen = [view.feature(ref.feature)] if ref.feature else list(view.features)
@@ -709,13 +711,12 @@ def _entity_columns(entities: Mapping[str, Sequence[Any]], key_columns: list[str
     if len(entities) != len(key_columns) or any(k not in entities for k in key_columns):
         missing = [k for k in key_columns if k not in entities]
         extra = [k for k in entities if k not in key_columns]
-        if extra:
-            raise RequestError(f"unexpected entity key column(s): {', '.join(map(str, extra))}; "
-                               f"{did_you_mean(str(extra[0]), missing)}"
-                               f"this request needs: {', '.join(key_columns)}")
-        if missing:
+        near = did_you_mean(str(extra[0]), missing) if extra and missing else ""
+        if missing and not near:
             raise RequestError(f"missing entity key column(s): {', '.join(missing)} "
                                f"(this request needs: {', '.join(key_columns)})")
+        raise RequestError(f"unexpected entity key column(s): {', '.join(map(str, extra))}; "
+                           f"{near}this request needs: {', '.join(key_columns)}")
     columns = {k: entities[k] for k in key_columns}
     for name, values in columns.items():
         if type(values) is not list and (isinstance(values, str | bytes)
