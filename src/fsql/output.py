@@ -54,18 +54,20 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     """A table that fits the console: cells wrap between words. When the columns cannot all
     fit even so (80 columns, many fields), each row becomes a block of ``field  value`` lines
     instead; a word too long for its cell is cut with an ellipsis, never broken in two."""
+    cells = [[human(v) for v in row] for row in rows]
     out = Table(title=title, title_justify="left")
-    for column in columns:
-        out.add_column(column, overflow="ellipsis")
-    for row in rows:
-        out.add_row(*[human(v) for v in row])
+    for i, column in enumerate(columns):  # names and paths (no spaces) keep their width
+        out.add_column(column, overflow="ellipsis",
+                       no_wrap=not any(" " in row[i] or "\n" in row[i] for row in cells))
+    for row in cells:
+        out.add_row(*row)
     if stdout.measure(out, options=stdout.options.update_width(UNWRAPPED)).minimum > stdout.width:
         out = Table(title=title, title_justify="left", show_header=False)
         out.add_column(style="bold", no_wrap=True)
         out.add_column(overflow="ellipsis")
-        for row in rows:
-            for i, (column, value) in enumerate(zip(columns, row, strict=True)):
-                out.add_row(column, human(value), end_section=i == len(columns) - 1)
+        for line in cells:
+            for i, (column, cell) in enumerate(zip(columns, line, strict=True)):
+                out.add_row(column, cell, end_section=i == len(columns) - 1)
     stdout.print(out)
 
 
