@@ -711,12 +711,14 @@ def _entity_columns(entities: Mapping[str, Sequence[Any]], key_columns: list[str
     if len(entities) != len(key_columns) or any(k not in entities for k in key_columns):
         missing = [k for k in key_columns if k not in entities]
         extra = [k for k in entities if k not in key_columns]
-        near = did_you_mean(str(extra[0]), missing) if extra and missing else ""
-        if missing and not near:
+        if missing:
+            near = did_you_mean(str(extra[0]), missing) if extra else ""
             raise RequestError(f"missing entity key column(s): {', '.join(missing)} "
-                               f"(this request needs: {', '.join(key_columns)})")
-        raise RequestError(f"unexpected entity key column(s): {', '.join(map(str, extra))}; "
-                           f"{near}this request needs: {', '.join(key_columns)}")
+                               f"(this request needs: {', '.join(key_columns)})"
+                               + (f"; got {_shown(str(extra[0]))}: {near.strip()}" if near
+                                  else ""))
+        raise RequestError(f"unexpected entity key column(s): {', '.join(map(str, extra))} "
+                           f"(this request needs: {', '.join(key_columns)})")
     columns = {k: entities[k] for k in key_columns}
     for name, values in columns.items():
         if type(values) is not list and (isinstance(values, str | bytes)

@@ -263,7 +263,7 @@ def test_get_suggests_and_refuses_a_feature_twice(floats: Path) -> None:
     narrow("sync", cwd=floats)
     key = narrow("get", "v", "-e", "cardid=1", cwd=floats)
     assert key.returncode == 2
-    assert "unexpected entity key column(s): cardid; did you mean 'card_id'?" in key.stderr
+    assert "got 'cardid': did you mean 'card_id'?" in key.stderr
     view = narrow("get", "vv", "-e", "card_id=1", cwd=floats)
     assert "unknown feature view 'vv'; did you mean 'v'?" in view.stderr
     feature = narrow("get", "v.amont", "-e", "card_id=1", cwd=floats)

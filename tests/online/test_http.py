@@ -347,8 +347,8 @@ BAD_REQUESTS: dict[str, tuple[bytes | Any, str]] = {
     "misspelt feature service": ({"feature_service": "churn_trainin", "entities": ONE},
                                  "did you mean 'churn_training'?"),
     "misspelt key column": ({"features": ["customer_orders"], "entities": {"customerid": [1]}},
-                            "unexpected entity key column(s): customerid; did you mean "
-                            "'customer_id'?"),
+                            "missing entity key column(s): customer_id (this request needs: "
+                            "customer_id); got 'customerid': did you mean 'customer_id'?"),
     "feature twice": ({"features": ["customer_orders.orders_30d", "customer_orders.orders_30d"],
                        "entities": ONE}, "'customer_orders.orders_30d' is listed twice"),
     "feature twice through its view": (
