@@ -534,9 +534,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
 def _plain(value: Any) -> str:
     if isinstance(value, dict):
         return "\n".join(f"{k}: {v}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return ", ".join(map(str, value))
-    return "" if value is None else str(value)
+    return output.human(value)
 
 
 def main() -> None:

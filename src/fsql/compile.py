@@ -89,6 +89,11 @@ class CompiledProject:
         return node
 
 
+def _near(feature: str, features: list[str]) -> str:
+    """The hint for a feature a view does not have: the nearest name and all of them."""
+    return f"{did_you_mean(feature, features)}its features: {', '.join(features)}."
+
+
 def _semantic(value: Any) -> Any:
     """The parts of a definition that change results (not descriptions or file positions)."""
     if isinstance(value, FeatureType):
@@ -176,12 +181,14 @@ class Compiler:
                 self.errors.add(DefinitionError(
                     ts.path, f"training set '{ts.name}': spine model '{spine.model}' does not "
                     "exist", line=spine.line,
-                    hint=f"known models: {', '.join(sorted(spec.models)) or 'none'}."))
+                    hint=f"{did_you_mean(spine.model, [*spec.models, *spec.views])}known "
+                    f"models: {', '.join(sorted(spec.models)) or 'none'}."))
             if spine.source and spine.source not in spec.sources:
                 self.errors.add(DefinitionError(
                     ts.path, f"training set '{ts.name}': spine source '{spine.source}' is not "
                     "declared", line=spine.line,
-                    hint=f"known sources: {', '.join(sorted(spec.sources)) or 'none'}."))
+                    hint=f"{did_you_mean(spine.source, spec.sources)}known sources: "
+                    f"{', '.join(sorted(spec.sources)) or 'none'}."))
             for ref in ts.features:
                 view = spec.views.get(ref.view)
                 odv = spec.on_demand.get(ref.view)
@@ -190,18 +197,19 @@ class Compiler:
                         self.errors.add(DefinitionError(
                             ts.path, f"training set '{ts.name}': on-demand view '{ref.view}' "
                             f"has no feature '{ref.feature}'", line=ref.line,
-                            hint=f"its features: {', '.join(f.name for f in odv.features)}."))
+                            hint=_near(ref.feature, [f.name for f in odv.features])))
                     continue
                 if view is None:
                     self.errors.add(DefinitionError(
                         ts.path, f"training set '{ts.name}': unknown feature view '{ref.view}'",
                         line=ref.line,
-                        hint=f"known views: {', '.join(sorted(spec.views)) or 'none'}."))
+                        hint=f"{did_you_mean(ref.view, [*spec.views, *spec.on_demand])}known "
+                        f"views: {', '.join(sorted(spec.views)) or 'none'}."))
                 elif ref.feature and view.feature(ref.feature) is None:
                     self.errors.add(DefinitionError(
                         ts.path, f"training set '{ts.name}': view '{ref.view}' has no feature "
                         f"'{ref.feature}'", line=ref.line,
-                        hint=f"its features: {', '.join(f.name for f in view.features)}."))
+                        hint=_near(ref.feature, [f.name for f in view.features])))
 
     def _graph(self, queries: dict[str, tuple[exp.Query, str, Any, list[str]]]) -> Graph:
         deps: dict[str, list[str]] = {node: d for node, (_, _, _, d) in queries.items()}
