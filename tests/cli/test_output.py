@@ -181,6 +181,11 @@ def test_did_you_mean_in_lookups(example_dir: Path) -> None:
     show = narrow("show", "custmer_orders", cwd=example_dir)
     assert show.returncode == 2 and "did you mean 'customer_orders'?" in show.stderr
     assert "Traceback" not in kind.stderr + show.stderr
+    model = example_dir / "models" / "churn_labels.sql"
+    model.write_text(model.read_text().replace("ref('orders_enriched')", "ref('orders_enrich')"))
+    ref = narrow("compile", cwd=example_dir)
+    assert ref.returncode == 2 and "models/churn_labels.sql:" in ref.stderr
+    assert "hint: did you mean 'orders_enriched'?" in ref.stderr
 
 
 def test_build_progress_counts_its_steps(example_dir: Path) -> None:
