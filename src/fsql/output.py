@@ -60,14 +60,14 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
         out.add_column(column, overflow="ellipsis",
                        no_wrap=not any(" " in row[i] or "\n" in row[i] for row in cells))
     for row in cells:
-        out.add_row(*row)
+        out.add_row(*map(Text, row))  # plain text: a "[x]" in a value is not markup
     if stdout.measure(out, options=stdout.options.update_width(UNWRAPPED)).minimum > stdout.width:
         out = Table(title=title, title_justify="left", show_header=False)
         out.add_column(style="bold", no_wrap=True)
         out.add_column(overflow="ellipsis")
         for line in cells:
             for i, (column, cell) in enumerate(zip(columns, line, strict=True)):
-                out.add_row(column, cell, end_section=i == len(columns) - 1)
+                out.add_row(column, Text(cell), end_section=i == len(columns) - 1)
     stdout.print(out)
 
 

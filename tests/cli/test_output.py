@@ -274,3 +274,11 @@ def test_get_suggests_and_refuses_a_feature_twice(floats: Path) -> None:
     assert "has no feature 'amont'; did you mean 'amount'?" in feature.stderr
     twice = narrow("get", "v.amount,v.amount", "-e", "card_id=1", cwd=floats)
     assert twice.returncode == 2 and "'v.amount' is listed twice" in twice.stderr
+
+
+def test_cells_are_plain_text(make_project: MakeProject) -> None:
+    root = make_project({"features/e.yml": "entities: [{name: user, join_keys: [user_id], "
+                                           "description: 'new users [beta] only'}]\n"}).root
+    done = narrow("ls", "-k", "entities", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "new users [beta] only" in done.stdout  # not read as rich markup
