@@ -9,7 +9,7 @@ from sqlglot.errors import ParseError, TokenError
 from fsql.definitions import Entity, Feature, FeatureView
 from fsql.dtypes import TIME_TYPES, declared_name
 from fsql.engines.base import Column
-from fsql.errors import DefinitionError
+from fsql.errors import DefinitionError, did_you_mean
 
 
 def _snippet(sql: str, line: int) -> str:
@@ -64,7 +64,8 @@ def check_view(view: FeatureView, entities: dict[str, Entity],
             known = ", ".join(sorted(entities)) or "none"
             errors.append(DefinitionError(
                 view.path, f"feature view '{view.name}' uses unknown entity '{entity_name}'",
-                line=view.line, hint=f"declare it under entities: (known: {known})."))
+                line=view.line, hint=f"{did_you_mean(entity_name, entities)}declare it "
+                f"under entities: (known: {known})."))
             continue
         for key in entity.join_keys:
             if key not in produced:

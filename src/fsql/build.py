@@ -115,7 +115,7 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
     selected = graph.select(selectors)
     order = [n for n in graph.with_upstream(selected)
              if not n.startswith("training_set:") or n in selected]
-    step.start(len(order))
+    step.start(len(order) + run_tests)  # one step per node, one for the data tests
     relations: list[tuple[str, str, float]] = []
     staged: list[_Staged] = []
     temporary: list[Path] = []

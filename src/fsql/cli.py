@@ -36,8 +36,31 @@ if TYPE_CHECKING:
 
 INTERNAL_ERROR = 70
 
+class _Group(typer.core.TyperGroup):
+    """The ``fsql`` group: ``--help`` shows a flag without a value placeholder (typer would
+    show ``<bool>``, as if ``--json`` took a value), on every command."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_take_no_value(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_take_no_value(command.get_params(ctx))
+        return command
+
+
+def _flags_take_no_value(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
 app = typer.Typer(
     name="fsql",
+    cls=_Group,
+    rich_markup_mode="markdown",
     help="SQL-first feature platform: declare features once in SQL + YAML, build "
     "point-in-time-correct training sets on DuckDB.",
     no_args_is_help=True,
@@ -67,8 +90,9 @@ class Settings:
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 SelectOption = Annotated[list[str] | None, typer.Option(
-    "--select", "-s", help="Node selector: NAME, +NAME (with upstream), NAME+ (with "
-    "downstream), tag:X, view:X, model:X, training_set:X. Repeatable. Default: everything.")]
+    "--select", "-s", metavar="SELECTOR",
+    help="Node selector: NAME, +NAME (with upstream), NAME+ (with downstream), tag:X, view:X, "
+    "model:X, training_set:X. Repeatable. Default: everything.")]
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -124,10 +148,10 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 @app.command()
 def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Validate the whole project and render all SQL to target/<target>/ (reads no data).
+    """Validate the whole project and render all SQL to target/TARGET/ (reads no data).
 
-    Writes target/<target>/compiled/<kind>/<name>.sql and target/<target>/manifest.json, like
-    dbt (or under the profile target's target_path).
+    Writes target/TARGET/compiled/KIND/NAME.sql and target/TARGET/manifest.json, like dbt
+    (or under the profile target's target_path).
     """
     from fsql.compile import manifest
 
@@ -140,7 +164,7 @@ def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
     for node in project.nodes.values():
         kinds[node.kind] = kinds.get(node.kind, 0) + 1
     kinds["training_set"] = len(project.training_sets)
-    summary = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in kinds.items())
+    summary = ", ".join(output.plural(n, k.replace("_", " ")) for k, n in kinds.items())
     output.stdout.print(f"Compiled {summary} -> {output.shown_path(opened.paths.base)}")
 
 
@@ -152,7 +176,7 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
     """Materialize models and feature views, then write point-in-time training sets.
 
     Each training set becomes a Parquet file (default
-    target/<target>/training_sets/NAME.parquet), a build record beside it (NAME.build.json:
+    target/TARGET/training_sets/NAME.parquet), a build record beside it (NAME.build.json:
     compiled SQL, definition hashes, row counts, time range) and a DuckDB view over the file.
     Selected nodes are always built with everything upstream of them. The data tests of
     everything built must pass first (exit 5 otherwise). A failed build leaves previous
@@ -168,15 +192,16 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
                  [(t.name, f"{t.rows:,}", t.columns, f"{t.seconds:.2f}",
                    output.shown_path(t.output))
                   for t in result.training_sets])
-    output.stdout.print(f"Built {len(result.relations)} relations and "
-                        f"{len(result.training_sets)} training sets in {result.seconds:.2f}s")
+    output.stdout.print(f"Built {output.plural(len(result.relations), 'relation')} and "
+                        f"{output.plural(len(result.training_sets), 'training set')} in "
+                        f"{result.seconds:.2f}s")
 
 
 @app.command()
 def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False) -> None:
     """Run the data tests declared in the YAML (great-expectations); exit 5 on any failure.
 
-    Results are also written to target/<target>/test_results.json.
+    Results are also written to target/TARGET/test_results.json.
     """
     from fsql.errors import CheckFailed
 
@@ -189,9 +214,11 @@ def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = 
                        r.message or ", ".join(map(repr, r.examples))) for r in results])
     bad = [r for r in results if r.status != "pass"]
     if bad:
-        raise CheckFailed(f"{len(bad)} of {len(results)} data tests did not pass")
+        raise CheckFailed(f"{len(bad)} of {output.plural(len(results), 'data test')} did "
+                          "not pass")
     if not as_json:
-        output.stdout.print(f"All {len(results)} data tests passed")
+        every = "All " if len(results) > 1 else ""
+        output.stdout.print(f"{every}{output.plural(len(results), 'data test')} passed")
 
 
 @app.command()
@@ -209,16 +236,13 @@ def freshness(ctx: typer.Context, as_json: JsonOption = False) -> None:
     else:
         output.table("Freshness", ["view", "sla", "newest event", "data age", "last sync",
                                    "sync age", "future-dated", "status"],
-                     [(r.view, _hours(r.sla_seconds), r.newest_event, _hours(r.data_age),
-                       r.last_sync, _hours(r.sync_age), f"{r.future_dated:,}",
+                     [(r.view, output.duration(r.sla_seconds), r.newest_event,
+                       output.duration(r.data_age), r.last_sync, output.duration(r.sync_age),
+                       f"{r.future_dated:,}",
                        ("BREACH: " + r.reason) if r.breached else "ok") for r in results])
     breached = [r.view for r in results if r.breached]
     if breached:
         raise CheckFailed(f"freshness SLA breached: {', '.join(breached)}")
-
-
-def _hours(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds / 3600:.1f}h"
 
 
 @app.command()
@@ -301,7 +325,7 @@ def diff(
                            else "", ", ".join(c.affects)) for c in changes])
     broken = [c for v in result.values() for c in v if c.breaking]
     if broken and fail_on_breaking:
-        raise CheckFailed(f"{len(broken)} breaking change(s)")
+        raise CheckFailed(output.plural(len(broken), "breaking change"))
 
 
 @app.command()
@@ -348,20 +372,24 @@ def sync(
         if v.future_dated:
             output.stdout.print(f"  {v.view}: {v.future_dated:,} future-dated rows (time after "
                                 "as_of): synced, but they never move the watermark")
-    output.stdout.print(f"Synced {len(result.views)} views in {result.seconds:.2f}s")
+    output.stdout.print(f"{'Would sync' if dry_run else 'Synced'} "
+                        f"{output.plural(len(result.views), 'view')} in {result.seconds:.2f}s")
 
 
 @app.command()
 def get(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(
+        metavar="NAME",
         help="A training set (feature service), a view, or comma-separated view.feature names.")],
     entity: Annotated[list[str], typer.Option(
-        "--entity", "-e", help="One entity as KEY=VALUE[,KEY=VALUE]; quote a value that "
+        "--entity", "-e", metavar="KEY=VALUE",
+        help="One entity as KEY=VALUE[,KEY=VALUE]; quote a value that "
         'holds a comma: name="a,b". Repeat for more entities.')],
     as_json: JsonOption = False,
     request: Annotated[list[str] | None, typer.Option(
-        "--request", "-r", help="A request field of on-demand features as FIELD=VALUE (the "
+        "--request", "-r", metavar="FIELD=VALUE",
+        help="A request field of on-demand features as FIELD=VALUE (the "
         "value is parsed by the field's type); repeat it once per entity for several.")] = None,
 ) -> None:
     """Read features for some entities from the online store. For a training set, warns
@@ -425,23 +453,26 @@ def entity_pairs(item: str) -> list[tuple[str, str]]:
             return pairs
 
 
-def _cell(value: Any, status: str) -> str:
-    return str(value) if status == "PRESENT" else f"({status.lower()})"
+def _cell(value: Any, status: str) -> Any:
+    return value if status == "PRESENT" else f"({status.lower()})"
 
 
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
     max_entities: Annotated[int, typer.Option(
-        help="Largest number of entities one request may ask for.", min=1)] = 1000,
+        metavar="N", help="Largest number of entities one request may ask for.", min=1)] = 1000,
     max_features: Annotated[int, typer.Option(
-        help="Largest number of feature names one request may list.", min=1)] = 1000,
+        metavar="N", help="Largest number of feature names one request may list.", min=1)]
+    = 1000,
     max_body_bytes: Annotated[int, typer.Option(
-        help="Largest request body, in bytes (larger: 413).", min=1)] = 1 << 20,
+        metavar="BYTES", help="Largest request body, in bytes (larger: 413).", min=1)]
+    = 1 << 20,
     read_timeout: Annotated[float, typer.Option(
-        help="Seconds a request body may take to arrive (slower: 408).", min=0.01)] = 10.0,
+        metavar="SECONDS", help="Seconds a request body may take to arrive (slower: 408).",
+        min=0.01)] = 10.0,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Refuse (409) a training set whose online views' definitions differ "
         "from the ones it was built with.")] = False,
@@ -481,13 +512,14 @@ def _serve(ctx: typer.Context, host: str, port: int, max_entities: int, max_feat
 def list_(
     ctx: typer.Context,
     kind: Annotated[str | None, typer.Option(
-        "--kind", "-k", help="Only one kind: views, features, entities, training_sets, models, "
-        "sources.")] = None,
+        "--kind", "-k", metavar="KIND",
+        help="Only one kind: views, on_demand_views, features, entities, "
+        "training_sets, models, sources.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List feature views, on-demand views, features, entities, training sets, models and
     sources."""
-    from fsql.listing import listing
+    from fsql.listing import DURATIONS, listing
 
     sections = listing(_settings(ctx).project().load(), kind)
     if as_json:
@@ -495,11 +527,14 @@ def list_(
         return
     for title, rows in sections.items():
         if rows:
-            output.table(title, list(rows[0]), [list(r.values()) for r in rows])
+            output.table(title.replace("_", " "), list(rows[0]),
+                         [[output.duration(v) if k in DURATIONS else v for k, v in r.items()]
+                          for r in rows])
 
 
 @app.command()
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
+    metavar="NAME",
     help="A feature view, on-demand view, model, training set or source (src.table).")],
          as_json: JsonOption = False) -> None:
     """Show one definition and its compiled SQL."""
@@ -520,9 +555,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
 def _plain(value: Any) -> str:
     if isinstance(value, dict):
         return "\n".join(f"{k}: {v}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return ", ".join(map(str, value))
-    return "" if value is None else str(value)
+    return output.human(value)
 
 
 def main() -> None:

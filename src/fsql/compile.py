@@ -22,7 +22,13 @@ from fsql.analyze import check_view, parse_query
 from fsql.definitions import Feature, FeatureCutoff, FeatureView, Model, Source, TrainingSet
 from fsql.dtypes import TIME_TYPES, FeatureType
 from fsql.engines.base import Column, Engine
-from fsql.errors import DefinitionError, EngineError, ErrorCollector, RequestError
+from fsql.errors import (
+    DefinitionError,
+    EngineError,
+    ErrorCollector,
+    RequestError,
+    did_you_mean,
+)
 from fsql.graph import Graph
 from fsql.labels import label_leaks
 from fsql.loader import ProjectSpec
@@ -79,8 +85,14 @@ class CompiledProject:
         node = self.nodes.get(f"view:{name}")
         if node is None:
             known = ", ".join(sorted(self.spec.views)) or "none"
-            raise RequestError(f"no feature view named '{name}' (known: {known})")
+            raise RequestError(f"no feature view named '{name}'; "
+                               f"{did_you_mean(name, self.spec.views)}known: {known}")
         return node
+
+
+def _near(feature: str, features: list[str]) -> str:
+    """The hint for a feature a view does not have: the nearest name and all of them."""
+    return f"{did_you_mean(feature, features)}its features: {', '.join(features)}."
 
 
 def _semantic(value: Any) -> Any:
@@ -171,12 +183,14 @@ class Compiler:
                 self.errors.add(DefinitionError(
                     ts.path, f"training set '{ts.name}': spine model '{spine.model}' does not "
                     "exist", line=spine.line,
-                    hint=f"known models: {', '.join(sorted(spec.models)) or 'none'}."))
+                    hint=f"{did_you_mean(spine.model, [*spec.models, *spec.views])}known "
+                    f"models: {', '.join(sorted(spec.models)) or 'none'}."))
             if spine.source and spine.source not in spec.sources:
                 self.errors.add(DefinitionError(
                     ts.path, f"training set '{ts.name}': spine source '{spine.source}' is not "
                     "declared", line=spine.line,
-                    hint=f"known sources: {', '.join(sorted(spec.sources)) or 'none'}."))
+                    hint=f"{did_you_mean(spine.source, spec.sources)}known sources: "
+                    f"{', '.join(sorted(spec.sources)) or 'none'}."))
             for ref in ts.features:
                 view = spec.views.get(ref.view)
                 odv = spec.on_demand.get(ref.view)
@@ -185,18 +199,19 @@ class Compiler:
                         self.errors.add(DefinitionError(
                             ts.path, f"training set '{ts.name}': on-demand view '{ref.view}' "
                             f"has no feature '{ref.feature}'", line=ref.line,
-                            hint=f"its features: {', '.join(f.name for f in odv.features)}."))
+                            hint=_near(ref.feature, [f.name for f in odv.features])))
                     continue
                 if view is None:
                     self.errors.add(DefinitionError(
                         ts.path, f"training set '{ts.name}': unknown feature view '{ref.view}'",
                         line=ref.line,
-                        hint=f"known views: {', '.join(sorted(spec.views)) or 'none'}."))
+                        hint=f"{did_you_mean(ref.view, [*spec.views, *spec.on_demand])}known "
+                        f"views: {', '.join(sorted(spec.views)) or 'none'}."))
                 elif ref.feature and view.feature(ref.feature) is None:
                     self.errors.add(DefinitionError(
                         ts.path, f"training set '{ts.name}': view '{ref.view}' has no feature "
                         f"'{ref.feature}'", line=ref.line,
-                        hint=f"its features: {', '.join(f.name for f in view.features)}."))
+                        hint=_near(ref.feature, [f.name for f in view.features])))
 
     def _graph(self, queries: dict[str, tuple[exp.Query, str, Any, list[str]]]) -> Graph:
         deps: dict[str, list[str]] = {node: d for node, (_, _, _, d) in queries.items()}
@@ -370,8 +385,9 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
             continue
         view = spec.views.get(ref.view)
         if view is None:
-            raise RequestError(f"unknown feature view '{ref.view}' "
-                               f"(known: {', '.join(sorted(spec.views)) or 'none'})")
+            raise RequestError(f"unknown feature view '{ref.view}'; "
+                               f"{did_you_mean(ref.view, [*spec.views, *spec.on_demand])}"
+                               f"known: {', '.join(sorted(spec.views)) or 'none'}")
         chosen = [view.feature(ref.feature)] if ref.feature else list(view.features)
         if chosen[0] is None:
             raise RequestError(f"feature view '{ref.view}' has no feature '{ref.feature}' "

@@ -8,7 +8,7 @@ errors, so a typo such as ``tll: 30d`` never silently means "no ttl".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -584,6 +584,28 @@ class FeatureRef:
         return cls(parts[0], parts[1] if len(parts) == 2 else None, line)
 
 
+def repeated(refs: Sequence[FeatureRef]) -> str | None:
+    """What a feature list asks for twice (``'v.x' is listed twice``, or listed both alone and
+    through its whole view ``v``), or None when it asks for each feature once."""
+    whole: set[str] = set()
+    single: dict[str, FeatureRef] = {}
+    for ref in refs:
+        if ref.feature is None:
+            part = next((s for s in single.values() if s.view == ref.view), None)
+            if ref.view in whole:
+                return f"'{ref.view}' is listed twice"
+            if part is not None:
+                return f"'{part}' is listed twice: on its own and through its view '{ref.view}'"
+            whole.add(ref.view)
+        elif str(ref) in single:
+            return f"'{ref}' is listed twice"
+        elif ref.view in whole:
+            return f"'{ref}' is listed twice: on its own and through its view '{ref.view}'"
+        else:
+            single[str(ref)] = ref
+    return None
+
+
 def _allowed_lineage(f: _Fields, what: str) -> tuple[FeatureRef, ...]:
     """``allow_label_lineage: [view.feature, ...]``: each entry names one feature."""
     allowed: list[FeatureRef] = []
@@ -652,6 +674,9 @@ class TrainingSet:
                 raise f.error("features", f"{what}: {err}") from None
         if not refs:
             raise f.error("features", f"{what}: request at least one feature")
+        twice = repeated(refs)
+        if twice is not None:
+            raise f.error("features", f"{what}: {twice}", hint="list each feature once.")
         naming = f.get("naming", str, "plain")
         if naming not in ("plain", "prefixed"):
             raise f.error("naming", f"{what}: naming must be 'plain' (feature) or "

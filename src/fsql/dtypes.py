@@ -12,9 +12,12 @@ from typing import Any
 
 from sqlglot import exp
 
+from fsql.errors import did_you_mean
+
 T = exp.DataType.Type
 
-# declared name -> sqlglot type. One canonical spelling per type; aliases below.
+# declared name -> sqlglot type. One spelling per type: engine spellings are refused with the
+# declared name to use instead (see ``_ENGINE_NAMES``).
 _SIMPLE: dict[str, Any] = {
     "int8": T.TINYINT,
     "int16": T.SMALLINT,
@@ -28,7 +31,11 @@ _SIMPLE: dict[str, Any] = {
     "timestamp": T.TIMESTAMP,
     "timestamptz": T.TIMESTAMPTZ,
 }
-_ALIASES = {"bigint": "int64", "double": "float64", "boolean": "bool", "varchar": "string"}
+#: engine spellings people write by habit -> the declared name to write instead
+_ENGINE_NAMES = {"tinyint": "int8", "smallint": "int16", "int": "int32", "integer": "int32",
+                 "bigint": "int64", "long": "int64", "float": "float32", "real": "float32",
+                 "double": "float64", "boolean": "bool", "varchar": "string", "text": "string",
+                 "str": "string"}
 _DECIMAL = re.compile(r"^decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
 
 TYPE_NAMES = sorted(_SIMPLE) + ["decimal(p,s)"]
@@ -47,9 +54,9 @@ class FeatureType:
 
     @classmethod
     def parse(cls, text: str) -> FeatureType:
-        """Parse a declared type name; raises ``ValueError`` naming the accepted types."""
+        """Parse a declared type name; raises ``ValueError`` naming the accepted types (and
+        the one meant, for an engine spelling such as ``double`` or a near miss)."""
         key = text.strip().lower()
-        key = _ALIASES.get(key, key)
         if key in _SIMPLE:
             return cls(key, exp.DataType.build(_SIMPLE[key]))
         m = _DECIMAL.match(key)
@@ -58,7 +65,9 @@ class FeatureType:
             if not 1 <= p <= 38 or s > p:
                 raise ValueError(f"decimal precision must be 1..38 and scale <= precision: {text}")
             return cls(f"decimal({p},{s})", exp.DataType.build(f"DECIMAL({p}, {s})"))
-        raise ValueError(f"unknown type '{text}'; use one of: {', '.join(TYPE_NAMES)}")
+        meant = _ENGINE_NAMES.get(key)
+        hint = f"did you mean '{meant}'? " if meant else did_you_mean(key, TYPE_NAMES)
+        raise ValueError(f"unknown type '{text}'; {hint}use one of: {', '.join(TYPE_NAMES)}")
 
     def matches(self, actual: exp.DataType) -> bool:
         """True when an engine column of type ``actual`` holds exactly this type."""

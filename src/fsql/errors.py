@@ -19,10 +19,18 @@ The CLI maps each class to its exit code in one place (``cli.py``); anything tha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 MAX_REPORTED = 20
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the known name closest to a mistyped one, else ``""``:
+    the one suggestion helper of every lookup (definitions, CLI, HTTP)."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
 
 
 class FsqlError(Exception):

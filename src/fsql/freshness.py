@@ -24,6 +24,7 @@ from fsql.engines.base import Engine
 from fsql.online.keys import iso_utc
 from fsql.online.redis_store import RedisStore
 from fsql.online.sync import layout_for, view_join
+from fsql.output import duration
 from fsql.pit import LatestPlan, common_instant, watermark_query
 
 
@@ -79,7 +80,7 @@ def check(project: CompiledProject, engine: Engine, store: RedisStore | None,
         if data_age is None:
             reasons.append("the view has no rows")
         elif data_age > sla:
-            reasons.append(f"newest event is {data_age / 3600:.1f}h old")
+            reasons.append(f"newest event is {duration(data_age)} old")
         last_sync = watermark = sync_age = None
         if view.online and store is not None:
             meta = store.meta(layout_for(node, join, store.config.namespace))
@@ -90,7 +91,7 @@ def check(project: CompiledProject, engine: Engine, store: RedisStore | None,
             if sync_age is None:
                 reasons.append("never synced")
             elif sync_age > sla:
-                reasons.append(f"last sync was {sync_age / 3600:.1f}h ago")
+                reasons.append(f"last sync was {duration(sync_age)} ago")
         results.append(Freshness(view.name, sla, _iso(newest), data_age, last_sync, sync_age,
                                  watermark, bool(reasons), "; ".join(reasons) or "ok",
                                  int(future_dated)))

@@ -49,7 +49,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from fsql.errors import FsqlError, OnDemandError, OnlineStoreError, RequestError
+from fsql.errors import FsqlError, OnDemandError, OnlineStoreError, RequestError, did_you_mean
 from fsql.loader import ProjectSpec
 from fsql.metrics import CONTENT_TYPE, ServeMetrics
 from fsql.openapi import SPEC
@@ -98,6 +98,10 @@ class _Refused(RequestError):
         self.status = status
 
 
+#: the fields of a /get-online-features request body
+_FIELDS = ("features", "feature_service", "entities", "request_data")
+
+
 def _parse(body: bytes) -> tuple[Any, dict[str, Any], Any]:
     try:
         payload = orjson.loads(body)  # strict: no NaN, no lone surrogates, depth <= 1024
@@ -105,9 +109,10 @@ def _parse(body: bytes) -> tuple[Any, dict[str, Any], Any]:
         raise RequestError(f"the body must be JSON (UTF-8): {err}") from None
     if not isinstance(payload, dict):
         raise RequestError("the body must be a JSON object")
-    unknown = set(payload) - {"features", "feature_service", "entities", "request_data"}
+    unknown = sorted(set(payload) - set(_FIELDS))
     if unknown:
-        raise RequestError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise RequestError(f"unknown field(s): {', '.join(unknown)}; "
+                           f"{did_you_mean(unknown[0], _FIELDS)}use: {', '.join(_FIELDS)}")
     features, service = payload.get("features"), payload.get("feature_service")
     if (features is None) == (service is None):
         raise RequestError("give exactly one of 'features' (a list of names) or "

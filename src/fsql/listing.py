@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fsql.compile import CompiledProject
-from fsql.definitions import FeatureView
-from fsql.errors import RequestError
+from fsql.definitions import FeatureView, Ttl
+from fsql.errors import RequestError, did_you_mean
 from fsql.loader import ProjectSpec
 
 SECTIONS = ("views", "on_demand_views", "features", "entities", "training_sets", "models",
@@ -18,36 +18,39 @@ def _ttl(view: FeatureView) -> str:
 
 
 def listing(spec: ProjectSpec, kind: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Rows per section, in a stable order."""
+    """Rows per section, in a stable order, with JSON's own types: names as lists, durations
+    (``ttl``, ``freshness``, ``window``) as whole seconds or null, flags as booleans."""
     if kind is not None and kind not in SECTIONS:
-        raise RequestError(f"unknown kind '{kind}'; use one of: {', '.join(SECTIONS)}")
+        raise RequestError(f"unknown kind '{kind}'; {did_you_mean(kind, list(SECTIONS))}"
+                           f"use one of: {', '.join(SECTIONS)}")
     views = sorted(spec.views.values(), key=lambda v: v.name)
     on_demand = sorted(spec.on_demand.values(), key=lambda o: o.name)
     sections: dict[str, list[dict[str, Any]]] = {
-        "views": [{"name": v.name, "entities": ", ".join(v.entities), "features": len(v.features),
-                   "ttl": _ttl(v), "online": v.online,
-                   "freshness": str(v.freshness) if v.freshness else "",
+        "views": [{"name": v.name, "entities": list(v.entities), "features": len(v.features),
+                   "ttl": _seconds(v.ttl), "online": v.online,
+                   "freshness": _seconds(v.freshness),
                    "owner": v.owner, "description": v.description} for v in views],
         "on_demand_views": [
-            {"name": o.name, "request": ", ".join(f"{r.name} {r.dtype.name}" for r in o.request),
-             "inputs": ", ".join(map(str, o.inputs)), "features": len(o.features),
+            {"name": o.name, "request": {r.name: r.dtype.name for r in o.request},
+             "inputs": list(map(str, o.inputs)), "features": len(o.features),
              "owner": o.owner, "description": o.description} for o in on_demand],
         "features": [{"feature": f"{v.name}.{f.name}", "type": f.dtype.name,
-                      "entities": ", ".join(v.entities),
-                      "ttl": _ttl(v) if f.aggregation is None else f"window {f.aggregation.window}",
+                      "entities": list(v.entities), "on_demand": False,
+                      "ttl": _seconds(v.ttl) if f.aggregation is None else None,
+                      "window": _seconds(f.aggregation.window) if f.aggregation else None,
                       "description": f.description} for v in views for f in v.features]
-        + [{"feature": f"{o.name}.{f.name}", "type": f.dtype.name,
-            "entities": "(on demand)", "ttl": "none",
+        + [{"feature": f"{o.name}.{f.name}", "type": f.dtype.name, "entities": [],
+            "on_demand": True, "ttl": None, "window": None,
             "description": f.description or f.sql} for o in on_demand for f in o.features],
-        "entities": [{"name": e.name, "join_keys": ", ".join(e.join_keys),
+        "entities": [{"name": e.name, "join_keys": list(e.join_keys),
                       "description": e.description}
                      for e in sorted(spec.entities.values(), key=lambda e: e.name)],
         "training_sets": [{"name": t.name, "spine": t.spine.target,
                            "timestamp": t.spine.timestamp,
-                           "features": ", ".join(map(str, t.features)), "owner": t.owner,
+                           "features": list(map(str, t.features)), "owner": t.owner,
                            "description": t.description}
                           for t in sorted(spec.training_sets.values(), key=lambda t: t.name)],
-        "models": [{"name": m.name, "path": m.sql_path, "tags": ", ".join(m.tags),
+        "models": [{"name": m.name, "path": m.sql_path, "tags": list(m.tags),
                     "description": m.description}
                    for m in sorted(spec.models.values(), key=lambda m: m.name)],
         "sources": [{"name": s.name, "reads": s.location or s.table, "format": s.format,
@@ -55,6 +58,14 @@ def listing(spec: ProjectSpec, kind: str | None = None) -> dict[str, list[dict[s
                     for s in sorted(spec.sources.values(), key=lambda s: s.name)],
     }
     return {kind: sections[kind]} if kind else sections
+
+
+#: the columns of ``listing()`` holding durations in seconds
+DURATIONS = ("ttl", "freshness", "window")
+
+
+def _seconds(duration: Ttl | None) -> int | None:
+    return None if duration is None else duration.seconds
 
 
 def describe(project: CompiledProject, name: str) -> dict[str, Any]:
@@ -82,7 +93,8 @@ def describe(project: CompiledProject, name: str) -> dict[str, Any]:
     if not candidates:
         known = sorted({n.name for n in project.nodes.values()} | set(project.training_sets)
                        | set(project.spec.on_demand))
-        raise RequestError(f"nothing named '{name}' (known: {', '.join(known)})")
+        raise RequestError(f"nothing named '{name}'; {did_you_mean(name, known)}"
+                           f"known: {', '.join(known)}")
     node = candidates[0]
     view = node.definition
     info: dict[str, Any] = {"kind": node.kind, "name": node.name,

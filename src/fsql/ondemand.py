@@ -19,7 +19,6 @@ divisor, NaN equals NaN and sorts above every other float.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from fsql.definitions import FeatureRef, FeatureView, OnDemandFeature, OnDemandView
-from fsql.errors import DefinitionError
+from fsql.errors import DefinitionError, did_you_mean
 
 #: fsql kinds of expression values; the integer kinds carry their range
 INT_RANGES: dict[str, tuple[int, int]] = {
@@ -1010,11 +1009,6 @@ class BoundView:
         return next((f for f in self.features if f.feature.name == name), None)
 
 
-def _did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"did you mean '{close[0]}'? " if close else ""
-
-
 def bind(view: OnDemandView, views: Mapping[str, FeatureView]) -> BoundView:
     """Resolve ``view``'s inputs against ``views`` and compile its expressions; raises
     ``DefinitionError`` naming the file and line of the first problem."""
@@ -1033,14 +1027,14 @@ def bind(view: OnDemandView, views: Mapping[str, FeatureView]) -> BoundView:
         if source is None:
             raise DefinitionError(path, f"on-demand view '{view.name}': input {ref} names no "
                                   f"feature view '{ref.view}'", line=ref.line,
-                                  hint=_did_you_mean(ref.view, list(views))
+                                  hint=did_you_mean(ref.view, list(views))
                                   + f"feature views: {', '.join(sorted(views)) or 'none'}.")
         feature = source.feature(ref.feature or "")
         if feature is None:
             names = [f.name for f in source.features]
             raise DefinitionError(path, f"on-demand view '{view.name}': view '{ref.view}' has "
                                   f"no feature '{ref.feature}'", line=ref.line,
-                                  hint=_did_you_mean(ref.feature or "", names)
+                                  hint=did_you_mean(ref.feature or "", names)
                                   + f"its features: {', '.join(names)}.")
         name = feature.name
         if name in kinds:
@@ -1065,7 +1059,7 @@ def bind(view: OnDemandView, views: Mapping[str, FeatureView]) -> BoundView:
             if unknown:
                 raise DefinitionError(
                     path, f"{what}: '{unknown[0]}' is neither a request field nor an input",
-                    line=od_feature.line, hint=_did_you_mean(unknown[0], list(kinds))
+                    line=od_feature.line, hint=did_you_mean(unknown[0], list(kinds))
                     + f"the names it may use: {', '.join(kinds) or 'none'}.")
             types = infer(tree, kinds)
             uses = tuple(columns(tree))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,22 +11,31 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from fsql.jsonvalues import json_safe
 from fsql.secrets import redact
 
-#: the width of a console that is not a terminal (a cron log, a pipe): wide enough that no
-#: message, table cell or path is ever wrapped or folded mid-word
+#: the width of a console that is not a terminal (a cron log, a pipe) and has no COLUMNS:
+#: wide enough that no message, table cell or path is ever wrapped or folded mid-word
 UNWRAPPED = 100_000
 
 
 def _console(stream: TextIO, stderr: bool) -> Console:
-    """A console on stdout or stderr: on a terminal it follows the terminal's width; anywhere
-    else (cron, pipes, CI logs) lines are never wrapped, so each message stays on one line."""
-    width = None if stream.isatty() else UNWRAPPED
+    """A console on stdout or stderr: on a terminal, or wherever COLUMNS is set (CI, cron mail
+    at ``COLUMNS=80``), tables fit that width; anywhere else (cron, pipes) lines are never
+    wrapped. Messages are never wrapped (``soft_wrap``), so each stays on one line."""
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else UNWRAPPED
     return Console(stderr=stderr, width=width, soft_wrap=True, highlight=False)
 
 
@@ -40,21 +50,65 @@ def print_json(payload: Any) -> None:
     sys.stdout.write(redact(text) + "\n")
 
 
-
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    out = Table(title=title, title_justify="left", show_lines=False)
-    for column in columns:
-        out.add_column(column, overflow="fold")
-    for row in rows:
-        out.add_row(*[_cell(v) for v in row])
+    """A table that fits the console: cells wrap between words. When the columns cannot all
+    fit even so (80 columns, many fields), each row becomes a block of ``field  value`` lines
+    instead; a word too long for its cell is cut with an ellipsis, never broken in two."""
+    cells = [[human(v) for v in row] for row in rows]
+    out = Table(title=title, title_justify="left")
+    for i, column in enumerate(columns):  # names and paths (no spaces) keep their width
+        out.add_column(column, overflow="ellipsis",
+                       no_wrap=not any(" " in row[i] or "\n" in row[i] for row in cells))
+    for row in cells:
+        out.add_row(*map(Text, row))  # plain text: a "[x]" in a value is not markup
+    if stdout.measure(out, options=stdout.options.update_width(UNWRAPPED)).minimum > stdout.width:
+        out = Table(title=title, title_justify="left", show_header=False)
+        out.add_column(style="bold", no_wrap=True)
+        out.add_column(overflow="ellipsis")
+        for line in cells:
+            for i, (column, cell) in enumerate(zip(columns, line, strict=True)):
+                out.add_row(column, Text(cell), end_section=i == len(columns) - 1)
     stdout.print(out)
 
 
-def _cell(value: Any) -> str:
-    """A value for people: floats to 10 significant digits (``--json`` keeps them exact)."""
+def human(value: Any) -> str:
+    """A value for people: floats to 10 significant digits, so ``20599.330000000005`` reads
+    ``20599.33`` (``--json`` keeps them exact); booleans as ``yes``/``no``; None as empty."""
     if value is None:
         return ""
-    return f"{value:.10g}" if isinstance(value, float) else str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(human, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {human(v)}" for k, v in value.items())
+    return str(value)
+
+
+#: (unit, seconds in it, largest count shown in it before the next unit)
+_UNITS = (("s", 1, 120), ("m", 60, 120), ("h", 3600, 48), ("d", 86400, None))
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in the unit its size calls for: ``45s``, ``10m``, ``26h``, ``3.5d``."""
+    if seconds is None:
+        return ""
+    sign, left = ("-" if seconds < 0 else ""), abs(seconds)
+    for unit, size, most in _UNITS:
+        if most is None or left < size * most:
+            count = f"{left / size:.1f}".removesuffix(".0")
+            return f"{sign}{count}{unit}"
+    raise AssertionError("the last unit has no bound")
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 training set``, ``3 training sets``, ``1,200 entities``."""
+    if count == 1:
+        return f"1 {noun}"
+    many = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+    return f"{count:,} {many}"
 
 
 def shown_path(path: Path) -> str:
@@ -71,6 +125,13 @@ def error(message: str) -> None:
     stderr.print(Text.assemble(("Error:", "bold red"), " ", message), highlight=False)
 
 
+class _StepCount(ProgressColumn):
+    """``3/7`` once the number of steps is known; nothing before (never ``0/None``)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("" if task.total is None else f"{task.completed:.0f}/{task.total:.0f}")
+
+
 class StepBar:
     """A rich progress bar on stderr implementing ``fsql.build.Progress``; steps that take a
     second or more are also logged with their time."""
@@ -78,7 +139,7 @@ class StepBar:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                            TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                            _StepCount(), TimeElapsedColumn(),
                             console=stderr, transient=True, disable=not enabled)
         self.task = self.bar.add_task("compiling", total=None)
 

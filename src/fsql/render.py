@@ -20,7 +20,7 @@ import jinja2
 from sqlglot import exp
 
 from fsql.config import env_var
-from fsql.errors import ConfigError, DefinitionError, ErrorCollector
+from fsql.errors import ConfigError, DefinitionError, ErrorCollector, did_you_mean
 from fsql.loader import ProjectSpec
 from fsql.sandbox import Sandbox, SecurityError
 from fsql.secrets import SECRET_ENV_PREFIX, is_secret_env
@@ -114,7 +114,8 @@ class Renderer:
         if name not in self._names:
             known = ", ".join(sorted(self._names)) or "none"
             raise _Problem(f"ref('{name}') names no model or feature view",
-                           hint=f"known models and feature views: {known}.")
+                           hint=f"{did_you_mean(name, self._names)}known models and feature "
+                           f"views: {known}.")
         self._recorder.refs.append(name)
         return self._quoted(self._relation_of(name))
 
@@ -124,7 +125,8 @@ class Renderer:
         if src is None:
             known = ", ".join(sorted(self.spec.sources)) or "none"
             raise _Problem(f"source('{source_name}', '{table_name}') is not declared",
-                           hint=f"declare it under sources: in models/*.yml; known: {known}.")
+                           hint=f"{did_you_mean(key, self.spec.sources)}declare it under "
+                           f"sources: in models/*.yml; known: {known}.")
         self._recorder.sources.append(key)
         return self._quoted(src.relation)
 

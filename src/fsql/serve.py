@@ -24,8 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from fsql.definitions import Feature, FeatureRef, FeatureView
-from fsql.errors import OnDemandError, OnlineStoreError, RequestError
+from fsql.definitions import Feature, FeatureRef, FeatureView, repeated
+from fsql.errors import OnDemandError, OnlineStoreError, RequestError, did_you_mean
 from fsql.jsonvalues import json_float
 from fsql.loader import ProjectSpec
 from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, stored_types
@@ -253,7 +253,8 @@ class OnlineService:
             ts = self.spec.training_sets.get(features)
             if ts is None:
                 raise RequestError(f"{_shown(features)} is not a training set (feature "
-                                   "service); pass a list of 'view' or 'view.feature' names")
+                                   f"service); {did_you_mean(features, self.spec.training_sets)}"
+                                   "pass a list of 'view' or 'view.feature' names")
             refs, naming = list(ts.features), ts.naming
         else:
             if not features:
@@ -262,6 +263,9 @@ class OnlineService:
                 refs = [FeatureRef.parse(f) for f in features]
             except ValueError as err:
                 raise RequestError(str(err)) from None
+            twice = repeated(refs)
+            if twice is not None:
+                raise RequestError(f"{twice}; ask for each feature once")
         wanted: dict[str, list[Feature]] = {}
         demanded: dict[str, list[str]] = {}
         for ref in refs:
@@ -270,19 +274,24 @@ class OnlineService:
                 asked = [ref.feature] if ref.feature else [f.name for f in odv.features]
                 if odv.feature(asked[0] or "") is None:
                     raise RequestError(f"on-demand view '{ref.view}' has no feature "
-                                       f"{_shown(ref.feature or '')}")
+                                       f"{_shown(ref.feature or '')}; " + _known(
+                                           ref.feature or "", [f.name for f in odv.features]))
                 picked = demanded.setdefault(odv.name, [])
                 picked += [n for n in asked if n is not None and n not in picked]
                 continue
             view = self.spec.views.get(ref.view)
             if view is None:
-                raise RequestError(f"unknown feature view {_shown(ref.view)}")
+                near = did_you_mean(ref.view, [*self.spec.views, *self.spec.on_demand, *(
+                    self.spec.training_sets if ref.feature is None else ())])
+                raise RequestError(f"unknown feature view {_shown(ref.view)}; {near}known: "
+                                   + ", ".join(sorted([*self.spec.views, *self.spec.on_demand])))
             if not view.online:
                 raise RequestError(f"feature view '{ref.view}' is not online (online: true)")
             chosen = [view.feature(ref.feature)] if ref.feature else list(view.features)
             if chosen[0] is None:
                 raise RequestError(f"feature view '{ref.view}' has no feature "
-                                   f"{_shown(ref.feature or '')}")
+                                   f"{_shown(ref.feature or '')}; " + _known(
+                                       ref.feature or "", [f.name for f in view.features]))
             bucket = wanted.setdefault(view.name, [])
             bucket += [f for f in chosen if f is not None and f not in bucket]
         hidden: dict[str, list[Feature]] = {}
@@ -578,8 +587,9 @@ def _request_columns(plan: _Plan, request_data: Mapping[str, Sequence[Any]] | No
     fields = {f.name: f for od in plan.on_demand for f in od.bound.view.request}
     extra = [k for k in data if k not in fields]
     if extra:
-        raise RequestError(f"unexpected request field(s): {', '.join(map(_shown, extra))} "
-                           f"(this request takes: {', '.join(fields) or 'none'})")
+        raise RequestError(f"unexpected request field(s): {', '.join(map(_shown, extra))}; "
+                           f"{did_you_mean(str(extra[0]), fields)}"
+                           f"this request takes: {', '.join(fields) or 'none'}")
     rows = len(next(iter(entities.values()))) if entities else None
     out: dict[str, list[Any]] = {}
     for name, field_ in fields.items():
@@ -631,6 +641,11 @@ def _evaluate(plan: _Plan, request: dict[str, list[Any]], result: OnlineResult) 
 def _placeholder(namespace: str, view: FeatureView, keys: tuple[str, ...]) -> ViewLayout:
     """A layout good enough to read a view's meta before its key kinds are known."""
     return ViewLayout(namespace, view.name, keys, tuple(STR_KEY for _ in keys), view.features)
+
+
+def _known(name: str, known: list[str]) -> str:
+    """The did-you-mean and the names to choose from, for a name not found."""
+    return f"{did_you_mean(name, known)}known: {', '.join(sorted(known)) or 'none'}"
 
 
 def _shown(text: str) -> str:
@@ -722,13 +737,15 @@ def _entity_columns(entities: Mapping[str, Sequence[Any]], key_columns: list[str
         raise RequestError("entities must map each join key to a list of values")
     if len(entities) != len(key_columns) or any(k not in entities for k in key_columns):
         missing = [k for k in key_columns if k not in entities]
-        if missing:
-            raise RequestError(f"missing entity key column(s): {', '.join(missing)} "
-                               f"(this request needs: {', '.join(key_columns)})")
         extra = [k for k in entities if k not in key_columns]
-        if extra:
-            raise RequestError(f"unexpected entity key column(s): {', '.join(extra)} "
-                               f"(this request needs: {', '.join(key_columns)})")
+        if missing:
+            near = did_you_mean(str(extra[0]), missing) if extra else ""
+            raise RequestError(f"missing entity key column(s): {', '.join(missing)} "
+                               f"(this request needs: {', '.join(key_columns)})"
+                               + (f"; got {_shown(str(extra[0]))}: {near.strip()}" if near
+                                  else ""))
+        raise RequestError(f"unexpected entity key column(s): {', '.join(map(str, extra))} "
+                           f"(this request needs: {', '.join(key_columns)})")
     columns = {k: entities[k] for k in key_columns}
     for name, values in columns.items():
         if type(values) is not list and (isinstance(values, str | bytes)

@@ -68,9 +68,9 @@ def test_ls_json(example_dir: Path, kind: str | None) -> None:
         assert names == {"customer_orders", "customer_profile", "product_ratings",
                          "customer_product"}
         ttl = {v["name"]: v["ttl"] for v in payload["views"]}
-        assert ttl["customer_product"] == "180d" and ttl["customer_profile"] == "none"
-        windows = {f["feature"]: f["ttl"] for f in payload["features"]}
-        assert windows["customer_orders.orders_30d"] == "window 30d"  # an aggregation
+        assert ttl["customer_product"] == 180 * 86400 and ttl["customer_profile"] is None
+        windows = {f["feature"]: f["window"] for f in payload["features"]}
+        assert windows["customer_orders.orders_30d"] == 30 * 86400  # an aggregation
 
 
 def test_ls_people_table(example_dir: Path) -> None:

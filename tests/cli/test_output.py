@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,174 @@ def test_get_a_string_key_holding_a_comma(make_project: MakeProject, tmp_path: P
     bad = fsql_run("--project-dir", root, "get", "v", "-e", 'name="a,b')
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "--entity 'name=\"a,b'" in bad.stderr
+
+
+# -- output polish at 80 columns (cron mail, CI logs): COLUMNS=80, no terminal --------------
+
+NARROW_ENV = {**LOG_ENV, "COLUMNS": "80"}
+
+
+def narrow(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FSQL, *args], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env={**NARROW_ENV, **env})
+
+
+def test_tables_fit_80_columns_without_breaking_words(example_dir: Path) -> None:
+    done = narrow("ls", cwd=example_dir)
+    assert done.returncode == 0, done.stderr
+    assert max(map(len, done.stdout.splitlines())) <= 80
+    listing = json.loads(fsql_run("ls", "--json", cwd=example_dir).stdout)
+    words = {w for section in listing.values() for row in section for value in row.values()
+             if isinstance(value, str) for w in value.split()}
+    missing = sorted(w for w in words if w not in done.stdout)
+    assert not missing  # every name and every word of a description is shown whole
+    assert "…" not in done.stdout
+
+
+def test_help_reads_well_at_80_columns() -> None:
+    from fsql.cli import app
+
+    commands = [c.name or c.callback.__name__ for c in app.registered_commands
+                if c.callback is not None]
+    for args in [[], *([c] for c in commands)]:
+        done = narrow(*args, "--help")
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert max(map(len, lines)) <= 80
+        assert "<bool>" not in done.stdout and "BOOLEAN" not in done.stdout
+        # the text above the panels is re-wrapped: no line ends where the next line's first
+        # word would still have fit (a hard line break from the docstring)
+        text = [line.strip() for line in lines[:next(i for i, s in enumerate(lines)
+                                                      if s.startswith("╭"))]]
+        for line, after in zip(text, text[1:], strict=False):
+            if line and after[:1].isalnum() and not line.startswith("Usage:"):
+                assert len(line) + 1 + len(after.split()[0]) > 78, (args, line, after)
+
+
+def test_ls_json_has_real_types(example_dir: Path) -> None:
+    done = fsql_run("ls", "--json", cwd=example_dir)
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    views = {v["name"]: v for v in listing["views"]}
+    assert views["customer_product"]["entities"] == ["customer", "product"]
+    assert views["customer_product"]["ttl"] == 180 * 86400
+    assert views["customer_orders"]["ttl"] is None
+    assert views["customer_orders"]["freshness"] == 26 * 3600
+    assert views["customer_orders"]["online"] is True
+    assert views["customer_orders"]["features"] == 4
+    features = {f["feature"]: f for f in listing["features"]}
+    assert features["customer_orders.orders_30d"]["window"] == 30 * 86400
+    assert features["purchase_context.price_vs_avg_order"]["on_demand"] is True
+    assert {e["name"]: e["join_keys"] for e in listing["entities"]}["customer"] == ["customer_id"]
+    table = narrow("ls", "-k", "views", cwd=example_dir).stdout
+    assert "180d" in table and "26h" in table and "15552000" not in table
+
+
+def test_did_you_mean_in_lookups(example_dir: Path) -> None:
+    kind = narrow("ls", "--kind", "view", cwd=example_dir)
+    assert kind.returncode == 2 and "did you mean 'views'?" in kind.stderr
+    show = narrow("show", "custmer_orders", cwd=example_dir)
+    assert show.returncode == 2 and "did you mean 'customer_orders'?" in show.stderr
+    assert "Traceback" not in kind.stderr + show.stderr
+    model = example_dir / "models" / "churn_labels.sql"
+    model.write_text(model.read_text().replace("ref('orders_enriched')", "ref('orders_enrich')"))
+    ref = narrow("compile", cwd=example_dir)
+    assert ref.returncode == 2 and "models/churn_labels.sql:" in ref.stderr
+    assert "hint: did you mean 'orders_enriched'?" in ref.stderr
+
+
+def test_build_progress_counts_its_steps(example_dir: Path) -> None:
+    done = narrow("build", cwd=example_dir, TTY_COMPATIBLE="1")  # rich draws its progress bar
+    assert done.returncode == 0, done.stderr
+    counts = [tuple(map(int, m)) for m in re.findall(r"\b(\d+)/(\d+)\b", done.stderr)]
+    assert counts and all(step <= total for step, total in counts)
+    assert max(counts) == (counts[-1][1],) * 2  # it ends at total/total
+    assert "None" not in done.stderr
+    assert "Built 12 relations and 2 training sets" in done.stdout
+    one = narrow("build", "-s", "purchase_training", cwd=example_dir)
+    assert "and 1 training set in" in one.stdout
+
+
+def test_refused_type_alias_and_duplicate_feature(make_project: MakeProject) -> None:
+    files = {
+        "models/sources.yml": "sources: [{name: raw, tables: [{name: f, path: f.parquet}]}]\n",
+        "models/spine.sql": "SELECT 1 AS user_id, now() AS label_ts\n",
+        "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
+        "features/v.sql": "SELECT * FROM {{ source('raw', 'f') }}\n",
+        "features/v.yml": "feature_view:\n  entity: user\n  timestamp: ts\n  features:\n"
+                          "    - {name: score, type: double}\n",
+    }
+    root = make_project(files).root
+    done = narrow("compile", cwd=root)
+    assert done.returncode == 2
+    assert "features/v.yml:5" in done.stderr
+    assert "unknown type 'double'; did you mean 'float64'?" in done.stderr
+    (root / "features/v.yml").write_text(files["features/v.yml"].replace("double", "float64"))
+    (root / "features/ts.yml").write_text(
+        "training_sets:\n  - name: t\n    spine: {model: spine, timestamp: label_ts}\n"
+        "    features: [v.score, v]\n")
+    twice = narrow("compile", cwd=root)
+    assert twice.returncode == 2
+    assert "features/ts.yml:4" in twice.stderr
+    assert "'v.score' is listed twice: on its own and through its view 'v'" in twice.stderr
+
+
+@pytest.fixture
+def floats(make_project: MakeProject, tmp_path: Path, redis_server: RedisServer) -> Path:
+    """An online view with a float that prints long (0.1 + 0.2) and a 10 minute SLA."""
+    import datetime as dt
+
+    pq.write_table(pa.table({"card_id": pa.array([1, 2], pa.int64()),
+                             "ts": [dt.datetime(2024, 1, 1)] * 2,
+                             "amount": [20599.330000000005, 0.1 + 0.2]}),
+                   tmp_path / "f.parquet")
+    project = make_project({
+        "models/sources.yml": f"sources: [{{name: raw, tables: [{{name: f, path: "
+                              f"{tmp_path / 'f.parquet'}}}]}}]\n",
+        "features/e.yml": "entities: [{name: card, join_keys: [card_id]}]\n",
+        "features/v.sql": "SELECT * FROM {{ source('raw', 'f') }}\n",
+        "features/v.yml": "feature_view:\n  entity: card\n  timestamp: ts\n  online: true\n"
+                          "  freshness: 10m\n  features:\n    - {name: amount, type: float64}\n",
+        "profiles.yml": online_profile("test", redis_server.url),
+    })
+    return project.root
+
+
+def test_sync_get_and_freshness_wording(floats: Path) -> None:
+    dry = narrow("sync", "--dry-run", cwd=floats)
+    assert dry.returncode == 0, dry.stderr
+    assert "Would sync 1 view in" in dry.stdout and "Synced" not in dry.stdout
+    done = narrow("sync", cwd=floats)
+    assert "Synced 1 view in" in done.stdout
+    got = narrow("get", "v", "-e", "card_id=1", "-e", "card_id=2", cwd=floats)
+    assert got.returncode == 0, got.stderr
+    assert "20599.33 " in got.stdout and "0.3 " in got.stdout
+    assert "20599.330000000005" not in got.stdout and "0.30000000000000004" not in got.stdout
+    exact = json.loads(narrow("get", "v", "-e", "card_id=1", "-e", "card_id=2", "--json",
+                              cwd=floats).stdout)
+    assert exact["results"][1]["values"] == [20599.330000000005, 0.1 + 0.2]
+    fresh = narrow("freshness", cwd=floats)
+    assert fresh.returncode == 5
+    assert "10m" in fresh.stdout and "0.2h" not in fresh.stdout
+    assert re.search(r"newest event is \d+(\.\d)?d old", fresh.stdout)
+
+
+def test_get_suggests_and_refuses_a_feature_twice(floats: Path) -> None:
+    narrow("sync", cwd=floats)
+    key = narrow("get", "v", "-e", "cardid=1", cwd=floats)
+    assert key.returncode == 2
+    assert "got 'cardid': did you mean 'card_id'?" in key.stderr
+    view = narrow("get", "vv", "-e", "card_id=1", cwd=floats)
+    assert "unknown feature view 'vv'; did you mean 'v'?" in view.stderr
+    feature = narrow("get", "v.amont", "-e", "card_id=1", cwd=floats)
+    assert "has no feature 'amont'; did you mean 'amount'?" in feature.stderr
+    twice = narrow("get", "v.amount,v.amount", "-e", "card_id=1", cwd=floats)
+    assert twice.returncode == 2 and "'v.amount' is listed twice" in twice.stderr
+
+
+def test_cells_are_plain_text(make_project: MakeProject) -> None:
+    root = make_project({"features/e.yml": "entities: [{name: user, join_keys: [user_id], "
+                                           "description: 'new users [beta] only'}]\n"}).root
+    done = narrow("ls", "-k", "entities", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "new users [beta] only" in done.stdout  # not read as rich markup

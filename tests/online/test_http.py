@@ -426,6 +426,23 @@ BAD_REQUESTS: dict[str, tuple[bytes | Any, str]] = {
         + b"[" * 2000 + b"1" + b"]" * 2000 + b"]}}", "depth limit exceeded"),
     "non-finite number": (b'{"features": ["customer_orders"], "entities": '
                           b'{"customer_id": [NaN]}}', "the body must be JSON"),
+    # a name not found comes with the nearest known one; a feature asked for twice is refused
+    "misspelt field": ({"feature": ["customer_orders"], "entities": ONE},
+                       "unknown field(s): feature; did you mean 'features'?"),
+    "misspelt view": ({"features": ["customer_ordrs.orders_30d"], "entities": ONE},
+                      "unknown feature view 'customer_ordrs'; did you mean 'customer_orders'?"),
+    "misspelt feature": ({"features": ["customer_orders.orders_3d"], "entities": ONE},
+                         "has no feature 'orders_3d'; did you mean 'orders_30d'?"),
+    "misspelt feature service": ({"feature_service": "churn_trainin", "entities": ONE},
+                                 "did you mean 'churn_training'?"),
+    "misspelt key column": ({"features": ["customer_orders"], "entities": {"customerid": [1]}},
+                            "missing entity key column(s): customer_id (this request needs: "
+                            "customer_id); got 'customerid': did you mean 'customer_id'?"),
+    "feature twice": ({"features": ["customer_orders.orders_30d", "customer_orders.orders_30d"],
+                       "entities": ONE}, "'customer_orders.orders_30d' is listed twice"),
+    "feature twice through its view": (
+        {"features": ["customer_orders", "customer_orders.spend_30d"], "entities": ONE},
+        "'customer_orders.spend_30d' is listed twice: on its own and through its view"),
 }
 
 

@@ -51,7 +51,7 @@ def test_synced_and_fresh_is_ok_until_time_passes(project: fsql.Project, tmp_pat
     assert not ok.breached and ok.reason == "ok" and ok.last_sync is not None
     [later] = project.freshness(now=time.time() + 3 * 3600)
     assert later.breached
-    assert "newest event is 4.0h old" in later.reason and "last sync was 3.0h ago" in later.reason
+    assert "newest event is 4h old" in later.reason and "last sync was 3h ago" in later.reason
 
 
 def test_stale_data_breaches_and_cli_exits_5(project: fsql.Project, tmp_path: Path) -> None:

@@ -29,15 +29,22 @@ def test_ttl_rejects_bad_strings(text: str) -> None:
     ("timestamp", "TIMESTAMP WITH TIME ZONE", False),
     ("timestamptz", "TIMESTAMP WITH TIME ZONE", True),
     ("decimal(18,2)", "DECIMAL(18,2)", True), ("decimal(18,2)", "DECIMAL(18,3)", False),
-    ("date", "DATE", True), ("bigint", "BIGINT", True),
+    ("date", "DATE", True),
 ])
 def test_feature_type_matches_engine_types(declared: str, engine: str, ok: bool) -> None:
     assert FeatureType.parse(declared).matches(engine_type(engine, "duckdb")) is ok
 
 
 def test_unknown_type_lists_the_accepted_ones() -> None:
-    with pytest.raises(ValueError, match="use one of: .*int64"):
+    with pytest.raises(ValueError, match="did you mean 'int64'.*use one of: .*int64"):
         FeatureType.parse("integer64")
+
+
+@pytest.mark.parametrize(("engine", "declared"), [("bigint", "int64"), ("double", "float64"),
+                                                  ("boolean", "bool"), ("varchar", "string")])
+def test_engine_spellings_are_refused_with_the_declared_name(engine: str, declared: str) -> None:
+    with pytest.raises(ValueError, match=f"unknown type '{engine}'; did you mean '{declared}'"):
+        FeatureType.parse(engine)
 
 
 def _view(yaml_text: str) -> FeatureView:
