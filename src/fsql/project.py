@@ -21,6 +21,7 @@ from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef
 from fsql.engines import Engine, connect
 from fsql.errors import EngineError, RequestError
+from fsql.graph import Selection
 from fsql.loader import ProjectSpec, load_project
 from fsql.pit import ROW_ID, AsofJoin
 
@@ -48,17 +49,42 @@ class Project:
         path: the project directory (holding ``fsql_project.yml``).
         target: a target of ``profiles.yml``; default ``FSQL_TARGET`` or the profile's default.
         profiles_dir: where ``profiles.yml`` is; default ``FSQL_PROFILES_DIR`` or ``path``.
+        vars: values replacing the ``vars:`` of ``fsql_project.yml`` (``--vars``).
     """
 
     def __init__(self, path: str | Path = ".", target: str | None = None,
-                 profiles_dir: str | Path | None = None) -> None:
-        self.config = load_project_config(Path(path).resolve())
+                 profiles_dir: str | Path | None = None,
+                 vars: dict[str, Any] | None = None) -> None:
+        self.config = load_project_config(Path(path).resolve(), vars)
         self.target: Target = load_target(self.config, target,
                                           Path(profiles_dir) if profiles_dir else None)
 
     @property
     def root(self) -> Path:
         return self.config.root
+
+    @property
+    def build_manifest_path(self) -> Path:
+        """The manifest of this target's last successful build (``diff`` and
+        ``state:modified`` compare with it)."""
+        return self.root / BUILD_MANIFEST
+
+    def selection(self, project: CompiledProject, select: Iterable[str] = (),
+                  exclude: Iterable[str] = ()) -> Selection:
+        """``--select`` minus ``--exclude``, with the nodes ``state:modified`` matches: those
+        whose definition hash differs from (or is missing in) the last build's manifest."""
+        import json
+
+        modified = None
+        path = self.build_manifest_path
+        if path.is_file():
+            built = json.loads(path.read_text())
+            before = {**built.get("nodes", {}),
+                      **{f"training_set:{n}": e for n, e in built.get("training_sets", {}).items()}}
+            now = {**{i: n.hash for i, n in project.nodes.items()},
+                   **{f"training_set:{n}": t.hash for n, t in project.training_sets.items()}}
+            modified = frozenset(i for i, h in now.items() if before.get(i, {}).get("hash") != h)
+        return Selection(tuple(select), tuple(exclude), modified)
 
     def load(self) -> ProjectSpec:
         """Read and validate every definition file (no SQL rendering)."""
@@ -92,7 +118,7 @@ class Project:
         return project
 
     def build(self, select: Iterable[str] = (), progress: Progress | None = None,
-              test: bool = True) -> BuildResult:
+              test: bool = True, exclude: Iterable[str] = ()) -> BuildResult:
         """``fsql build``: materialize models and views, write training sets. With ``test``,
         the data tests of everything built run first; a failure publishes nothing."""
         spec = self.load()
@@ -100,9 +126,9 @@ class Project:
             with engine.rollback_only():
                 project = _compile(spec, engine)
             write_target(project)
-            result = build(project, engine, list(select), self.target.name, progress,
-                           run_tests=test)
-        _write_json(self.root / BUILD_MANIFEST, manifest(project))
+            result = build(project, engine, self.selection(project, select, exclude),
+                           self.target.name, progress, run_tests=test)
+        _write_json(self.build_manifest_path, manifest(project))
         return result
 
     def training_set(self, name: str) -> pd.DataFrame:
@@ -168,13 +194,13 @@ class Project:
         joined.index = frame.index
         return pd.concat([frame, joined], axis=1)
 
-    def test(self, select: Iterable[str] = ()) -> list[TestResult]:
+    def test(self, select: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[TestResult]:
         """``fsql test``: run the declared data tests of the selected nodes (default: all) and
         write ``target/test_results.json``. Returns every result; failures do not raise."""
         from fsql.quality import run, targets
 
         with self._compiled() as (engine, project):
-            chosen = project.graph.select(list(select))
+            chosen = project.graph.select(self.selection(project, select, exclude))
             results = run(project, engine, targets(project, chosen))
         _write_json(self.root / "target" / "test_results.json",
                     [r.to_json() for r in results])
@@ -195,7 +221,7 @@ class Project:
                 store.close()
 
     def verify(self, select: Iterable[str] = (), sample: int | None = 1000,
-               seed: int | None = None) -> list[ViewCheck]:
+               seed: int | None = None, exclude: Iterable[str] = ()) -> list[ViewCheck]:
         """``fsql verify``: compare the online values of ``sample`` entities per online view
         (all with ``sample=None``) with the training path's values as of the sync. The
         sample is new on each call; ``seed`` (see ``ViewCheck.seed``) repeats one."""
@@ -204,8 +230,8 @@ class Project:
         store = self.store()
         try:
             with self._compiled() as (engine, project):
-                return verify(project, engine, store, _strategy(engine), list(select), sample,
-                              seed)
+                return verify(project, engine, store, _strategy(engine),
+                              self.selection(project, select, exclude), sample, seed)
         finally:
             store.close()
 
@@ -217,7 +243,7 @@ class Project:
 
         current = manifest(self.compile(write=False))
         result: dict[str, list[Change]] = {}
-        built = self.root / BUILD_MANIFEST
+        built = self.build_manifest_path
         if built.is_file():
             result["build"] = diff(json.loads(built.read_text()), current)
         online = [v for v in self.load().views.values() if v.online]
@@ -246,7 +272,8 @@ class Project:
     def sync(self, select: Iterable[str] = (), full_refresh: bool = False,
              dry_run: bool = False, progress: Progress | None = None,
              now: float | None = None, test: bool = True, allow_drop: bool = False,
-             warn: Callable[[str], None] | None = None) -> SyncResult:
+             warn: Callable[[str], None] | None = None, exclude: Iterable[str] = ()
+             ) -> SyncResult:
         """``fsql sync``: write the latest row per entity of each online view to the store.
 
         ``now`` (epoch seconds) overrides the clock, for tests and backfills. With ``test``
@@ -265,7 +292,8 @@ class Project:
                     self._compiled() as (engine, project):
                 syncer = Syncer(project, engine, store, lock, progress or Silent(),
                                 self.target.online.batch_size, warn or (lambda _: None))
-                return syncer.run(select, full_refresh, dry_run, now, test, allow_drop)
+                return syncer.run(self.selection(project, select, exclude), full_refresh,
+                                  dry_run, now, test, allow_drop)
         finally:
             store.close()
 
