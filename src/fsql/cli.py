@@ -538,21 +538,35 @@ def list_(
 
 @app.command()
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
-    help="A feature view, on-demand view, model, training set or source (src.table).")],
+    help="A feature view, on-demand view, model, training set, source (src.table), "
+    "VIEW.FEATURE or entity:NAME.")],
+         limit: Annotated[int | None, typer.Option(
+             "--limit", "-n", min=1, help="Preview this many rows of a model, view, source or "
+             "training set instead (computed now; nothing is written).")] = None,
          as_json: JsonOption = False) -> None:
-    """Show one definition and its compiled SQL."""
+    """Show one definition, its compiled SQL and what uses it; or preview rows (--limit)."""
     from rich.syntax import Syntax
 
     from fsql.listing import describe
 
-    info = describe(_settings(ctx).project().compile(write=False), name)
+    project = _settings(ctx).project()
+    if limit is not None:
+        rows = project.preview(name, limit)
+        if as_json:
+            output.print_json(rows)
+        else:
+            output.table(f"{name} (first {limit} rows)", rows["columns"],
+                         [list(r.values()) for r in rows["rows"]])
+        return
+    info = describe(project.compile(write=False), name)
     if as_json:
         output.print_json(info)
         return
-    sql = info.pop("compiled_sql")
-    output.table(f"{info['kind']} {name}", ["property", "value"],
+    sql = info.pop("compiled_sql", None)
+    output.table(f"{info['kind']} {info['name']}", ["property", "value"],
                  [(k, _plain(v)) for k, v in info.items()])
-    output.stdout.print(Syntax(sql, "sql", word_wrap=True))
+    if sql is not None:
+        output.stdout.print(Syntax(sql, "sql", word_wrap=True))
 
 
 def _plain(value: Any) -> str:

@@ -117,6 +117,14 @@ class Project:
             write_target(project)
         return project
 
+    def preview(self, name: str, limit: int) -> dict[str, Any]:
+        """``fsql show NAME --limit N``: the first rows of a model, view, source or training
+        set, as ``{"name", "columns", "rows"}`` (computed on an in-memory session)."""
+        from fsql.listing import preview
+
+        with self._compiled() as (engine, project):
+            return preview(project, engine, name, limit)
+
     def build(self, select: Iterable[str] = (), progress: Progress | None = None,
               test: bool = True, exclude: Iterable[str] = ()) -> BuildResult:
         """``fsql build``: materialize models and views, write training sets. With ``test``,
