@@ -91,7 +91,8 @@ def _vars(text: str | None) -> dict[str, Any] | None:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise RequestError(f"--vars is not valid YAML/JSON: {str(err).splitlines()[0]}; "
+        detail = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise RequestError(f"--vars is not valid YAML/JSON ({detail}); "
                            "write a mapping such as --vars '{label_horizon_days: 14}'") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise RequestError(f"--vars must be a mapping of names to values, such as "
@@ -547,7 +548,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
     """Show one definition, its compiled SQL and what uses it; or preview rows (--limit)."""
     from rich.syntax import Syntax
 
-    from fsql.listing import describe
+    from fsql.listing import describe, describe_uncompiled
 
     project = _settings(ctx).project()
     if limit is not None:
@@ -558,7 +559,8 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
             output.table(f"{name} (first {limit} rows)", rows["columns"],
                          [list(r.values()) for r in rows["rows"]])
         return
-    info = describe(project.compile(write=False), name)
+    info = (describe_uncompiled(project.load(), name)
+            or describe(project.compile(write=False), name))
     if as_json:
         output.print_json(info)
         return

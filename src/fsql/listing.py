@@ -160,14 +160,22 @@ def _unknown(project: CompiledProject, name: str) -> RequestError:
                                            "entity:NAME)"))
 
 
-def describe(project: CompiledProject, name: str) -> dict[str, Any]:
-    """One definition with its columns and compiled SQL (``fsql show NAME``); ``view.feature``
-    and ``entity:NAME`` describe a feature or an entity and what uses it (no SQL)."""
-    spec = project.spec
+def describe_uncompiled(spec: ProjectSpec, name: str) -> dict[str, Any] | None:
+    """``view.feature`` or ``entity:NAME`` described from the definitions alone (no SQL, so
+    nothing to compile); ``None`` for any other name."""
     if name.startswith("entity:"):
         return describe_entity(spec, name.removeprefix("entity:"))
     if "." in name and name.split(".", 1)[0] in (spec.views.keys() | spec.on_demand.keys()):
         return describe_feature(spec, name)
+    return None
+
+
+def describe(project: CompiledProject, name: str) -> dict[str, Any]:
+    """One definition with its columns and compiled SQL (``fsql show NAME``); ``view.feature``
+    and ``entity:NAME`` describe a feature or an entity and what uses it (no SQL)."""
+    described = describe_uncompiled(project.spec, name)
+    if described is not None:
+        return described
     dialect = project.dialect
     if name in project.training_sets:
         ts = project.training_sets[name]
