@@ -67,6 +67,8 @@ def test_init_refuses_a_non_empty_directory(tmp_path: Path) -> None:
     assert "is not empty (it holds notes.txt)" in result.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert not (tmp_path / "fsql_project.yml").exists()
+    result = run("init", str(tmp_path / "notes.txt"))
+    assert result.returncode == 2 and "it is a file" in result.stderr
 
 
 def test_init_into_the_current_empty_directory(tmp_path: Path) -> None:
