@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from fsql import __version__
 from fsql.compile import CompiledProject, CompiledTrainingSet, build_record
 from fsql.engines.base import Engine
 from fsql.errors import EngineError
+from fsql.graph import Selectors
 from fsql.pit import PitPlan, leakage_guard_query
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class _Step:
             log.info("%s: failed after %.2fs", self.label, self.seconds)
 
 
-def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (),
+def build(project: CompiledProject, engine: Engine, selectors: Selectors = (),
           target: str = "dev", progress: Progress | None = None, run_tests: bool = True
           ) -> BuildResult:
     """Build the selected nodes (and everything they depend on). With ``run_tests``, the data

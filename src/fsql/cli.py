@@ -65,7 +65,7 @@ app = typer.Typer(
     "point-in-time-correct training sets on DuckDB.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -78,12 +78,14 @@ class Settings:
     profiles_dir: Path | None
     target: str | None
     debug: bool
+    vars: dict[str, Any] | None = None
 
     def project(self) -> Project:
         from fsql import runlog
         from fsql.project import Project
 
-        project = Project(self.project_dir, target=self.target, profiles_dir=self.profiles_dir)
+        project = Project(self.project_dir, target=self.target, profiles_dir=self.profiles_dir,
+                          vars=self.vars)
         runlog.attach(project.target.paths.log_file)
         return project
 
@@ -91,8 +93,39 @@ class Settings:
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 SelectOption = Annotated[list[str] | None, typer.Option(
     "--select", "-s", metavar="SELECTOR",
-    help="Node selector: NAME, +NAME (with upstream), NAME+ (with downstream), tag:X, view:X, "
-    "model:X, training_set:X. Repeatable. Default: everything.")]
+    help="Node selector: NAME, +NAME / 2+NAME (with all / two levels upstream), NAME+ / "
+    "NAME+1 (downstream), tag:X, view:X, model:X, training_set:X, state:modified (changed "
+    "since this target's last build). A comma intersects "
+    "(tag:a,tag:b); spaces or repeats unite. Default: everything.")]
+ExcludeOption = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="SELECTOR",
+    help="Leave out the nodes these selectors match (same syntax as --select).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        output.stdout.print(f"fsql {version('fsql')}")
+        raise typer.Exit()
+
+
+def _vars(text: str | None) -> dict[str, Any] | None:
+    """``--vars '{k: v}'``: a YAML (or JSON) mapping with string keys."""
+    if text is None:
+        return None
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        detail = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise RequestError(f"--vars is not valid YAML/JSON ({detail}); "
+                           "write a mapping such as --vars '{label_horizon_days: 14}'") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise RequestError(f"--vars must be a mapping of names to values, such as "
+                           f"--vars '{{label_horizon_days: 14}}', not {text!r}")
+    return value
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -114,8 +147,14 @@ def _root(
         "--target", "-t", envvar="FSQL_TARGET",
         help="Target in profiles.yml (default: the profile's 'target').")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    variables: Annotated[str | None, typer.Option(
+        "--vars", help="YAML/JSON mapping replacing vars of fsql_project.yml, e.g. "
+        "'{label_horizon_days: 14}'.")] = None,
+    _show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the fsql version and exit.")] = False,
 ) -> None:
-    ctx.obj = Settings(project_dir, profiles_dir, target, debug)
+    ctx.obj = Settings(project_dir, profiles_dir, target, debug, _vars(variables))
     # serve replaces these while its HTTP server runs (graceful stop, SIGHUP reloads); they
     # cover its start-up, so a signal then still stops the embedded redis-server it started
     for signum in STOP_SIGNALS:
@@ -147,6 +186,21 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 @app.command()
+def init(directory: Annotated[Path, typer.Argument(
+    help="Where to create the project (new or empty; default: here).")] = Path(".")) -> None:
+    """Create a small working project (card payments: entities, sources, a model, two feature
+    views, a training set, dev and prod targets, sample data) that fsql build builds at once."""
+    from fsql.scaffold import init as scaffold
+
+    made = scaffold(directory)
+    for path in made.files:
+        output.stdout.print(f"  created {path.relative_to(made.root)}", markup=False)
+    where = "" if directory == Path(".") else f"cd {directory} && "
+    output.stdout.print(f"Created project '{made.name}' in {made.root}. Next: {where}fsql build",
+                        markup=False)
+
+
+@app.command()
 def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Validate the whole project and render all SQL to target/TARGET/ (reads no data).
 
@@ -169,7 +223,8 @@ def compile(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False,
+def build(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOption = None,
+          as_json: JsonOption = False,
           no_test: Annotated[bool, typer.Option(
               "--no-test", help="Skip the data tests that normally gate publishing.")] = False,
           ) -> None:
@@ -184,7 +239,8 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
     """
     project = _settings(ctx).project()
     with output.step_bar(enabled=not as_json) as bar:
-        result = project.build(select or [], progress=bar, test=not no_test)
+        result = project.build(select or [], progress=bar, test=not no_test,
+                               exclude=exclude or [])
     if as_json:
         output.print_json(result.to_json())
         return
@@ -198,14 +254,15 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
 
 
 @app.command()
-def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False) -> None:
+def test(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOption = None,
+         as_json: JsonOption = False) -> None:
     """Run the data tests declared in the YAML (great-expectations); exit 5 on any failure.
 
     Results are also written to target/TARGET/test_results.json.
     """
     from fsql.errors import CheckFailed
 
-    results = _settings(ctx).project().test(select or [])
+    results = _settings(ctx).project().test(select or [], exclude or [])
     if as_json:
         output.print_json([r.to_json() for r in results])
     else:
@@ -249,6 +306,7 @@ def freshness(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def verify(
     ctx: typer.Context,
     select: SelectOption = None,
+    exclude: ExcludeOption = None,
     sample: Annotated[int, typer.Option(help="Entities to check per online view.")] = 1000,
     check_all: Annotated[bool, typer.Option("--all", help="Check every entity.")] = False,
     seed: Annotated[int | None, typer.Option(
@@ -267,7 +325,8 @@ def verify(
     """
     from fsql.errors import CheckFailed
 
-    checks = _settings(ctx).project().verify(select or [], None if check_all else sample, seed)
+    checks = _settings(ctx).project().verify(select or [], None if check_all else sample, seed,
+                                             exclude or [])
     if as_json:
         output.print_json([c.to_json() for c in checks])
     else:
@@ -332,6 +391,7 @@ def diff(
 def sync(
     ctx: typer.Context,
     select: SelectOption = None,
+    exclude: ExcludeOption = None,
     full_refresh: Annotated[bool, typer.Option(
         "--full-refresh", help="Rewrite each view's online data from scratch (atomically).")]
     = False,
@@ -356,7 +416,8 @@ def sync(
     with output.step_bar(enabled=not as_json) as bar:
         result = project.sync(select or [], full_refresh=full_refresh, dry_run=dry_run,
                               progress=bar, test=not no_test, allow_drop=allow_drop,
-                              warn=lambda text: output.stderr.print(f"Warning: {text}"))
+                              warn=lambda text: output.stderr.print(f"Warning: {text}"),
+                              exclude=exclude or [])
     if as_json:
         output.print_json(result.to_json())
         return
@@ -534,22 +595,37 @@ def list_(
 
 @app.command()
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(
-    metavar="NAME",
-    help="A feature view, on-demand view, model, training set or source (src.table).")],
+    metavar="NAME", help="A feature view, on-demand view, model, training set, source "
+    "(src.table), VIEW.FEATURE or entity:NAME.")],
+         limit: Annotated[int | None, typer.Option(
+             "--limit", "-n", min=1, metavar="N", help="Preview this many rows of a model, "
+             "view, source or training set instead (computed now; nothing is written).")]
+         = None,
          as_json: JsonOption = False) -> None:
-    """Show one definition and its compiled SQL."""
+    """Show one definition, its compiled SQL and what uses it; or preview rows (--limit)."""
     from rich.syntax import Syntax
 
-    from fsql.listing import describe
+    from fsql.listing import describe, describe_uncompiled
 
-    info = describe(_settings(ctx).project().compile(write=False), name)
+    project = _settings(ctx).project()
+    if limit is not None:
+        rows = project.preview(name, limit)
+        if as_json:
+            output.print_json(rows)
+        else:
+            output.table(f"{name} (first {limit} rows)", rows["columns"],
+                         [list(r.values()) for r in rows["rows"]])
+        return
+    info = (describe_uncompiled(project.load(), name)
+            or describe(project.compile(write=False), name))
     if as_json:
         output.print_json(info)
         return
-    sql = info.pop("compiled_sql")
-    output.table(f"{info['kind']} {name}", ["property", "value"],
+    sql = info.pop("compiled_sql", None)
+    output.table(f"{info['kind']} {info['name']}", ["property", "value"],
                  [(k, _plain(v)) for k, v in info.items()])
-    output.stdout.print(Syntax(sql, "sql", word_wrap=True))
+    if sql is not None:
+        output.stdout.print(Syntax(sql, "sql", word_wrap=True))
 
 
 def _plain(value: Any) -> str:

@@ -5,10 +5,12 @@ Resolution order, as in dbt: the ``--target`` option, then ``FSQL_TARGET``, then
 project directory. Without a profiles.yml the project runs on an embedded DuckDB file under
 ``target/``. String values may use ``{{ env_var('NAME', 'default') }}``; only the selected
 target of profiles.yml is rendered, in Jinja's sandbox, so an unset variable of another target
-breaks nothing and a template cannot reach Python internals. ``FSQL_ENV_SECRET_*`` variables
-(``fsql.secrets``) belong here and nowhere else: never in fsql_project.yml or SQL. A target's
-``target_path:`` moves the outputs fsql writes for it (default ``target/<target>/``, see
-``fsql.paths``).
+breaks nothing and a template cannot reach Python internals. ``vars:`` of fsql_project.yml are
+rendered the same way, then the ``--vars`` mapping (literal values, never rendered) replaces
+them key by key. ``FSQL_ENV_SECRET_*`` variables (``fsql.secrets``) belong in profiles.yml and
+nowhere else: vars are written into compiled SQL and target/, so a var may not read one. A
+target's ``target_path:`` moves the outputs fsql writes for it (default ``target/<target>/``,
+see ``fsql.paths``).
 """
 
 from __future__ import annotations
@@ -138,8 +140,8 @@ def _check_no_secrets(variables: Mapping) -> None:
                 hint="secrets belong in profiles.yml (e.g. the online store's password).")
 
 
-def load_project_config(root: Path) -> ProjectConfig:
-    """Read ``fsql_project.yml`` in ``root``."""
+def load_project_config(root: Path, overrides: dict[str, Any] | None = None) -> ProjectConfig:
+    """Read ``fsql_project.yml`` in ``root``; ``overrides`` (``--vars``) replace its vars."""
     path = root / PROJECT_FILE
     if not path.is_file():
         raise ConfigError(
@@ -166,7 +168,9 @@ def load_project_config(root: Path) -> ProjectConfig:
         raise DefinitionError(PROJECT_FILE, "'vars' must be a mapping", line=raw.line_of("vars"))
     if isinstance(variables, Mapping):
         _check_no_secrets(variables)
-    return ProjectConfig(raw["name"], profile or raw["name"], dict(variables), root)
+        variables = _render_values(variables, path, variables.line)
+    return ProjectConfig(raw["name"], profile or raw["name"],
+                         {**variables, **(overrides or {})}, root)
 
 
 def load_target(

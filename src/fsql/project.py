@@ -23,6 +23,7 @@ from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef, FeatureView, OnDemandView
 from fsql.engines import Engine, connect
 from fsql.errors import EngineError, RequestError
+from fsql.graph import Selection
 from fsql.loader import ProjectSpec, load_project
 from fsql.paths import TargetPaths, migrate_legacy_layout
 from fsql.pit import ROW_ID, AsofJoin
@@ -52,14 +53,16 @@ class Project:
         path: the project directory (holding ``fsql_project.yml``).
         target: a target of ``profiles.yml``; default ``FSQL_TARGET`` or the profile's default.
         profiles_dir: where ``profiles.yml`` is; default ``FSQL_PROFILES_DIR`` or ``path``.
+        vars: values replacing the ``vars:`` of ``fsql_project.yml`` (``--vars``).
 
     Outputs of the old shared ``target/`` layout are moved into this target's folder (see
     ``fsql.paths``) the first time a project is opened, with one line on stderr.
     """
 
     def __init__(self, path: str | Path = ".", target: str | None = None,
-                 profiles_dir: str | Path | None = None) -> None:
-        self.config = load_project_config(Path(path).resolve())
+                 profiles_dir: str | Path | None = None,
+                 vars: dict[str, Any] | None = None) -> None:
+        self.config = load_project_config(Path(path).resolve(), vars)
         self.target: Target = load_target(self.config, target,
                                           Path(profiles_dir) if profiles_dir else None)
         migration = migrate_legacy_layout(self.paths)
@@ -75,6 +78,24 @@ class Project:
     def paths(self) -> TargetPaths:
         """Where fsql writes this target's outputs (``target/<target>/`` by default)."""
         return self.target.paths
+
+    def selection(self, project: CompiledProject, select: Iterable[str] = (),
+                  exclude: Iterable[str] = ()) -> Selection:
+        """``--select`` minus ``--exclude``, with the nodes ``state:modified`` matches: those
+        whose definition hash differs from (or is missing in) this target's last build
+        manifest."""
+        import json
+
+        modified = None
+        path = self.paths.build_manifest
+        if path.is_file():
+            built = json.loads(path.read_text())
+            before = {**built.get("nodes", {}),
+                      **{f"training_set:{n}": e for n, e in built.get("training_sets", {}).items()}}
+            now = {**{i: n.hash for i, n in project.nodes.items()},
+                   **{f"training_set:{n}": t.hash for n, t in project.training_sets.items()}}
+            modified = frozenset(i for i, h in now.items() if before.get(i, {}).get("hash") != h)
+        return Selection(tuple(select), tuple(exclude), modified)
 
     def load(self) -> ProjectSpec:
         """Read and validate every definition file (no SQL rendering)."""
@@ -107,8 +128,16 @@ class Project:
             write_target(project, self.paths)
         return project
 
+    def preview(self, name: str, limit: int) -> dict[str, Any]:
+        """``fsql show NAME --limit N``: the first rows of a model, view, source or training
+        set, as ``{"name", "columns", "rows"}`` (computed on an in-memory session)."""
+        from fsql.listing import preview
+
+        with self._compiled() as (engine, project):
+            return preview(project, engine, name, limit)
+
     def build(self, select: Iterable[str] = (), progress: Progress | None = None,
-              test: bool = True) -> BuildResult:
+              test: bool = True, exclude: Iterable[str] = ()) -> BuildResult:
         """``fsql build``: materialize models and views, write training sets. With ``test``,
         the data tests of everything built run first; a failure publishes nothing."""
         spec = self.load()
@@ -116,8 +145,8 @@ class Project:
             with engine.rollback_only():
                 project = _compile(spec, engine, self.paths)
             write_target(project, self.paths)
-            result = build(project, engine, list(select), self.target.name, progress,
-                           run_tests=test)
+            result = build(project, engine, self.selection(project, select, exclude),
+                           self.target.name, progress, run_tests=test)
         _write_json(self.paths.build_manifest, manifest(project))
         return result
 
@@ -198,13 +227,13 @@ class Project:
         joined.index = frame.index
         return pd.concat([frame, joined], axis=1)
 
-    def test(self, select: Iterable[str] = ()) -> list[TestResult]:
+    def test(self, select: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[TestResult]:
         """``fsql test``: run the declared data tests of the selected nodes (default: all) and
         write the target's ``test_results.json``. Returns every result; failures do not raise."""
         from fsql.quality import run, targets
 
         with self._compiled() as (engine, project):
-            chosen = project.graph.select(list(select))
+            chosen = project.graph.select(self.selection(project, select, exclude))
             results = run(project, engine, targets(project, chosen))
         _write_json(self.paths.test_results, [r.to_json() for r in results])
         log.info("data tests: %d passed, %d did not", sum(r.status == "pass" for r in results),
@@ -239,7 +268,7 @@ class Project:
                 store.close()
 
     def verify(self, select: Iterable[str] = (), sample: int | None = 1000,
-               seed: int | None = None) -> list[ViewCheck]:
+               seed: int | None = None, exclude: Iterable[str] = ()) -> list[ViewCheck]:
         """``fsql verify``: compare the online values of ``sample`` entities per online view
         (all with ``sample=None``) with the training path's values as of the sync. The
         sample is new on each call; ``seed`` (see ``ViewCheck.seed``) repeats one."""
@@ -248,8 +277,8 @@ class Project:
         store = self.store()
         try:
             with self._compiled() as (engine, project):
-                return verify(project, engine, store, _strategy(engine), list(select), sample,
-                              seed)
+                return verify(project, engine, store, _strategy(engine),
+                              self.selection(project, select, exclude), sample, seed)
         finally:
             store.close()
 
@@ -290,7 +319,8 @@ class Project:
     def sync(self, select: Iterable[str] = (), full_refresh: bool = False,
              dry_run: bool = False, progress: Progress | None = None,
              now: float | None = None, test: bool = True, allow_drop: bool = False,
-             warn: Callable[[str], None] | None = None) -> SyncResult:
+             warn: Callable[[str], None] | None = None, exclude: Iterable[str] = ()
+             ) -> SyncResult:
         """``fsql sync``: write the latest row per entity of each online view to the store.
 
         ``now`` (epoch seconds) overrides the clock, for tests and backfills. With ``test``
@@ -309,7 +339,8 @@ class Project:
                     self._compiled() as (engine, project):
                 syncer = Syncer(project, engine, store, lock, progress or Silent(),
                                 self.target.online.batch_size, warn or (lambda _: None))
-                result = syncer.run(select, full_refresh, dry_run, now, test, allow_drop)
+                result = syncer.run(self.selection(project, select, exclude), full_refresh,
+                                    dry_run, now, test, allow_drop)
         finally:
             store.close()
         for view in result.views:

@@ -33,6 +33,7 @@ from fsql.compile import CompiledNode, CompiledProject, built_definitions, plan_
 from fsql.definitions import FeatureRef, FeatureView
 from fsql.engines.base import Engine
 from fsql.errors import OnlineStoreError, RequestError
+from fsql.graph import Selectors
 from fsql.online.keys import HEADER, ViewLayout, converter, from_micros, iso_utc, micros
 from fsql.online.redis_store import RedisStore
 from fsql.online.sync import layout_for, view_join
@@ -292,7 +293,7 @@ def _example(result: ViewCheck, key: tuple[Any, ...], feature: str, got: Any,
 
 
 def verify(project: CompiledProject, engine: Engine, store: RedisStore, strategy: PitStrategy,
-           selectors: list[str], sample: int | None, seed: int | None = None
+           selectors: Selectors, sample: int | None, seed: int | None = None
            ) -> list[ViewCheck]:
     """Check ``sample`` entities per selected online view (all with None). The sample is
     drawn afresh on each run, so repeated runs cover different entities; ``seed`` (reported

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from fsql.definitions import FeatureView
 from fsql.diff import breaking, diff, view_manifest
 from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, OnlineStoreError, RequestError
+from fsql.graph import Selectors
 from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column, iso_utc
 from fsql.online.redis_store import Batch, RedisStore, ServerState, SyncLock, WriteCounts
 from fsql.online.tiles import encode_states, expiry
@@ -218,8 +219,8 @@ class Syncer:
                               + "\n".join(problems) + "\n  hint: review with fsql diff; run "
                               "fsql sync --full-refresh to replace the online data")
 
-    def online_nodes(self, selectors: Iterable[str]) -> list[CompiledNode]:
-        chosen = self.project.graph.select(list(selectors))
+    def online_nodes(self, selectors: Selectors) -> list[CompiledNode]:
+        chosen = self.project.graph.select(selectors)
         nodes = [n for n in self.project.nodes.values()
                  if n.kind == "view" and n.id in chosen and isinstance(n.definition, FeatureView)
                  and n.definition.online]
@@ -242,7 +243,7 @@ class Syncer:
                          "set maxmemory-policy noeviction for an online store")
         return found
 
-    def run(self, selectors: Iterable[str], full_refresh: bool, dry_run: bool,
+    def run(self, selectors: Selectors, full_refresh: bool, dry_run: bool,
             now: float | None = None, test: bool = True, allow_drop: bool = False
             ) -> SyncResult:
         """Sync the selected online views. With ``test``, their data tests must pass first
