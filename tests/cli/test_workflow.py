@@ -49,7 +49,7 @@ def test_init_builds_and_compiles_at_once(tmp_path: Path) -> None:
     assert {t["name"]: t["rows"] for t in payload["training_sets"]} == {"fraud_training": 5000}
     assert Path(project, payload["training_sets"][0]["output"]).is_file()
     ok(fsql(project, "compile"))
-    assert (project / "target" / "manifest.json").is_file()
+    assert (project / "target" / "dev" / "manifest.json").is_file()
     ok(fsql(project, "--target", "prod", "compile"))  # the prod target is valid too
 
 
