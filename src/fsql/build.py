@@ -2,9 +2,10 @@
 
 Order of a build (a failure at any step before "publish" leaves every previous output intact):
 
-1. in one engine transaction: create models, sources and feature views in DAG order, then write
-   each selected training set to a temporary Parquet file next to its final path and check that
-   it has exactly one row per spine row;
+1. in one engine transaction: create models, sources and feature views in DAG order, run their
+   data tests (before the costly step, so a failing view test fails fast), then write each
+   selected training set to a temporary Parquet file next to its final path, check that it has
+   exactly one row per spine row, and run the training sets' data tests;
 2. commit;
 3. publish: rename each temporary file over its final path (atomic per file), write its build
    record beside it, and (re)create an engine view over the published file.
@@ -23,11 +24,12 @@ from typing import Any, Protocol
 
 from sqlglot import exp
 
-from fsql import __version__
+from fsql import __version__, quality
 from fsql.compile import CompiledProject, CompiledTrainingSet, build_record
 from fsql.engines.base import Engine
 from fsql.errors import EngineError
 from fsql.pit import PitPlan, leakage_guard_query
+from fsql.quality import TestTarget
 
 
 class Progress(Protocol):
@@ -109,7 +111,10 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
     selected = graph.select(selectors)
     order = [n for n in graph.with_upstream(selected)
              if not n.startswith("training_set:") or n in selected]
-    step.start(len(order))
+    tested = [project.training_sets[n.split(":", 1)[1]] for n in order
+              if n.startswith("training_set:")] if run_tests else []
+    with_tests = [ts for ts in tested if ts.definition.tests]
+    step.start(len(order) + int(run_tests) + int(bool(with_tests)))
     relations: list[tuple[str, str, float]] = []
     staged: list[_Staged] = []
     temporary: list[Path] = []
@@ -122,6 +127,10 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                 with _Step(step, f"{node.materialized} {node_id}") as timer:
                     engine.replace_relation(node.relation, node.query, node.materialized)
                 relations.append((node_id, node.materialized, timer.seconds))
+            if run_tests:
+                with _Step(step, "data tests"):
+                    _run_tests(project, engine, quality.targets(
+                        project, [n for n in order if not n.startswith("training_set:")]))
             for node_id in order:
                 if node_id.startswith("training_set:"):
                     ts = project.training_sets[node_id.split(":", 1)[1]]
@@ -131,9 +140,11 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                     with _Step(step, f"training set {ts.definition.name}") as timer:
                         rows, time_range, guard = _write_training_set(engine, ts, tmp)
                     staged.append(_Staged(ts, tmp, rows, time_range, timer.seconds, guard))
-            if run_tests:
-                with _Step(step, "data tests"):
-                    _run_tests(project, engine, order, staged)
+            if with_tests:
+                with _Step(step, "training set data tests"):
+                    _run_tests(project, engine, [
+                        t for s in staged if (t := quality.training_set_target(
+                            s.ts, engine.parquet_query(s.tmp).subquery())) is not None])
     except BaseException:
         for tmp in temporary:
             tmp.unlink(missing_ok=True)
@@ -142,17 +153,7 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
     return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started)
 
 
-def _run_tests(project: CompiledProject, engine: Engine, order: list[str],
-               staged: list[_Staged]) -> None:
-    from fsql import quality
-
-    chosen = quality.targets(project, [n for n in order if not n.startswith("training_set:")])
-    for item in staged:
-        target = quality.training_set_target(
-            item.ts.definition, engine.parquet_query(item.tmp).subquery(),
-            (*item.ts.plan.output_spine, *item.ts.plan.feature_columns))
-        if target is not None:
-            chosen.append(target)
+def _run_tests(project: CompiledProject, engine: Engine, chosen: list[TestTarget]) -> None:
     quality.require_passing(project, engine, chosen, "nothing was published",
                             "build with --no-test")
 

@@ -167,25 +167,40 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
 
 
 @app.command()
-def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False) -> None:
+def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = False,
+         store_failures: Annotated[bool, typer.Option(
+             "--store-failures", help="Write the failing rows of each failed test to "
+             "target/test_failures/<test id>.parquet (replaced on each run).")] = False,
+         ) -> None:
     """Run the data tests declared in the YAML (great-expectations); exit 5 on any failure.
 
-    Results are also written to target/test_results.json.
+    A failure shows the keys (entity join keys, event time) of up to 5 failing rows and their
+    count. Tests with `severity: warn` print WARN and do not fail. Results are also written to
+    target/test_results.json; with -s only the tested objects' results are replaced there.
     """
     from fsql.errors import CheckFailed
 
-    results = _settings(ctx).project().test(select or [])
+    with output.step_bar(enabled=not as_json) as bar:
+        results = _settings(ctx).project().test(select or [], progress=bar,
+                                                store_failures=store_failures)
     if as_json:
         output.print_json([r.to_json() for r in results])
     else:
-        output.table("Data tests", ["status", "test", "object", "failing", "examples / message"],
-                     [(r.status.upper(), r.test, r.object, r.failing,
+        output.table("Data tests", ["status", "test", "object", "failing", "failing keys",
+                                    "examples / message"],
+                     [(r.status.upper(), r.test, r.object, r.failing, r.keys_text(),
                        r.message or ", ".join(map(repr, r.examples))) for r in results])
-    bad = [r for r in results if r.status != "pass"]
+        for r in results:
+            if r.failures_file:
+                output.stdout.print(f"Failing rows of {r.test} on {r.object}: "
+                                    f"{output.shown_path(Path(r.failures_file))}")
+    bad = [r for r in results if r.blocking]
+    warned = sum(r.status == "warn" for r in results)
     if bad:
         raise CheckFailed(f"{len(bad)} of {len(results)} data tests did not pass")
     if not as_json:
-        output.stdout.print(f"All {len(results)} data tests passed")
+        output.stdout.print(f"{len(results) - warned} data tests passed, {warned} warned"
+                            if warned else f"All {len(results)} data tests passed")
 
 
 @app.command()

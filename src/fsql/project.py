@@ -168,17 +168,37 @@ class Project:
         joined.index = frame.index
         return pd.concat([frame, joined], axis=1)
 
-    def test(self, select: Iterable[str] = ()) -> list[TestResult]:
+    def test(self, select: Iterable[str] = (), progress: Progress | None = None,
+             store_failures: bool = False) -> list[TestResult]:
         """``fsql test``: run the declared data tests of the selected nodes (default: all) and
-        write ``target/test_results.json``. Returns every result; failures do not raise."""
+        write ``test_results.json`` in the target's output folder, replacing the results of
+        the tested objects only. With ``store_failures`` the failing rows of each failed test
+        go to ``test_failures/<test id>.parquet`` there. Returns every result; failures do not
+        raise."""
+        import json
+
         from fsql.quality import run, targets
 
+        folder = self._test_output()
         with self._compiled() as (engine, project):
-            chosen = project.graph.select(list(select))
-            results = run(project, engine, targets(project, chosen))
-        _write_json(self.root / "target" / "test_results.json",
-                    [r.to_json() for r in results])
+            chosen = targets(project, project.graph.select(list(select)))
+            results = run(project, engine, chosen, progress,
+                          folder / "test_failures" if store_failures else None)
+        path = folder / "test_results.json"
+        tested = {t.id for t in chosen}
+        kept: list[Any] = []
+        if path.is_file():
+            try:
+                kept = [r for r in json.loads(path.read_text(encoding="utf-8"))
+                        if r.get("object") not in tested]
+            except (ValueError, AttributeError):  # unreadable or of an older layout: replace
+                kept = []
+        _write_json(path, kept + [r.to_json() for r in results])
         return results
+
+    def _test_output(self) -> Path:
+        """Where ``fsql test`` writes its results and stored failures."""
+        return self.root / "target"
 
     def freshness(self, now: float | None = None) -> list[Freshness]:
         """``fsql freshness``: data and sync age of every view with a freshness SLA."""
