@@ -341,8 +341,10 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget],
 
 
 def test_id(target: TestTarget, test: DataTest) -> str:
-    """A file name for one test: object, test and line (``view_scores.not_null_score.12``)."""
-    return re.sub(r"[^A-Za-z0-9_.]+", "_", f"{target.id}.{test.label()}.{test.line}").strip("_")
+    """A file name for one test: object, test, column and line
+    (``view_scores.not_null.score.12``)."""
+    parts = [target.id, test.name, test.column or "", str(test.line)]
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", ".".join(p for p in parts if p))
 
 
 def _store(result: TestResult, rows: pd.DataFrame | None, path: Path) -> None:
