@@ -25,9 +25,10 @@ from typing import Any, Protocol
 from sqlglot import exp
 
 from fsql import __version__, quality
+from fsql.attribution import attribute, describe_training_set
 from fsql.compile import CompiledProject, CompiledTrainingSet, build_record
 from fsql.engines.base import Engine
-from fsql.errors import EngineError
+from fsql.errors import EngineError, QueryFailed
 from fsql.pit import PitPlan, leakage_guard_query
 from fsql.quality import TestTarget
 
@@ -118,6 +119,7 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
     relations: list[tuple[str, str, float]] = []
     staged: list[_Staged] = []
     temporary: list[Path] = []
+    running: str | None = None  # the training set being written, for a runtime error
     try:
         with engine.transaction():
             for node_id in order:
@@ -137,17 +139,22 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                     tmp = ts.output.with_name(f".{ts.output.name}.{os.getpid()}.tmp")
                     tmp.parent.mkdir(parents=True, exist_ok=True)
                     temporary.append(tmp)
+                    running = describe_training_set(ts)
                     with _Step(step, f"training set {ts.definition.name}") as timer:
                         rows, time_range, guard = _write_training_set(engine, ts, tmp)
                     staged.append(_Staged(ts, tmp, rows, time_range, timer.seconds, guard))
+                    running = None
             if with_tests:
                 with _Step(step, "training set data tests"):
                     _run_tests(project, engine, [
                         t for s in staged if (t := quality.training_set_target(
                             s.ts, engine.parquet_query(s.tmp).subquery())) is not None])
-    except BaseException:
+    except BaseException as err:
         for tmp in temporary:
             tmp.unlink(missing_ok=True)
+        if isinstance(err, QueryFailed):
+            raise attribute(project, engine, [n for n in order if n in project.nodes], err,
+                            running) from None
         raise
     results = [_publish(project, engine, s, target) for s in staged]
     return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started)

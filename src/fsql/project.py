@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from fsql.attribution import attribute
 from fsql.build import BuildResult, Progress, build
 from fsql.compile import CompiledProject, Compiler, manifest, plan_training_set, write_target
 from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef
 from fsql.engines import Engine, connect
-from fsql.errors import EngineError, RequestError
+from fsql.errors import EngineError, QueryFailed, RequestError
 from fsql.loader import ProjectSpec, load_project
 from fsql.pit import ROW_ID, AsofJoin
 
@@ -78,10 +79,19 @@ class Project:
     @contextmanager
     def _compiled(self) -> Iterator[tuple[Engine, CompiledProject]]:
         """Engine plus compiled project, with every relation present as a view until exit;
-        nothing is committed."""
+        nothing is committed. A failure on the data names the node whose SQL failed
+        (``fsql.attribution``)."""
         spec = self.load()
-        with self._engine() as engine, engine.rollback_only():
-            yield engine, _compile(spec, engine)
+        project: CompiledProject | None = None
+        with self._engine() as engine:
+            try:
+                with engine.rollback_only():
+                    project = _compile(spec, engine)
+                    yield engine, project
+            except QueryFailed as err:
+                if project is None:
+                    raise
+                raise attribute(project, engine, project.graph.order, err) from None
 
     def compile(self, write: bool = True) -> CompiledProject:
         """Validate everything and render all SQL; with ``write``, fill ``target/``."""
