@@ -305,6 +305,8 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget],
                                                          metric_calculations=False)
     asset = context.data_sources.add_pandas("fsql").add_dataframe_asset("relation")
     batch_definition = asset.add_batch_definition_whole_dataframe("all")
+    # every failing row's index only to store them; else GX's sample of 20
+    detail = "SUMMARY" if store_failures is None else "COMPLETE"
     step.start(sum(len(t.tests) for t in selected))
     results: list[TestResult] = []
     for target in selected:
@@ -321,7 +323,7 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget],
             continue
         step.step(f"{target.id}: reading", None)
         columns = (list(target.columns) if store_failures is not None else
-                   list(dict.fromkeys([*target.keys,
+                   list(dict.fromkeys([*(k for k in target.keys if k in target.columns),
                                        *_needed_columns((e for _, e in planned), target)])))
         frame = engine.fetch_arrow(
             exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(
@@ -332,7 +334,7 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget],
             step.step(label, None)
             started = time.perf_counter()
             result, rows = _outcome(test, target, batch.validate(
-                expectation, result_format={"result_format": "COMPLETE"}), frame)
+                expectation, result_format={"result_format": detail}), frame)
             if store_failures is not None:
                 _store(result, rows, store_failures / f"{test_id(target, test)}.parquet")
             results.append(result)
@@ -389,7 +391,8 @@ def _raised(info: Any) -> str | None:
 def _outcome(test: DataTest, target: TestTarget, validation: Any, frame: pd.DataFrame
              ) -> tuple[TestResult, pd.DataFrame | None]:
     """The result of one validation, and the failing rows of ``frame`` if it failed on rows
-    (a table-level test such as row_count has none)."""
+    (a table-level test such as row_count has none): all of them with GX's ``COMPLETE``
+    result format, else a sample."""
     raised = _raised(validation.exception_info)
     result = TestResult(test.label(), target.id, "pass", path=test.path, line=test.line,
                         severity=test.severity)
@@ -404,7 +407,7 @@ def _outcome(test: DataTest, target: TestTarget, validation: Any, frame: pd.Data
     result.examples = list(details.get("partial_unexpected_list") or [])[:EXAMPLES]
     if "observed_value" in details:
         result.message = f"observed {details['observed_value']}"
-    indexes = details.get("unexpected_index_list")
+    indexes = details.get("unexpected_index_list", details.get("partial_unexpected_index_list"))
     if indexes is None:
         return result, None
     rows = frame.iloc[list(indexes)]
