@@ -112,10 +112,9 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
     selected = graph.select(selectors)
     order = [n for n in graph.with_upstream(selected)
              if not n.startswith("training_set:") or n in selected]
-    tested = [project.training_sets[n.split(":", 1)[1]] for n in order
-              if n.startswith("training_set:")] if run_tests else []
-    with_tests = [ts for ts in tested if ts.definition.tests]
-    step.start(len(order) + int(run_tests) + int(bool(with_tests)))
+    with_tests = run_tests and any(project.training_sets[n.split(":", 1)[1]].definition.tests
+                                   for n in order if n.startswith("training_set:"))
+    step.start(len(order) + int(run_tests) + int(with_tests))
     relations: list[tuple[str, str, float]] = []
     staged: list[_Staged] = []
     temporary: list[Path] = []
