@@ -70,6 +70,8 @@ class BuildResult:
     relations: tuple[tuple[str, str, float], ...]  # (node id, materialized, seconds)
     training_sets: tuple[TrainingSetResult, ...]
     seconds: float
+    #: failing data tests with ``severity: warn`` (they do not block the build)
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,7 @@ class BuildResult:
                 "name": t.name, "output": str(t.output), "record": str(t.record),
                 "rows": t.rows, "columns": t.columns, "seconds": round(t.seconds, 3),
                 "spine_time_range": list(t.time_range)} for t in self.training_sets],
+            "warnings": list(self.warnings),
         }
 
 
@@ -119,6 +122,7 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
     staged: list[_Staged] = []
     temporary: list[Path] = []
     running: str | None = None  # the training set being written, for a runtime error
+    warned: list[str] = []
     try:
         with engine.transaction():
             for node_id in order:
@@ -130,7 +134,7 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                 relations.append((node_id, node.materialized, timer.seconds))
             if run_tests:
                 with _Step(step, "data tests"):
-                    _run_tests(project, engine, quality.targets(
+                    warned += _run_tests(project, engine, quality.targets(
                         project, [n for n in order if not n.startswith("training_set:")]))
             for node_id in order:
                 if node_id.startswith("training_set:"):
@@ -145,7 +149,7 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                     running = None
             if with_tests:
                 with _Step(step, "training set data tests"):
-                    _run_tests(project, engine, [
+                    warned += _run_tests(project, engine, [
                         t for s in staged if (t := quality.training_set_target(
                             s.ts, engine.parquet_query(s.tmp).subquery())) is not None])
     except BaseException as err:
@@ -156,12 +160,15 @@ def build(project: CompiledProject, engine: Engine, selectors: Iterable[str] = (
                             running) from None
         raise
     results = [_publish(project, engine, s, target) for s in staged]
-    return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started)
+    return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started,
+                       tuple(warned))
 
 
-def _run_tests(project: CompiledProject, engine: Engine, chosen: list[TestTarget]) -> None:
-    quality.require_passing(project, engine, chosen, "nothing was published",
-                            "build with --no-test")
+def _run_tests(project: CompiledProject, engine: Engine, chosen: list[TestTarget]
+               ) -> list[str]:
+    """The build's gate; returns the failing ``severity: warn`` tests, one line each."""
+    return [f"data test {r.summary()}" for r in quality.require_passing(
+        project, engine, chosen, "nothing was published", "build with --no-test")]
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,6 +155,8 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
     project = _settings(ctx).project()
     with output.step_bar(enabled=not as_json) as bar:
         result = project.build(select or [], progress=bar, test=not no_test)
+    for warning in result.warnings:
+        output.stderr.print(f"Warning: {warning}", markup=False)
     if as_json:
         output.print_json(result.to_json())
         return
@@ -193,7 +195,8 @@ def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = 
         for r in results:
             if r.failures_file:
                 output.stdout.print(f"Failing rows of {r.test} on {r.object}: "
-                                    f"{output.shown_path(Path(r.failures_file))}")
+                                    f"{output.shown_path(Path(r.failures_file))}",
+                                    markup=False)
     bad = [r for r in results if r.blocking]
     warned = sum(r.status == "warn" for r in results)
     if bad:
@@ -341,7 +344,8 @@ def sync(
     with output.step_bar(enabled=not as_json) as bar:
         result = project.sync(select or [], full_refresh=full_refresh, dry_run=dry_run,
                               progress=bar, test=not no_test, allow_drop=allow_drop,
-                              warn=lambda text: output.stderr.print(f"Warning: {text}"))
+                              warn=lambda text: output.stderr.print(f"Warning: {text}",
+                                                                    markup=False))
     if as_json:
         output.print_json(result.to_json())
         return

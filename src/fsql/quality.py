@@ -89,6 +89,13 @@ class TestResult:
                 "failing_keys": self.failing_keys, "failures_file": self.failures_file,
                 "message": self.message, "path": self.path, "line": self.line}
 
+    def summary(self) -> str:
+        """One line for a gate's message or warning."""
+        return (f"{self.status}: {self.test} on {self.object} ({self.path}:{self.line})"
+                f"{': ' + self.message if self.message else ''}"
+                f"{' e.g. ' + repr(self.examples) if self.examples else ''}"
+                f"{' at ' + self.keys_text() if self.failing_keys else ''}")
+
     def keys_text(self) -> str:
         """The failing keys for people: ``user_id=3 ts=2024-01-01 00:00:00; ...``."""
         shown = "; ".join(" ".join(f"{k}={v}" for k, v in row.items())
@@ -362,18 +369,18 @@ def _store(result: TestResult, rows: pd.DataFrame | None, path: Path) -> None:
 
 
 def require_passing(project: CompiledProject, engine: Engine, selected: list[TestTarget],
-                    outcome: str, override: str) -> None:
+                    outcome: str, override: str) -> list[TestResult]:
     """Run the tests of ``selected`` and raise ``CheckFailed`` listing every one that did not
     pass: the gate of ``fsql build`` and ``fsql sync`` (``outcome`` says what was therefore not
-    done, ``override`` how to skip the tests). Tests with ``severity: warn`` never block."""
-    bad = [r for r in run(project, engine, selected) if r.blocking]
+    done, ``override`` how to skip the tests). Tests with ``severity: warn`` never block: the
+    failing ones are returned, for the caller to warn about."""
+    results = run(project, engine, selected)
+    bad = [r for r in results if r.blocking]
     if bad:
-        lines = "\n".join(f"- {r.status}: {r.test} on {r.object} ({r.path}:{r.line})"
-                          f"{': ' + r.message if r.message else ''}"
-                          f"{' e.g. ' + repr(r.examples) if r.examples else ''}"
-                          f"{' at ' + r.keys_text() if r.failing_keys else ''}" for r in bad)
+        lines = "\n".join(f"- {r.summary()}" for r in bad)
         raise CheckFailed(f"{len(bad)} data test(s) did not pass; {outcome}:\n"
                           f"{lines}\n  hint: run fsql test for details, or {override}")
+    return [r for r in results if r.status == "warn"]
 
 
 def _raised(info: Any) -> str | None:

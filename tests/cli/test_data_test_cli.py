@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.cli.test_cli import FSQL, run
-from tests.conftest import write_files
+from tests.conftest import online_profile, write_files
+from tests.redis_server import RedisServer
 
 TS0 = 1_700_000_000_000_000  # 2023-11-14 22:13:20 UTC, in microseconds
 
@@ -130,6 +131,31 @@ def test_severity_warn_reports_but_neither_fails_nor_gates(tmp_path: Path) -> No
     build = run("build", cwd=root)
     assert build.returncode == 0, build.stderr
     assert (root / "target" / "training_sets" / "train.parquet").is_file()
+    assert ("Warning: data test warn: not_null(score) on view:scores (features/scores.yml:7)"
+            " e.g. [nan] at user_id=2 ts=2023-11-14 22:13:21") in build.stderr
+    payload = json.loads(run("build", "--json", cwd=root).stdout)
+    assert payload["warnings"] == [build.stderr.split("Warning: ", 1)[1].strip()]
+
+
+def test_sync_warns_about_a_failing_warn_test_and_syncs(tmp_path: Path,
+                                                        redis_server: RedisServer) -> None:
+    root = project(tmp_path, extra={
+        "profiles.yml": online_profile("t", redis_server.url),
+        "features/scores.yml": """
+            feature_view:
+              entity: user
+              timestamp: ts
+              online: true
+              features:
+                - name: score
+                  type: int64
+                  tests: [{not_null: {severity: warn}}]
+            """})
+    scores(root, [5, None, 7])
+    result = run("sync", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "Warning: data test warn: not_null(score) on view:scores" in result.stderr
+    assert "user_id=2" in result.stderr
 
 
 def test_severity_error_still_fails(tmp_path: Path) -> None:
