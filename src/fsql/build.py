@@ -2,9 +2,10 @@
 
 Order of a build (a failure at any step before "publish" leaves every previous output intact):
 
-1. in one engine transaction: create models, sources and feature views in DAG order, then write
-   each selected training set to a temporary Parquet file next to its final path and check that
-   it has exactly one row per spine row;
+1. in one engine transaction: create models, sources and feature views in DAG order, run their
+   data tests (before the costly step, so a failing view test fails fast), then write each
+   selected training set to a temporary Parquet file next to its final path, check that it has
+   exactly one row per spine row, and run the training sets' data tests;
 2. commit;
 3. publish: rename each temporary file over its final path (atomic per file), write its build
    record beside it, and (re)create an engine view over the published file.
@@ -23,12 +24,14 @@ from typing import Any, Protocol
 
 from sqlglot import exp
 
-from fsql import __version__
+from fsql import __version__, quality
+from fsql.attribution import attribute, describe_training_set
 from fsql.compile import CompiledProject, CompiledTrainingSet, build_record
 from fsql.engines.base import Engine
-from fsql.errors import EngineError
+from fsql.errors import EngineError, QueryFailed
 from fsql.graph import Selectors
 from fsql.pit import PitPlan, leakage_guard_query
+from fsql.quality import TestTarget
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ class BuildResult:
     relations: tuple[tuple[str, str, float], ...]  # (node id, materialized, seconds)
     training_sets: tuple[TrainingSetResult, ...]
     seconds: float
+    #: failing data tests with ``severity: warn`` (they do not block the build)
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +85,7 @@ class BuildResult:
                 "name": t.name, "output": str(t.output), "record": str(t.record),
                 "rows": t.rows, "columns": t.columns, "seconds": round(t.seconds, 3),
                 "spine_time_range": list(t.time_range)} for t in self.training_sets],
+            "warnings": list(self.warnings),
         }
 
 
@@ -115,10 +121,14 @@ def build(project: CompiledProject, engine: Engine, selectors: Selectors = (),
     selected = graph.select(selectors)
     order = [n for n in graph.with_upstream(selected)
              if not n.startswith("training_set:") or n in selected]
-    step.start(len(order) + run_tests)  # one step per node, one for the data tests
+    with_tests = run_tests and any(project.training_sets[n.split(":", 1)[1]].definition.tests
+                                   for n in order if n.startswith("training_set:"))
+    step.start(len(order) + int(run_tests) + int(with_tests))
     relations: list[tuple[str, str, float]] = []
     staged: list[_Staged] = []
     temporary: list[Path] = []
+    running: str | None = None  # the training set being written, for a runtime error
+    warned: list[str] = []
     try:
         with engine.transaction():
             for node_id in order:
@@ -128,39 +138,43 @@ def build(project: CompiledProject, engine: Engine, selectors: Selectors = (),
                 with _Step(step, f"{node.materialized} {node_id}") as timer:
                     engine.replace_relation(node.relation, node.query, node.materialized)
                 relations.append((node_id, node.materialized, timer.seconds))
+            if run_tests:
+                with _Step(step, "data tests"):
+                    warned += _run_tests(project, engine, quality.targets(
+                        project, [n for n in order if not n.startswith("training_set:")]))
             for node_id in order:
                 if node_id.startswith("training_set:"):
                     ts = project.training_sets[node_id.split(":", 1)[1]]
                     tmp = ts.output.with_name(f".{ts.output.name}.{os.getpid()}.tmp")
                     tmp.parent.mkdir(parents=True, exist_ok=True)
                     temporary.append(tmp)
+                    running = describe_training_set(ts)
                     with _Step(step, f"training set {ts.definition.name}") as timer:
                         rows, time_range, guard = _write_training_set(engine, ts, tmp)
                     staged.append(_Staged(ts, tmp, rows, time_range, timer.seconds, guard))
-            if run_tests:
-                with _Step(step, "data tests"):
-                    _run_tests(project, engine, order, staged)
-    except BaseException:
+                    running = None
+            if with_tests:
+                with _Step(step, "training set data tests"):
+                    warned += _run_tests(project, engine, [
+                        t for s in staged if (t := quality.training_set_target(
+                            s.ts, engine.parquet_query(s.tmp).subquery())) is not None])
+    except BaseException as err:
         for tmp in temporary:
             tmp.unlink(missing_ok=True)
+        if isinstance(err, QueryFailed):
+            raise attribute(project, engine, [n for n in order if n in project.nodes], err,
+                            running) from None
         raise
     results = [_publish(project, engine, s, target) for s in staged]
-    return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started)
+    return BuildResult(tuple(relations), tuple(results), time.perf_counter() - started,
+                       tuple(warned))
 
 
-def _run_tests(project: CompiledProject, engine: Engine, order: list[str],
-               staged: list[_Staged]) -> None:
-    from fsql import quality
-
-    chosen = quality.targets(project, [n for n in order if not n.startswith("training_set:")])
-    for item in staged:
-        target = quality.training_set_target(
-            item.ts.definition, engine.parquet_query(item.tmp).subquery(),
-            (*item.ts.plan.output_spine, *item.ts.plan.feature_columns))
-        if target is not None:
-            chosen.append(target)
-    quality.require_passing(project, engine, chosen, "nothing was published",
-                            "build with --no-test")
+def _run_tests(project: CompiledProject, engine: Engine, chosen: list[TestTarget]
+               ) -> list[str]:
+    """The build's gate; returns the failing ``severity: warn`` tests, one line each."""
+    return [f"data test {r.summary()}" for r in quality.require_passing(
+        project, engine, chosen, "nothing was published", "build with --no-test")]
 
 
 @dataclass(frozen=True, slots=True)

@@ -241,6 +241,8 @@ def build(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOptio
     with output.step_bar(enabled=not as_json) as bar:
         result = project.build(select or [], progress=bar, test=not no_test,
                                exclude=exclude or [])
+    for warning in result.warnings:
+        output.stderr.print(f"Warning: {warning}", markup=False)
     if as_json:
         output.print_json(result.to_json())
         return
@@ -255,27 +257,45 @@ def build(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOptio
 
 @app.command()
 def test(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOption = None,
-         as_json: JsonOption = False) -> None:
+         as_json: JsonOption = False,
+         store_failures: Annotated[bool, typer.Option(
+             "--store-failures", help="Write the failing rows of each failed test to "
+             "target/TARGET/test_failures/TEST.parquet (replaced on each run).")] = False,
+         ) -> None:
     """Run the data tests declared in the YAML (great-expectations); exit 5 on any failure.
 
-    Results are also written to target/TARGET/test_results.json.
+    A failure shows the keys (entity join keys, event time) of up to 5 failing rows and their
+    count. Tests with `severity: warn` print WARN and do not fail. Results are also written to
+    target/TARGET/test_results.json; with -s only the tested objects' results are replaced
+    there.
     """
     from fsql.errors import CheckFailed
 
-    results = _settings(ctx).project().test(select or [], exclude or [])
+    with output.step_bar(enabled=not as_json) as bar:
+        results = _settings(ctx).project().test(select or [], exclude or [], progress=bar,
+                                                store_failures=store_failures)
     if as_json:
         output.print_json([r.to_json() for r in results])
     else:
-        output.table("Data tests", ["status", "test", "object", "failing", "examples / message"],
-                     [(r.status.upper(), r.test, r.object, r.failing,
+        output.table("Data tests", ["status", "test", "object", "failing", "failing keys",
+                                    "examples / message"],
+                     [(r.status.upper(), r.test, r.object, r.failing, r.keys_text(),
                        r.message or ", ".join(map(repr, r.examples))) for r in results])
-    bad = [r for r in results if r.status != "pass"]
+        for r in results:
+            if r.failures_file:
+                output.stdout.print(f"Failing rows of {r.test} on {r.object}: "
+                                    f"{output.shown_path(Path(r.failures_file))}",
+                                    markup=False)
+    bad = [r for r in results if r.blocking]
+    warned = sum(r.status == "warn" for r in results)
     if bad:
         raise CheckFailed(f"{len(bad)} of {output.plural(len(results), 'data test')} did "
                           "not pass")
     if not as_json:
-        every = "All " if len(results) > 1 else ""
-        output.stdout.print(f"{every}{output.plural(len(results), 'data test')} passed")
+        every = "All " if len(results) > 1 and not warned else ""
+        passed = output.plural(len(results) - warned, "data test")
+        output.stdout.print(f"{passed} passed, {warned} warned" if warned
+                            else f"{every}{passed} passed")
 
 
 @app.command()
@@ -416,7 +436,8 @@ def sync(
     with output.step_bar(enabled=not as_json) as bar:
         result = project.sync(select or [], full_refresh=full_refresh, dry_run=dry_run,
                               progress=bar, test=not no_test, allow_drop=allow_drop,
-                              warn=lambda text: output.stderr.print(f"Warning: {text}"),
+                              warn=lambda text: output.stderr.print(f"Warning: {text}",
+                                                                    markup=False),
                               exclude=exclude or [])
     if as_json:
         output.print_json(result.to_json())

@@ -154,18 +154,25 @@ class Ttl:
         return self.text
 
 
+#: a data test's ``severity:``; ``warn`` failures are reported and do not fail
+SEVERITIES = ("error", "warn")
+
+
 @dataclass(frozen=True, slots=True)
 class DataTest:
     """One declared data test: a built-in (``not_null``, ``unique``, ``accepted_values``,
     ``accepted_range``, ``relationships``, ``row_count``, ``max_null_fraction``) or any
     great-expectations expectation by name (``expect_column_values_to_match_regex``), with its
-    arguments. ``column`` is set for tests declared under a feature or column."""
+    arguments. ``column`` is set for tests declared under a feature or column. ``severity``
+    (``severity: warn`` among the arguments, as in dbt): a failing ``warn`` test is reported but
+    neither fails ``fsql test`` nor gates a build or sync."""
 
     name: str
     args: tuple[tuple[str, Any], ...]
     column: str | None
     path: str
     line: int
+    severity: str = "error"
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -199,8 +206,14 @@ def tests_from_raw(raw: Any, path: str, line: int, column: str | None = None
             args = {}
         elif not isinstance(args, dict):
             args = {"value": args}
+        args = dict(args)
+        severity = args.pop("severity", "error")
+        if severity not in SEVERITIES:
+            raise DefinitionError(path, f"test '{name}': severity must be warn or error, "
+                                  f"not {severity!r}", line=item_line or line or None,
+                                  hint=f"- {name}: {{severity: warn}}")
         tests.append(DataTest(str(name), tuple(sorted(args.items())), column, path,
-                              item_line or line))
+                              item_line or line, severity))
     return tuple(tests)
 
 

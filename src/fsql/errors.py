@@ -7,6 +7,7 @@
     ├── RequestError              exit 2   a bad Python/CLI/HTTP request (unknown feature, bad key)
     │   └── OnDemandError         exit 2   an on-demand expression failed on the request's values
     ├── EngineError               exit 3   the offline engine failed while running valid SQL
+    │   └── QueryFailed           exit 3   ... raised by the engine itself (not yet attributed)
     ├── OnlineStoreError          exit 4   the online store is unreachable or failed
     │   └── StaleDefinitionError  exit 4   online data written by another definition of a view
     ├── CheckFailed               exit 5   data tests failed, freshness SLA breached, skew found
@@ -115,6 +116,17 @@ class EngineError(FsqlError):
     """The offline engine failed while executing SQL that passed validation."""
 
     exit_code = 3
+
+
+class QueryFailed(EngineError):
+    """The engine raised while running a statement. Its message may name only fsql's
+    generated SQL; when it failed ``on_data`` (a bad cast, an overflow, a division by zero),
+    ``fsql.attribution`` turns it into an ``EngineError`` naming the failing node and its
+    file."""
+
+    def __init__(self, message: str, on_data: bool) -> None:
+        super().__init__(message)
+        self.on_data = on_data
 
 
 class OnlineStoreError(FsqlError):

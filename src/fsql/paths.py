@@ -8,6 +8,7 @@ profile target's ``target_path:``), so ``fsql -t prod build`` never touches dev'
     target/<name>/run/build_manifest.json        the last successful build (fsql diff)
     target/<name>/training_sets/NAME.parquet     fsql build (and NAME.build.json beside it)
     target/<name>/test_results.json              fsql test
+    target/<name>/test_failures/<test>.parquet   fsql test --store-failures
     target/<name>/logs/fsql.log                  every run (see ``fsql.runlog``)
 
 Files the user places (a training set's ``output:``, the DuckDB and online store ``path:`` of
@@ -59,6 +60,11 @@ class TargetPaths:
     @property
     def test_results(self) -> Path:
         return self.base / "test_results.json"
+
+    @property
+    def test_failures(self) -> Path:
+        """Where ``fsql test --store-failures`` writes the failing rows of each failed test."""
+        return self.base / "test_failures"
 
     @property
     def training_sets(self) -> Path:

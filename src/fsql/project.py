@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from fsql.attribution import attribute
 from fsql.build import BuildResult, Progress, build
 from fsql.compile import CompiledProject, Compiler, manifest, plan_training_set, write_target
 from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef, FeatureView, OnDemandView
 from fsql.engines import Engine, connect
-from fsql.errors import EngineError, RequestError
+from fsql.errors import EngineError, QueryFailed, RequestError, did_you_mean
 from fsql.graph import Selection
 from fsql.loader import ProjectSpec, load_project
 from fsql.paths import TargetPaths, migrate_legacy_layout
@@ -115,10 +116,19 @@ class Project:
     @contextmanager
     def _compiled(self) -> Iterator[tuple[Engine, CompiledProject]]:
         """Engine plus compiled project, with every relation present as a view until exit;
-        nothing is committed."""
+        nothing is committed. A failure on the data names the node whose SQL failed
+        (``fsql.attribution``)."""
         spec = self.load()
-        with self._engine() as engine, engine.rollback_only():
-            yield engine, _compile(spec, engine, self.paths)
+        project: CompiledProject | None = None
+        with self._engine() as engine:
+            try:
+                with engine.rollback_only():
+                    project = _compile(spec, engine, self.paths)
+                    yield engine, project
+            except QueryFailed as err:
+                if project is None:
+                    raise
+                raise attribute(project, engine, project.graph.order, err) from None
 
     def compile(self, write: bool = True) -> CompiledProject:
         """Validate everything and render all SQL; with ``write``, fill ``target/``."""
@@ -227,15 +237,32 @@ class Project:
         joined.index = frame.index
         return pd.concat([frame, joined], axis=1)
 
-    def test(self, select: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[TestResult]:
+    def test(self, select: Iterable[str] = (), exclude: Iterable[str] = (),
+             progress: Progress | None = None, store_failures: bool = False
+             ) -> list[TestResult]:
         """``fsql test``: run the declared data tests of the selected nodes (default: all) and
-        write the target's ``test_results.json``. Returns every result; failures do not raise."""
+        write the target's ``test_results.json``, replacing the results of the tested objects
+        only. With ``store_failures`` the failing rows of each failed test go to the target's
+        ``test_failures/<test id>.parquet``. Returns every result; failures do not raise."""
+        import json
+
         from fsql.quality import run, targets
 
         with self._compiled() as (engine, project):
-            chosen = project.graph.select(self.selection(project, select, exclude))
-            results = run(project, engine, targets(project, chosen))
-        _write_json(self.paths.test_results, [r.to_json() for r in results])
+            chosen = targets(project,
+                             project.graph.select(self.selection(project, select, exclude)))
+            results = run(project, engine, chosen, progress,
+                          self.paths.test_failures if store_failures else None)
+        path = self.paths.test_results
+        tested = {t.id for t in chosen}
+        kept: list[Any] = []
+        if path.is_file():
+            try:
+                kept = [r for r in json.loads(path.read_text(encoding="utf-8"))
+                        if r.get("object") not in tested]
+            except (ValueError, AttributeError):  # unreadable or of an older layout: replace
+                kept = []
+        _write_json(path, kept + [r.to_json() for r in results])
         log.info("data tests: %d passed, %d did not", sum(r.status == "pass" for r in results),
                  sum(r.status != "pass" for r in results))
         return results
@@ -408,12 +435,8 @@ def _compile(spec: ProjectSpec, engine: Engine, paths: TargetPaths) -> CompiledP
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    import difflib
-
     names = sorted(known)
-    close = difflib.get_close_matches(name, names, n=1)
-    return (f"did you mean '{close[0]}'?" if close else
-            f"known: {', '.join(names) or 'none'}")
+    return did_you_mean(name, names).rstrip() or f"known: {', '.join(names) or 'none'}"
 
 
 def _strategy(engine: Engine) -> AsofJoin:

@@ -7,8 +7,10 @@ apart from one that found bad rows (``fail``).
 
 GX runs on its pandas data source: its SQL data source over duckdb-engine was seen returning
 empty metrics (every expectation "failed" with the real error hidden in ``exception_info``).
-Only the columns the tests of a relation need are fetched, so memory is the size of those
-columns.
+Only the columns the tests of a relation need are fetched, plus its key columns (entity join
+keys and event time), so memory is the size of those columns. A failure reports the keys of a
+sample of its failing rows and their count; with ``store_failures`` the failing rows (every
+column) are written to ``<folder>/<test id>.parquet``, overwritten on each run of that test.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from fsql.compile import CompiledNode, CompiledProject
-from fsql.definitions import DataTest, FeatureView, TrainingSet
+from fsql.compile import CompiledNode, CompiledProject, CompiledTrainingSet
+from fsql.definitions import DataTest, FeatureView
 from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, DefinitionError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fsql.build import Progress
 
 BUILTIN = ("not_null", "unique", "accepted_values", "accepted_range", "relationships",
            "row_count", "max_null_fraction")
@@ -47,6 +55,8 @@ class TestTarget:
     relation: exp.Expr
     columns: tuple[str, ...]
     tests: tuple[DataTest, ...]
+    #: the columns that say which rows fail: entity join keys and event time
+    keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -55,17 +65,43 @@ class TestResult:
 
     test: str
     object: str
-    status: str  # pass | fail | error
+    status: str  # pass | fail | warn (a failing severity-warn test) | error
     failing: int | None = None
     examples: list[Any] = field(default_factory=list)
     message: str = ""
     path: str = ""
     line: int = 0
+    severity: str = "error"
+    #: key columns (entity join keys, event time) of up to ``EXAMPLES`` failing rows
+    failing_keys: list[dict[str, Any]] = field(default_factory=list)
+    #: where ``store_failures`` wrote the failing rows
+    failures_file: str | None = None
+
+    @property
+    def blocking(self) -> bool:
+        """Fails ``fsql test`` and gates build and sync (a ``warn`` does not)."""
+        return self.status in ("fail", "error")
 
     def to_json(self) -> dict[str, Any]:
         return {"test": self.test, "object": self.object, "status": self.status,
-                "failing": self.failing, "examples": [repr(e) for e in self.examples],
+                "severity": self.severity, "failing": self.failing,
+                "examples": [repr(e) for e in self.examples],
+                "failing_keys": self.failing_keys, "failures_file": self.failures_file,
                 "message": self.message, "path": self.path, "line": self.line}
+
+    def summary(self) -> str:
+        """One line for a gate's message or warning."""
+        return (f"{self.status}: {self.test} on {self.object} ({self.path}:{self.line})"
+                f"{': ' + self.message if self.message else ''}"
+                f"{' e.g. ' + repr(self.examples) if self.examples else ''}"
+                f"{' at ' + self.keys_text() if self.failing_keys else ''}")
+
+    def keys_text(self) -> str:
+        """The failing keys for people: ``user_id=3 ts=2024-01-01 00:00:00; ...``."""
+        shown = "; ".join(" ".join(f"{k}={v}" for k, v in row.items())
+                          for row in self.failing_keys)
+        more = (self.failing or 0) - len(self.failing_keys)
+        return f"{shown} (+{more} more)" if shown and more > 0 else shown
 
 
 def _gx() -> Any:
@@ -97,7 +133,7 @@ def targets(project: CompiledProject, node_ids: Iterable[str] | None = None
             columns = (*ts.plan.output_spine, *ts.plan.feature_columns)
             if ts.definition.tests:
                 found.append(TestTarget(node_id, ts.query.subquery(), columns,
-                                        ts.definition.tests))
+                                        ts.definition.tests, training_set_keys(ts)))
             continue
         node = project.nodes.get(node_id)
         if node is None:
@@ -109,10 +145,18 @@ def targets(project: CompiledProject, node_ids: Iterable[str] | None = None
             tests = d.tests
         elif isinstance(d, FeatureView):
             tests = d.tests + tuple(t for f in d.features for t in f.tests)
+        keys = (*(k for e in d.entities for k in project.spec.entities[e].join_keys),
+                d.timestamp) if isinstance(d, FeatureView) else ()
         if tests:
             found.append(TestTarget(node_id, exp.to_table(node.relation, quoted=True),
-                                    tuple(c.name for c in node.columns), tests))
+                                    tuple(c.name for c in node.columns), tests, keys))
     return found
+
+
+def training_set_keys(ts: CompiledTrainingSet) -> tuple[str, ...]:
+    """The spine's join keys and timestamp: what identifies a training set row."""
+    keys = [k for j in ts.plan.joins for k in j.keys if k in ts.plan.output_spine]
+    return tuple(dict.fromkeys([*keys, ts.plan.spine_ts]))
 
 
 def _aggregation_targets(project: CompiledProject, node: CompiledNode) -> list[TestTarget]:
@@ -129,7 +173,7 @@ def _aggregation_targets(project: CompiledProject, node: CompiledNode) -> list[T
     join = view_join(node, project)
     now = int(round(time.time() * 1_000_000))
     return [TestTarget(node.id, window_values_at(join, now).subquery(),
-                       (*join.keys, *(f.name for f in view.features)), tests)]
+                       (*join.keys, *(f.name for f in view.features)), tests, join.keys)]
 
 
 def check_declarations(project: CompiledProject) -> list[DefinitionError]:
@@ -248,11 +292,18 @@ def _needed_columns(tests: Iterable[Any], target: TestTarget) -> list[str]:
     return needed or [target.columns[0]]
 
 
-def run(project: CompiledProject, engine: Engine, selected: list[TestTarget]
+def run(project: CompiledProject, engine: Engine, selected: list[TestTarget],
+        progress: Progress | None = None, store_failures: Path | None = None
         ) -> list[TestResult]:
-    """Run the tests of ``selected`` relations (views must exist in the engine session)."""
+    """Run the tests of ``selected`` relations (views must exist in the engine session),
+    reporting each test to ``progress``; with ``store_failures``, write the failing rows of each
+    failed test to ``<store_failures>/<test id>.parquet`` (and remove that file when it
+    passes)."""
     if not selected:
         return []
+    from fsql.build import Silent
+
+    step = progress or Silent()
     gx = _gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -261,6 +312,9 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget]
                                                          metric_calculations=False)
     asset = context.data_sources.add_pandas("fsql").add_dataframe_asset("relation")
     batch_definition = asset.add_batch_definition_whole_dataframe("all")
+    # every failing row's index only to store them; else GX's sample of 20
+    detail = "SUMMARY" if store_failures is None else "COMPLETE"
+    step.start(sum(len(t.tests) for t in selected))
     results: list[TestResult] = []
     for target in selected:
         planned = []
@@ -269,31 +323,64 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget]
                 planned.append((test, _expectation(gx, test, target, project, engine=engine)))
             except ValueError as err:
                 results.append(TestResult(test.label(), target.id, "error", message=str(err),
-                                          path=test.path, line=test.line))
+                                          path=test.path, line=test.line,
+                                          severity=test.severity))
+                step.step(f"{target.id}: {test.label()}", 0.0)
         if not planned:
             continue
-        columns = _needed_columns((e for _, e in planned), target)
+        step.step(f"{target.id}: reading", None)
+        columns = (list(target.columns) if store_failures is not None else
+                   list(dict.fromkeys([*(k for k in target.keys if k in target.columns),
+                                       *_needed_columns((e for _, e in planned), target)])))
         frame = engine.fetch_arrow(
             exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(
                 target.relation.copy())).to_pandas()
         batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
         for test, expectation in planned:
-            results.append(_outcome(test, target, batch.validate(expectation)))
+            label = f"{target.id}: {test.label()}"
+            step.step(label, None)
+            started = time.perf_counter()
+            result, rows = _outcome(test, target, batch.validate(
+                expectation, result_format={"result_format": detail}), frame)
+            if store_failures is not None:
+                _store(result, rows, store_failures / f"{test_id(target, test)}.parquet")
+            results.append(result)
+            step.step(label, time.perf_counter() - started)
     return results
 
 
+def test_id(target: TestTarget, test: DataTest) -> str:
+    """A file name for one test: object, test, column and line
+    (``view_scores.not_null.score.12``)."""
+    parts = [target.id, test.name, test.column or "", str(test.line)]
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", ".".join(p for p in parts if p))
+
+
+def _store(result: TestResult, rows: pd.DataFrame | None, path: Path) -> None:
+    """Write the failing ``rows`` of ``result`` to ``path``, or remove a stale file there."""
+    if rows is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    rows.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    result.failures_file = str(path)
+
+
 def require_passing(project: CompiledProject, engine: Engine, selected: list[TestTarget],
-                    outcome: str, override: str) -> None:
+                    outcome: str, override: str) -> list[TestResult]:
     """Run the tests of ``selected`` and raise ``CheckFailed`` listing every one that did not
     pass: the gate of ``fsql build`` and ``fsql sync`` (``outcome`` says what was therefore not
-    done, ``override`` how to skip the tests)."""
-    bad = [r for r in run(project, engine, selected) if r.status != "pass"]
+    done, ``override`` how to skip the tests). Tests with ``severity: warn`` never block: the
+    failing ones are returned, for the caller to warn about."""
+    results = run(project, engine, selected)
+    bad = [r for r in results if r.blocking]
     if bad:
-        lines = "\n".join(f"- {r.status}: {r.test} on {r.object} ({r.path}:{r.line})"
-                          f"{': ' + r.message if r.message else ''}"
-                          f"{' e.g. ' + repr(r.examples) if r.examples else ''}" for r in bad)
+        lines = "\n".join(f"- {r.summary()}" for r in bad)
         raise CheckFailed(f"{len(bad)} data test(s) did not pass; {outcome}:\n"
                           f"{lines}\n  hint: run fsql test for details, or {override}")
+    return [r for r in results if r.status == "warn"]
 
 
 def _raised(info: Any) -> str | None:
@@ -308,26 +395,46 @@ def _raised(info: Any) -> str | None:
     return None
 
 
-def _outcome(test: DataTest, target: TestTarget, validation: Any) -> TestResult:
+def _outcome(test: DataTest, target: TestTarget, validation: Any, frame: pd.DataFrame
+             ) -> tuple[TestResult, pd.DataFrame | None]:
+    """The result of one validation, and the failing rows of ``frame`` if it failed on rows
+    (a table-level test such as row_count has none): all of them with GX's ``COMPLETE``
+    result format, else a sample."""
     raised = _raised(validation.exception_info)
-    result = TestResult(test.label(), target.id, "pass", path=test.path, line=test.line)
+    result = TestResult(test.label(), target.id, "pass", path=test.path, line=test.line,
+                        severity=test.severity)
     if raised is not None:
         result.status, result.message = "error", raised
-        return result
+        return result, None
     details = validation.result or {}
     result.failing = details.get("unexpected_count")
     if validation.success:
-        return result
-    result.status = "fail"
+        return result, None
+    result.status = "warn" if test.severity == "warn" else "fail"
     result.examples = list(details.get("partial_unexpected_list") or [])[:EXAMPLES]
     if "observed_value" in details:
         result.message = f"observed {details['observed_value']}"
-    return result
+    indexes = details.get("unexpected_index_list", details.get("partial_unexpected_index_list"))
+    if indexes is None:
+        return result, None
+    rows = frame.iloc[list(indexes)]
+    keys = [k for k in target.keys if k in rows.columns]
+    if keys:
+        result.failing_keys = [{k: _plain(v) for k, v in row.items()}
+                               for row in rows[keys].head(EXAMPLES).to_dict("records")]
+    return result, rows
 
 
-def training_set_target(ts: TrainingSet, relation: exp.Expr, columns: tuple[str, ...]
-                        ) -> TestTarget | None:
+def _plain(value: Any) -> Any:
+    """A pandas cell as a JSON-friendly value (timestamps as ISO text)."""
+    return value.isoformat(sep=" ") if hasattr(value, "isoformat") else (
+        value.item() if hasattr(value, "item") else value)
+
+
+def training_set_target(ts: CompiledTrainingSet, relation: exp.Expr) -> TestTarget | None:
     """A training set's tests against a relation (its staged Parquet file during a build)."""
-    if not ts.tests:
+    if not ts.definition.tests:
         return None
-    return TestTarget(f"training_set:{ts.name}", relation, columns, ts.tests)
+    return TestTarget(f"training_set:{ts.definition.name}", relation,
+                      (*ts.plan.output_spine, *ts.plan.feature_columns), ts.definition.tests,
+                      training_set_keys(ts))

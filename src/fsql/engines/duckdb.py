@@ -29,7 +29,7 @@ from sqlglot import exp
 from fsql.config import OfflineConfig
 from fsql.dtypes import engine_type
 from fsql.engines.base import Column, Engine
-from fsql.errors import EngineBusyError, EngineError
+from fsql.errors import EngineBusyError, EngineError, QueryFailed
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -76,7 +76,7 @@ class DuckDBEngine(Engine):
         try:
             return self.con.execute(self.sql(expression))
         except duckdb.Error as err:
-            raise EngineError(f"DuckDB: {err}") from None
+            raise _failed(err) from None
 
     def describe(self, query: exp.Query) -> list[Column]:
         try:
@@ -178,14 +178,17 @@ class DuckDBEngine(Engine):
         try:
             return self.con.sql(self.sql(query)).to_arrow_table()
         except duckdb.Error as err:
-            raise EngineError(f"DuckDB: {err}") from None
+            raise _failed(err) from None
 
     def fetch_batches(self, query: exp.Query, batch_size: int) -> Iterator[pa.RecordBatch]:
         try:
             reader = self.con.sql(self.sql(query)).to_arrow_reader(batch_size)
         except duckdb.Error as err:
-            raise EngineError(f"DuckDB: {err}") from None
-        yield from reader
+            raise _failed(err) from None
+        try:
+            yield from reader
+        except OSError as err:  # DuckDB's error, as Arrow's reader passes it on
+            raise _failed(err) from None
 
     def register(self, name: str, data: Any) -> None:
         self.con.register(name, data)
@@ -195,6 +198,16 @@ class DuckDBEngine(Engine):
 
     def close(self) -> None:
         self.con.close()
+
+
+#: how DuckDB's messages of errors on the data begin
+_DATA_ERRORS = ("Conversion Error", "Out of Range Error", "Invalid Input Error")
+
+
+def _failed(err: Exception) -> QueryFailed:
+    """A DuckDB error as ``QueryFailed``, ``on_data`` for conversion and range errors and
+    invalid input (an integer division by zero)."""
+    return QueryFailed(f"DuckDB: {err}", str(err).startswith(_DATA_ERRORS))
 
 
 def _open(file: Path | None) -> duckdb.DuckDBPyConnection:

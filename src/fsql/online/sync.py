@@ -273,9 +273,10 @@ class Syncer:
         """The views' data tests, as ``fsql build`` runs them: a failure syncs nothing."""
         from fsql import quality
 
-        quality.require_passing(self.project, self.engine,
-                                quality.targets(self.project, [n.id for n in nodes]),
-                                "nothing was synced", "sync with --no-test")
+        for warned in quality.require_passing(
+                self.project, self.engine, quality.targets(self.project, [n.id for n in nodes]),
+                "nothing was synced", "sync with --no-test"):
+            self.warn(f"data test {warned.summary()}")
 
     def full_reason(self, node: CompiledNode, layout: ViewLayout, meta: dict[str, str],
                     as_of: int, full_refresh: bool) -> str | None:
