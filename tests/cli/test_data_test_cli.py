@@ -123,7 +123,7 @@ def test_severity_warn_reports_but_neither_fails_nor_gates(tmp_path: Path) -> No
     scores(root, [5, None, 7])
     result = run("test", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "WARN" in result.stdout and "1 data tests passed, 1 warned" in result.stdout
+    assert "WARN" in result.stdout and "1 data test passed, 1 warned" in result.stdout
     statuses = {r["test"]: (r["status"], r["severity"])
                 for r in json.loads(run("test", "--json", cwd=root).stdout)}
     assert statuses == {"not_null(score)": ("warn", "warn"),
