@@ -156,14 +156,15 @@ def build(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption =
     with output.step_bar(enabled=not as_json) as bar:
         result = project.build(select or [], progress=bar, test=not no_test)
     if as_json:
-        output.print_json(result.to_json())
+        output.print_json({**result.to_json(), "wall_seconds": round(output.wall_seconds(), 3)})
         return
     output.table("Training sets", ["name", "rows", "columns", "seconds", "output"],
                  [(t.name, f"{t.rows:,}", t.columns, f"{t.seconds:.2f}",
                    output.shown_path(t.output))
                   for t in result.training_sets])
     output.stdout.print(f"Built {len(result.relations)} relations and "
-                        f"{len(result.training_sets)} training sets in {result.seconds:.2f}s")
+                        f"{len(result.training_sets)} training sets in "
+                        f"{output.wall_seconds():.2f}s (wall time)")
 
 
 @app.command()
@@ -185,7 +186,8 @@ def test(ctx: typer.Context, select: SelectOption = None, as_json: JsonOption = 
     if bad:
         raise CheckFailed(f"{len(bad)} of {len(results)} data tests did not pass")
     if not as_json:
-        output.stdout.print(f"All {len(results)} data tests passed")
+        output.stdout.print(f"All {len(results)} data tests passed in "
+                            f"{output.wall_seconds():.2f}s (wall time)")
 
 
 @app.command()
@@ -328,7 +330,7 @@ def sync(
                               progress=bar, test=not no_test, allow_drop=allow_drop,
                               warn=lambda text: output.stderr.print(f"Warning: {text}"))
     if as_json:
-        output.print_json(result.to_json())
+        output.print_json({**result.to_json(), "wall_seconds": round(output.wall_seconds(), 3)})
         return
     output.table(f"Sync as of {result.as_of}" + (" (dry run)" if dry_run else ""),
                  ["view", "mode", "entities", "written", "unchanged", "stale", "dropped",
@@ -342,7 +344,8 @@ def sync(
         if v.future_dated:
             output.stdout.print(f"  {v.view}: {v.future_dated:,} future-dated rows (time after "
                                 "as_of): synced, but they never move the watermark")
-    output.stdout.print(f"Synced {len(result.views)} views in {result.seconds:.2f}s")
+    output.stdout.print(f"Synced {len(result.views)} views in {output.wall_seconds():.2f}s "
+                        "(wall time)")
 
 
 @app.command()
