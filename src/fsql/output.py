@@ -71,7 +71,8 @@ def wall_seconds() -> float:
     time a summary reports (what a user waited for, not only fsql's inner loop)."""
     import psutil
 
-    return max(0.0, time.time() - psutil.Process().create_time())
+    started: float = psutil.Process().create_time()
+    return max(0.0, time.time() - started)
 
 
 def error(message: str) -> None:
