@@ -44,13 +44,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from fsql.config import OnlineConfig
 from fsql.errors import LockHeldError, OnlineStoreError
 from fsql.online.keys import FORMAT, ViewLayout
+
+if TYPE_CHECKING:  # redis-py takes 0.35 s to import: only the verbs that use a store do
+    import redis
 
 LOCK_REFRESH_SECONDS = 10.0  # at most; a third of lock_timeout when that is shorter
 
@@ -288,6 +289,8 @@ def _text(value: bytes | str) -> str:
 
 
 def _connect(config: OnlineConfig) -> redis.Redis:
+    import redis
+
     common: dict[str, Any] = {"socket_timeout": config.socket_timeout,
                               "socket_connect_timeout": config.socket_timeout,
                               "max_connections": config.pool_size}
@@ -306,6 +309,8 @@ class RedisStore:
     """One connection pool to the online store of a target."""
 
     def __init__(self, config: OnlineConfig, clock: Callable[[], float] = time.time) -> None:
+        import redis
+
         self.config = config
         self.clock = clock
         try:
@@ -338,6 +343,8 @@ class RedisStore:
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
         """Turn Redis failures into one ``OnlineStoreError`` naming the operation."""
+        import redis
+
         try:
             yield
         except redis.RedisError as err:
@@ -512,6 +519,8 @@ class RedisStore:
         whose new generation no reader sees and no other sync writes, and which holds each
         entity once (as fast as a plain pipeline; SETs inside a script cost Redis ~50% more
         CPU)."""
+        import redis
+
         if not batch.values:
             return
         when = f"while writing view '{layout.view}'"
@@ -669,6 +678,7 @@ def _stop_embedded(client: Any) -> None:
     other processes are still connected (``fsql serve``, say) the server keeps running for them;
     unsaved writes are then saved at once (SAVE) rather than when the last client leaves."""
     import psutil
+    import redis
 
     pool = client.connection_pool
     pool.disconnect()  # this process's other pooled connections are no other clients
