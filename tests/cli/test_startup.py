@@ -51,3 +51,10 @@ def test_the_sync_summary_reports_the_wall_time_of_the_whole_run(example_dir: Pa
     summary = sync().strip().splitlines()[-1]  # "Synced 3 views in 2.71s (wall time)"
     assert summary.endswith("s (wall time)"), summary
     assert float(summary.rsplit(" in ", 1)[1].split("s", 1)[0]) >= 2.0
+
+
+def test_a_sync_with_nothing_new_runs_no_data_test(example_dir: Path) -> None:
+    # the first sync writes, so customer_profile's data tests gate it; the second has nothing
+    # to write: no gate, no great-expectations
+    assert "great_expectations" in imported(["sync", "-s", "customer_profile"], example_dir)
+    assert "great_expectations" not in imported(["sync", "-s", "customer_profile"], example_dir)
