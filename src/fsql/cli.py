@@ -367,8 +367,6 @@ def get(
     from fsql.serve import DEFINITION_CHANGED
 
     project = _settings(ctx).project()
-    spec = project.load()
-    features: str | list[str] = name if name in spec.training_sets else name.split(",")
     columns: dict[str, list[str]] = {}
     for i, item in enumerate(entity):
         for key, value in entity_pairs(item):
@@ -379,8 +377,10 @@ def get(
         if not sep or not field.strip():
             raise RequestError(f"--request takes FIELD=VALUE, not {item!r}")
         request_data.setdefault(field.strip(), []).append(value)
-    service = project.online_service()
+    service = project.online_service()  # loads the definitions (once)
     try:
+        features: str | list[str] = (name if name in service.spec.training_sets
+                                     else name.split(","))
         result = service.get(features, columns, from_text=True,
                              request_data=request_data or None)
     finally:

