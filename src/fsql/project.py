@@ -184,15 +184,14 @@ class Project:
         """``fsql freshness``: data and sync age of every view with a freshness SLA."""
         from fsql.freshness import check
 
-        spec = self.load()
-        online = any(v.online and v.freshness for v in spec.views.values())
-        store = self.store() if online else None
-        try:
-            with self._compiled() as (engine, project):
+        with self._compiled() as (engine, project):  # loads the definitions (once)
+            online = any(v.online and v.freshness for v in project.spec.views.values())
+            store = self.store() if online else None
+            try:
                 return check(project, engine, store, now)
-        finally:
-            if store is not None:
-                store.close()
+            finally:
+                if store is not None:
+                    store.close()
 
     def verify(self, select: Iterable[str] = (), sample: int | None = 1000,
                seed: int | None = None) -> list[ViewCheck]:
