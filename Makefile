@@ -27,8 +27,9 @@ check: install
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 
-## bench: the point-in-time build, online and time-window benchmarks (see benchmarks/)
+## bench: the point-in-time build, online, time-window and CLI start-up benchmarks (see benchmarks/)
 bench: install
 	$(BIN)/python benchmarks/pit_build.py
 	$(BIN)/python benchmarks/online.py
 	$(BIN)/python benchmarks/windows.py
+	$(BIN)/python benchmarks/cli.py

@@ -36,30 +36,9 @@ if TYPE_CHECKING:
 
 INTERNAL_ERROR = 70
 
-class _Group(typer.core.TyperGroup):
-    """The ``fsql`` group: ``--help`` shows a flag without a value placeholder (typer would
-    show ``<bool>``, as if ``--json`` took a value), on every command."""
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _flags_take_no_value(super().get_params(ctx))
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        command = super().get_command(ctx, cmd_name)
-        if command is not None:
-            _flags_take_no_value(command.get_params(ctx))
-        return command
-
-
-def _flags_take_no_value(params: list[Any]) -> list[Any]:
-    for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    return params
-
 
 app = typer.Typer(
     name="fsql",
-    cls=_Group,
     rich_markup_mode="markdown",
     help="SQL-first feature platform: declare features once in SQL + YAML, build "
     "point-in-time-correct training sets on DuckDB.",
@@ -244,7 +223,7 @@ def build(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOptio
     for warning in result.warnings:
         output.stderr.print(f"Warning: {warning}", markup=False)
     if as_json:
-        output.print_json(result.to_json())
+        output.print_json({**result.to_json(), "wall_seconds": round(output.wall_seconds(), 3)})
         return
     output.table("Training sets", ["name", "rows", "columns", "seconds", "output"],
                  [(t.name, f"{t.rows:,}", t.columns, f"{t.seconds:.2f}",
@@ -252,7 +231,7 @@ def build(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOptio
                   for t in result.training_sets])
     output.stdout.print(f"Built {output.plural(len(result.relations), 'relation')} and "
                         f"{output.plural(len(result.training_sets), 'training set')} in "
-                        f"{result.seconds:.2f}s")
+                        f"{output.wall_seconds():.2f}s (wall time)")
 
 
 @app.command()
@@ -294,8 +273,9 @@ def test(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOption
     if not as_json:
         every = "All " if len(results) > 1 and not warned else ""
         passed = output.plural(len(results) - warned, "data test")
-        output.stdout.print(f"{passed} passed, {warned} warned" if warned
-                            else f"{every}{passed} passed")
+        output.stdout.print((f"{passed} passed, {warned} warned" if warned
+                             else f"{every}{passed} passed")
+                            + f" in {output.wall_seconds():.2f}s (wall time)")
 
 
 @app.command()
@@ -440,7 +420,7 @@ def sync(
                                                                     markup=False),
                               exclude=exclude or [])
     if as_json:
-        output.print_json(result.to_json())
+        output.print_json({**result.to_json(), "wall_seconds": round(output.wall_seconds(), 3)})
         return
     output.table(f"Sync as of {result.as_of}" + (" (dry run)" if dry_run else ""),
                  ["view", "mode", "entities", "written", "unchanged", "stale", "dropped",
@@ -455,7 +435,8 @@ def sync(
             output.stdout.print(f"  {v.view}: {v.future_dated:,} future-dated rows (time after "
                                 "as_of): synced, but they never move the watermark")
     output.stdout.print(f"{'Would sync' if dry_run else 'Synced'} "
-                        f"{output.plural(len(result.views), 'view')} in {result.seconds:.2f}s")
+                        f"{output.plural(len(result.views), 'view')} in "
+                        f"{output.wall_seconds():.2f}s (wall time)")
 
 
 @app.command()
@@ -480,8 +461,6 @@ def get(
     from fsql.serve import DEFINITION_CHANGED
 
     project = _settings(ctx).project()
-    spec = project.load()
-    features: str | list[str] = name if name in spec.training_sets else name.split(",")
     columns: dict[str, list[str]] = {}
     for i, item in enumerate(entity):
         for key, value in entity_pairs(item):
@@ -492,8 +471,10 @@ def get(
         if not sep or not field.strip():
             raise RequestError(f"--request takes FIELD=VALUE, not {item!r}")
         request_data.setdefault(field.strip(), []).append(value)
-    service = project.online_service()
+    service = project.online_service()  # loads the definitions (once)
     try:
+        features: str | list[str] = (name if name in service.spec.training_sets
+                                     else name.split(","))
         result = service.get(features, columns, from_text=True,
                              request_data=request_data or None)
     finally:

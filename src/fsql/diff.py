@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
 from sqlglot.lineage import Node, lineage
 
@@ -96,17 +98,31 @@ def column_lineage(manifest: dict[str, Any], node: str, column: str) -> Node | N
         return None
     # an aggregation feature is computed from one column of its view (count: the timestamp)
     column = entry.get("aggregated", {}).get(column, column)
-    sources = {n["relation"]: n["compiled_sql"] for k, n in nodes.items()
-               if k.startswith(("model:", "view:")) and k != node}
+    dialect = manifest.get("dialect")
     try:
+        sources = {n["relation"]: _parsed(n["compiled_sql"], dialect) for k, n in nodes.items()
+                   if k.startswith(("model:", "view:")) and k != node}
+        # copy=False: the parsed sources are shared between calls, and lineage only ever uses
+        # copies of them (``Query.subquery``); the query itself is parsed afresh from its SQL
         root = lineage(column, entry["compiled_sql"], _schema(manifest), sources=sources,
-                       dialect=manifest.get("dialect"))
+                       dialect=dialect, copy=False)
         walked = list(root.walk())
     except (SqlglotError, KeyError, ValueError):
         return None
     if any(n.name.split(".")[-1] == "*" for n in walked):
         return None  # a star over a relation fsql has no schema for: the walk stopped there
     return root
+
+
+@lru_cache(maxsize=1024)
+def _parsed(sql: str, dialect: str | None) -> exp.Query:
+    """A model's or view's compiled SQL parsed once per process (``column_lineage`` is called
+    for many columns of the same manifests: parsing every upstream query each time took most
+    of ``fsql compile``)."""
+    parsed = parse_one(sql, dialect=dialect)
+    if not isinstance(parsed, exp.Query):
+        raise SqlglotError(f"not a query: {sql[:60]}")
+    return parsed
 
 
 def feature_lineage(manifest: dict[str, Any], view: str, feature: str) -> str | None:

@@ -5,21 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -119,17 +111,19 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def wall_seconds() -> float:
+    """Seconds since this process started, interpreter start-up and imports included: the
+    time a summary reports (what a user waited for, not only fsql's inner loop)."""
+    import psutil
+
+    started: float = psutil.Process().create_time()
+    return max(0.0, time.time() - started)
+
+
 def error(message: str) -> None:
     """``Error: message`` on stderr, secrets masked (``fsql.secrets.redact``)."""
     message = redact(message)
     stderr.print(Text.assemble(("Error:", "bold red"), " ", message), highlight=False)
-
-
-class _StepCount(ProgressColumn):
-    """``3/7`` once the number of steps is known; nothing before (never ``0/None``)."""
-
-    def render(self, task: Task) -> Text:
-        return Text("" if task.total is None else f"{task.completed:.0f}/{task.total:.0f}")
 
 
 class StepBar:
@@ -137,20 +131,34 @@ class StepBar:
     second or more are also logged with their time."""
 
     def __init__(self, enabled: bool) -> None:
+        # only build and sync show one: rich.progress costs every other verb 0.1 s to import
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.enabled = enabled
+        # the step count shows once the number of steps is known (never ``0/None``)
         self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                            _StepCount(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
                             console=stderr, transient=True, disable=not enabled)
-        self.task = self.bar.add_task("compiling", total=None)
+        self.task = self.bar.add_task("compiling", total=None, count="")
+        self.done = 0
 
     def start(self, total: int) -> None:
-        self.bar.update(self.task, total=total)
+        self.bar.update(self.task, total=total, count=f"0/{total}")
 
     def step(self, label: str, seconds: float | None) -> None:
         if seconds is None:
             self.bar.update(self.task, description=label)
             return
-        self.bar.advance(self.task)
+        self.done += 1
+        total = self.bar.tasks[0].total
+        self.bar.update(self.task, advance=1, count="" if total is None else
+                        f"{self.done}/{total:.0f}")
         if seconds >= 1.0 and self.enabled:
             self.bar.console.print(f"  {label} [dim]{seconds:.1f}s[/]")
 

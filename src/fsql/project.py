@@ -284,15 +284,14 @@ class Project:
         """``fsql freshness``: data and sync age of every view with a freshness SLA."""
         from fsql.freshness import check
 
-        spec = self.load()
-        online = any(v.online and v.freshness for v in spec.views.values())
-        store = self.store() if online else None
-        try:
-            with self._compiled() as (engine, project):
+        with self._compiled() as (engine, project):  # loads the definitions (once)
+            online = any(v.online and v.freshness for v in project.spec.views.values())
+            store = self.store() if online else None
+            try:
                 return check(project, engine, store, now)
-        finally:
-            if store is not None:
-                store.close()
+            finally:
+                if store is not None:
+                    store.close()
 
     def verify(self, select: Iterable[str] = (), sample: int | None = 1000,
                seed: int | None = None, exclude: Iterable[str] = ()) -> list[ViewCheck]:
@@ -315,12 +314,13 @@ class Project:
 
         from fsql.diff import diff, view_manifest
 
-        current = manifest(self.compile(write=False))
+        compiled = self.compile(write=False)
+        current = manifest(compiled)
         result: dict[str, list[Change]] = {}
         built = self.paths.build_manifest
         if built.is_file():
             result["build"] = diff(json.loads(built.read_text()), current)
-        online = [v for v in self.load().views.values() if v.online]
+        online = [v for v in compiled.spec.views.values() if v.online]
         if online:
             store = self.store()
             try:

@@ -29,6 +29,7 @@ from fsql.compile import CompiledNode, CompiledProject, CompiledTrainingSet
 from fsql.definitions import DataTest, FeatureView
 from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, DefinitionError
+from fsql.gx_expectations import COMMON, EXPECTATIONS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,6 +116,26 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+class _Declared:
+    """Stands in for ``gx.expectations`` when only checking declarations (``fsql compile``
+    must not import GX): its classes are the names of ``EXPECTATIONS``, and "constructing" one
+    checks the argument names and returns None."""
+
+    _classes = {_camel(name): frozenset((*COMMON, *args)) for name, args in EXPECTATIONS.items()}
+
+    def __getattr__(self, camel: str) -> Any:
+        allowed = self._classes.get(camel)
+        if allowed is None:
+            raise AttributeError(camel)
+
+        def check(**kwargs: Any) -> None:
+            unknown = sorted(set(kwargs) - allowed)
+            if unknown:
+                raise ValueError(f"unknown argument(s) {', '.join(unknown)}")
+
+        return check
+
+
 def default_unique_columns(view: FeatureView, project: CompiledProject) -> list[str]:
     keys = [k for e in view.entities for k in project.spec.entities[e].join_keys]
     return [*keys, view.timestamp]
@@ -182,23 +203,22 @@ def check_declarations(project: CompiledProject) -> list[DefinitionError]:
     all_targets = targets(project)
     if not all_targets:
         return errors
-    gx = _gx()
     for target in all_targets:
         for test in target.tests:
             try:
-                _expectation(gx, test, target, project, check_only=True)
+                _expectation(_Declared(), test, target, project, check_only=True)
             except (ValueError, TypeError) as err:
                 errors.append(DefinitionError(test.path, f"test '{test.label()}' on "
                                               f"{target.id}: {err}", line=test.line or None))
     return errors
 
 
-def _expectation(gx: Any, test: DataTest, target: TestTarget, project: CompiledProject,
+def _expectation(E: Any, test: DataTest, target: TestTarget, project: CompiledProject,
                  check_only: bool = False, engine: Engine | None = None) -> Any:
-    """The GX expectation for one declared test (raises ValueError on a bad declaration)."""
+    """The GX expectation for one declared test (raises ValueError on a bad declaration);
+    ``E`` is ``gx.expectations``, or ``_Declared()`` to check a declaration without GX."""
     args = test.kwargs
     column = test.column or args.get("column")
-    E = gx.expectations
     if column is not None and column not in target.columns:
         raise ValueError(f"column '{column}' does not exist (columns: "
                          f"{', '.join(target.columns)})")
@@ -320,7 +340,8 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget],
         planned = []
         for test in target.tests:
             try:
-                planned.append((test, _expectation(gx, test, target, project, engine=engine)))
+                planned.append((test, _expectation(gx.expectations, test, target, project,
+                                                   engine=engine)))
             except ValueError as err:
                 results.append(TestResult(test.label(), target.id, "error", message=str(err),
                                           path=test.path, line=test.line,

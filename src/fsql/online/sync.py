@@ -172,9 +172,10 @@ def _encode_states(batch: pa.RecordBatch, join: ViewJoin, layout: ViewLayout, as
     return Batch(suffixes, values, expiry(latest, join.features))
 
 
-def _watermark(engine: Engine, plan: LatestPlan) -> tuple[int | None, int]:
-    """The next watermark (microseconds; the current one if nothing newer is visible), and
-    how many rows are future-dated (see ``watermark_query``)."""
+def _watermark(engine: Engine, plan: LatestPlan) -> tuple[int | None, int, bool]:
+    """The next watermark (microseconds; the current one if nothing newer is visible), how
+    many rows are future-dated, and whether any row newer than the watermark is visible, i.e.
+    whether this sync writes anything (see ``watermark_query``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -182,9 +183,27 @@ def _watermark(engine: Engine, plan: LatestPlan) -> tuple[int | None, int]:
     done, future = (pc.cast(table.column(n).cast(pa.timestamp("us", tz="UTC")),
                             pa.int64())[0].as_py() for n in ("done", "future"))
     future_dated = int(table.column("future_dated")[0].as_py() or 0)
+    pending = done is not None or future_dated > 0
     if done is None:
-        return plan.changed_since, future_dated
-    return (int(done) if future is None else min(int(done), int(future) - 1)), future_dated
+        return plan.changed_since, future_dated, pending
+    return ((int(done) if future is None else min(int(done), int(future) - 1)), future_dated,
+            pending)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewPlan:
+    """What one view's sync will do, found before anything is written (``Syncer.plan``)."""
+
+    node: CompiledNode
+    join: ViewJoin
+    layout: ViewLayout
+    meta: dict[str, str]
+    reason: str | None  # why a full refresh, None for an incremental sync
+    latest: LatestPlan
+    watermark: int | None
+    future_dated: int
+    writes: bool  # a full refresh, or rows newer than the watermark to write
+    seconds: float  # spent finding all this
 
 
 class Syncer:
@@ -255,16 +274,17 @@ class Syncer:
         warnings = self.warnings()
         for warning in warnings:
             self.warn(warning)
-        if test:
+        plans = [self.plan(node, as_of, full_refresh) for node in nodes]
+        if test and any(p.writes for p in plans):  # a sync writing nothing needs no gate
             self.require_tests(nodes)
         if not full_refresh:
             self.refuse_breaking(nodes)
         self.progress.start(len(nodes))
         results = []
-        for node in nodes:
-            self.progress.step(f"sync {node.name}", None)
-            result = self.sync_view(node, as_of, full_refresh, dry_run, allow_drop)
-            self.progress.step(f"sync {node.name}", result.seconds)
+        for plan in plans:
+            self.progress.step(f"sync {plan.node.name}", None)
+            result = self.sync_view(plan, dry_run, allow_drop)
+            self.progress.step(f"sync {plan.node.name}", result.seconds)
             results.append(result)
         return SyncResult(tuple(results), iso_utc(as_of), dry_run,
                           time.perf_counter() - started, tuple(warnings))
@@ -303,12 +323,26 @@ class Syncer:
                     "sync's as_of (moved by a future-dated row before fsql capped it)")
         return None
 
-    def sync_view(self, node: CompiledNode, as_of: int, full_refresh: bool,
-                  dry_run: bool, allow_drop: bool = False) -> ViewSyncResult:
+    def plan(self, node: CompiledNode, as_of: int, full_refresh: bool) -> ViewPlan:
+        """One view's sync, before anything is written: full or incremental, the next
+        watermark, and whether it writes anything at all."""
         started = time.perf_counter()
         join = view_join(node, self.project)
         layout = layout_for(node, join, self.store.config.namespace)
         meta = self.store.meta(layout)
+        reason = self.full_reason(node, layout, meta, as_of, full_refresh)
+        changed = None if reason is not None or not meta.get("watermark") \
+            else int(meta["watermark"])
+        latest = LatestPlan(join, as_of, changed)
+        watermark, future_dated, pending = _watermark(self.engine, latest)
+        return ViewPlan(node, join, layout, meta, reason, latest, watermark, future_dated,
+                        reason is not None or pending, time.perf_counter() - started)
+
+    def sync_view(self, view: ViewPlan, dry_run: bool, allow_drop: bool = False
+                  ) -> ViewSyncResult:
+        started = time.perf_counter() - view.seconds
+        node, join, layout, meta, plan = view.node, view.join, view.layout, view.meta, view.latest
+        reason, watermark, as_of = view.reason, view.watermark, plan.as_of
         lock = self.lock
         if not dry_run:
             # a full refresh that died before publishing (its keys were never visible), or
@@ -316,11 +350,7 @@ class Syncer:
             for stale in ("pending_generation", "retired_generation"):
                 if stale in meta:
                     self.store.drop_generation(layout, meta[stale], forget=stale)
-        reason = self.full_reason(node, layout, meta, as_of, full_refresh)
         full = reason is not None
-        changed = None if full or not meta.get("watermark") else int(meta["watermark"])
-        plan = LatestPlan(join, as_of, changed)
-        watermark, future_dated = _watermark(self.engine, plan)
         encode: Callable[[pa.RecordBatch, ViewJoin, ViewLayout], Batch] = _encode_batch
         query = latest_rows_query(plan)
         if join.view.aggregations:
@@ -371,7 +401,7 @@ class Syncer:
         return ViewSyncResult(node.name, "full" if full else "incremental", entities,
                               counts.written, counts.unchanged, counts.stale, dropped,
                               None if watermark is None else iso_utc(watermark),
-                              time.perf_counter() - started, reason, future_dated)
+                              time.perf_counter() - started, reason, view.future_dated)
 
     def refuse_drop(self, layout: ViewLayout, meta: dict[str, str], entities: int) -> None:
         """A full refresh may not drop more than ``max_drop`` of the entities the view had
