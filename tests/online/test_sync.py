@@ -7,11 +7,13 @@ import json
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import fsql
-from fsql.errors import LockHeldError, StaleDefinitionError
-from tests.conftest import MakeProject, online_profile
+from fsql.errors import CheckFailed, LockHeldError, StaleDefinitionError
+from tests.conftest import MakeProject, online_profile, raw_sources
 from tests.online.reference import close, latest_rows, view_rows, window_rows
 from tests.online.scores import (
     VIEW_FILES,
@@ -263,3 +265,44 @@ def test_rows_without_created_timestamp_are_seen_incrementally(
     view = project.sync().views[0]
     assert (view.mode, view.written) == ("incremental", 1)
     assert get_scores(project, [1])["label"] == ["no created ts"]
+
+
+def test_the_gate_tests_only_the_views_with_something_to_write(
+        make_project: MakeProject, redis_server: RedisServer, tmp_path: Path) -> None:
+    scores_data, levels_data = tmp_path / "scores.parquet", tmp_path / "levels.parquet"
+    project = make_project({
+        **VIEW_FILES,
+        "features/levels.yml": """
+            feature_view:
+              entity: user
+              timestamp: ts
+              online: true
+              features:
+                - {name: level, type: int64, tests: [{accepted_range: {min: 0}}]}
+            """,
+        "features/levels.sql": "SELECT user_id, ts, level FROM {{ source('raw', 'levels') }}\n",
+        "models/sources.yml": raw_sources(scores=scores_data, levels=levels_data),
+        "profiles.yml": online_profile("test", redis_server.url),
+    })
+
+    def write_levels(rows: list[tuple[int, dt.datetime, int]]) -> None:
+        pq.write_table(pa.table({"user_id": pa.array([r[0] for r in rows], pa.int64()),
+                                 "ts": pa.array([r[1] for r in rows], pa.timestamp("us")),
+                                 "level": pa.array([r[2] for r in rows], pa.int64())}),
+                       levels_data)
+
+    t0 = utc_now() - dt.timedelta(minutes=30)
+    t1 = t0 + dt.timedelta(minutes=10)
+    write_scores(scores_data, [(1, t0, t0, 10, "a")])
+    write_levels([(1, t0, -5)])  # fails its test
+    with pytest.raises(CheckFailed, match="accepted_range"):
+        project.sync()
+    project.sync(test=False)
+    write_scores(scores_data, [(1, t0, t0, 10, "a"), (1, t1, t1, 11, "b")])
+    # levels has nothing new, so it changes nothing online: its failing test does not gate
+    second = project.sync()
+    assert {v.view: v.written for v in second.views} == {"levels": 0, "scores": 1}
+    write_levels([(1, t0, -5), (2, t1, -6)])  # something to write again: gated again
+    with pytest.raises(CheckFailed, match="accepted_range"):
+        project.sync()
+    assert get_scores(project, [1])["score"] == [11]

@@ -15,7 +15,8 @@ Per online view, under the sync lock:
    counted, not trusted), so an interrupted, crashed or rolled-back sync is completed by the
    next run. Rows deleted from a source are only dropped online by a full refresh, which
    refuses to drop more than ``max_drop`` of a view's entities without ``--allow-drop``.
-4. Data tests of the synced views run first, as in ``fsql build``: a failure syncs nothing.
+4. Data tests of the synced views that have something to write run first, as in ``fsql build``:
+   a failure syncs nothing (a view with nothing new changes nothing online, so it is not tested).
    A view whose keys may have been evicted since its last sync is fully refreshed.
 
 Rows stream from the engine in Arrow record batches, so memory stays bounded.
@@ -275,8 +276,9 @@ class Syncer:
         for warning in warnings:
             self.warn(warning)
         plans = [self.plan(node, as_of, full_refresh) for node in nodes]
-        if test and any(p.writes for p in plans):  # a sync writing nothing needs no gate
-            self.require_tests(nodes)
+        writing = [p.node for p in plans if p.writes]
+        if test and writing:  # the gate covers what is written: views with nothing new skip it
+            self.require_tests(writing)
         if not full_refresh:
             self.refuse_breaking(nodes)
         self.progress.start(len(nodes))
