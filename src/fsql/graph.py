@@ -17,13 +17,12 @@ when empty) minus ``--exclude``. Building a node always builds what it depends o
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 
-from fsql.errors import DefinitionError, RequestError
+from fsql.errors import DefinitionError, RequestError, did_you_mean
 
 KINDS = ("source", "model", "view", "training_set")
 METHODS = ("name", "tag", "state", *KINDS)
@@ -72,11 +71,10 @@ def parse_selector(text: str) -> Selector:
     if not value:
         method, value = "name", core
     if method not in METHODS:
-        close = difflib.get_close_matches(method, METHODS, n=1)
+        hint = did_you_mean(f"{method}:{value}", [f"{m}:{value}" for m in METHODS])
         raise RequestError(
-            f"unknown selector method '{method}' in '{text}'"
-            + (f"; did you mean '{close[0]}:{value}'?" if close else "")
-            + f" Use a name, tag:x, state:modified or {', '.join(k + ':x' for k in KINDS)}")
+            f"unknown selector method '{method}' in '{text}'; {hint}"
+            f"use a name, tag:x, state:modified or {', '.join(k + ':x' for k in KINDS)}")
     if method == "state" and value != "modified":
         raise RequestError(f"unknown state selector '{text}'; the one state method is "
                            "state:modified")
@@ -168,8 +166,8 @@ class Graph:
         else:
             prefix = sel.method + ":"
             known = {n.removeprefix(prefix) for n in self.deps if n.startswith(prefix)}
-        close = difflib.get_close_matches(sel.value, sorted(known), n=1)
-        return f"; did you mean '{prefix}{close[0]}'?" if close else ""
+        hint = did_you_mean(prefix + sel.value, sorted(prefix + k for k in known)).rstrip()
+        return f"; {hint}" if hint else ""
 
     def _union(self, specs: Iterable[str], modified: frozenset[str] | None) -> set[str]:
         """Space-separated (or repeated) specs are a union; comma-joined parts intersect."""
