@@ -251,6 +251,10 @@ def test_killed_full_refresh_is_invisible_and_cleaned_up(
     assert set(versions(read_all(project, users), base).values()) == {1}  # ...invisible
 
     wait_until(lambda: not client.exists(f"{prefix(project)}:lock"), 5, "the lock to expire")
+    # the dead run's write counter expires lock_timeout after its last batch, which may be a
+    # little after the lock's last refresh: the key count below must not catch it
+    wait_until(lambda: count_keys(client, f"{prefix(project)}:run:*") == 0, 5,
+               "the dead run's write counter to expire")
     again = project.sync().views[0]  # the cron run after the crash: a plain sync
     assert (again.mode, again.written) == ("incremental", N)
     assert count_keys(client, new_keys) == 0
@@ -287,6 +291,10 @@ def test_full_refresh_killed_after_publishing_leaves_no_old_generation(
     assert set(versions(read_all(project, users), base).values()) == {2}
 
     wait_until(lambda: not client.exists(f"{prefix(project)}:lock"), 5, "the lock to expire")
+    # the dead run's write counter expires lock_timeout after its last batch, which may be a
+    # little after the lock's last refresh: the key count below must not catch it
+    wait_until(lambda: count_keys(client, f"{prefix(project)}:run:*") == 0, 5,
+               "the dead run's write counter to expire")
     again = project.sync().views[0]
     assert (again.mode, again.written, again.unchanged) == ("incremental", 0, 0)
     assert count_keys(client, old_keys) == 0

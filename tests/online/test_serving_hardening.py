@@ -285,23 +285,33 @@ def test_request_limits_on_a_real_server(make_project: MakeProject, redis_server
 def test_the_plan_cache_is_bounded_by_entries_and_by_feature_names(
         make_project: MakeProject, redis_server: RedisServer, tmp_path: Path) -> None:
     project = scores_synced(make_project, redis_server.url, tmp_path)
+    # 1,000 more features, so that many distinct requests (no feature twice) exist
+    yml, sql = project.root / "features" / "scores.yml", project.root / "features" / "scores.sql"
+    wide = [f"f{i}" for i in range(1000)]
+    yml.write_text(yml.read_text().replace(
+        "- {name: label, type: string}", "- {name: label, type: string}" + "".join(
+            f"\n    - {{name: {f}, type: int64}}" for f in wide)))
+    sql.write_text(sql.read_text().replace(
+        "label FROM", "label, " + ", ".join(f"score + {i} AS {f}" for i, f in enumerate(wide))
+        + " FROM"))
+    project.sync()
     service = project.online_service()
-    names = ["scores", "scores.score", "scores.label"]
+    names = [f"scores.{f}" for f in wide]
     rng = random.Random(7)
     try:
-        short = {tuple(rng.choices(names, k=rng.randint(8, 14))) for _ in range(10_500)}
+        short = {tuple(rng.sample(names, rng.randint(8, 14))) for _ in range(10_500)}
         assert len(short) >= 10_000
         for features in short:
             service.resolve(list(features))
         assert len(service._plans) <= OnlineService.PLAN_CACHE
         for _ in range(300):  # long lists: the bound on feature names is the one that bites
-            service.resolve([rng.choice(names) for _ in range(900)])
+            service.resolve(rng.sample(names, 900))
         held = sum(len(key) for key in service._plans)
         assert held <= 100_000  # OnlineService.PLAN_CACHE_FEATURES
         assert len(service._plans) <= OnlineService.PLAN_CACHE
-        got = service.get(["scores.label", "scores.score"], {"user_id": [1]})
-        assert got.values == {"label": ["u1"], "score": [10]}  # still served, and cached
-        assert next(reversed(service._plans)) == ("scores.label", "scores.score")
+        got = service.get(["scores.label", "scores.f3"], {"user_id": [1]})
+        assert got.values == {"label": ["u1"], "f3": [13]}  # still served, and cached
+        assert next(reversed(service._plans)) == ("scores.label", "scores.f3")
     finally:
         service.store.close()
 
