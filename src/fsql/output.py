@@ -125,7 +125,8 @@ def wall_seconds() -> float:
     except (OSError, AttributeError, IndexError, ValueError):  # not Linux
         import psutil
 
-        return max(0.0, time.time() - psutil.Process().create_time())
+        created: float = psutil.Process().create_time()
+        return max(0.0, time.time() - created)
 
 
 def error(message: str) -> None:
