@@ -21,17 +21,19 @@ The CLI maps each class to its exit code in one place (``cli.py``); anything tha
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 MAX_REPORTED = 20
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
+def did_you_mean(name: str, known: Iterable[str], shown: Callable[[str], str] = str) -> str:
     """``"did you mean 'x'? "`` for the known name closest to a mistyped one, else ``""``:
-    the one suggestion helper of every lookup (definitions, CLI, HTTP)."""
+    the one suggestion helper of every lookup (definitions, CLI, HTTP). ``shown`` writes the
+    match as the user would type it (``tag:x`` for a tag ``x``): compare bare names, since a
+    shared prefix would make any two names look alike."""
     close = difflib.get_close_matches(name, list(known), n=1)
-    return f"did you mean '{close[0]}'? " if close else ""
+    return f"did you mean '{shown(close[0])}'? " if close else ""
 
 
 class FsqlError(Exception):

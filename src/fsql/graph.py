@@ -71,10 +71,10 @@ def parse_selector(text: str) -> Selector:
     if not value:
         method, value = "name", core
     if method not in METHODS:
-        hint = did_you_mean(f"{method}:{value}", [f"{m}:{value}" for m in METHODS])
+        hint = did_you_mean(method, METHODS, lambda m: f"{m}:{value}").rstrip()
         raise RequestError(
-            f"unknown selector method '{method}' in '{text}'; {hint}"
-            f"use a name, tag:x, state:modified or {', '.join(k + ':x' for k in KINDS)}")
+            f"unknown selector method '{method}' in '{text}'" + (f"; {hint}" if hint else ".")
+            + f" Use a name, tag:x, state:modified or {', '.join(k + ':x' for k in KINDS)}")
     if method == "state" and value != "modified":
         raise RequestError(f"unknown state selector '{text}'; the one state method is "
                            "state:modified")
@@ -166,7 +166,7 @@ class Graph:
         else:
             prefix = sel.method + ":"
             known = {n.removeprefix(prefix) for n in self.deps if n.startswith(prefix)}
-        hint = did_you_mean(prefix + sel.value, sorted(prefix + k for k in known)).rstrip()
+        hint = did_you_mean(sel.value, sorted(known), lambda k: prefix + k).rstrip()
         return f"; {hint}" if hint else ""
 
     def _union(self, specs: Iterable[str], modified: frozenset[str] | None) -> set[str]:

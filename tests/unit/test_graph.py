@@ -91,6 +91,13 @@ def test_did_you_mean(text: str, message: str) -> None:
         graph().select([text])
 
 
+def test_no_suggestion_from_a_shared_prefix_alone() -> None:
+    # 'tag:nope' and 'tag:orders' share 'tag:': the bare names are compared
+    with pytest.raises(RequestError) as raised:
+        graph().select(["tag:nope"])
+    assert "did you mean" not in str(raised.value)
+
+
 @pytest.mark.parametrize("text", ["+", "state:new", "colour:red", ","])
 def test_bad_selectors(text: str) -> None:
     with pytest.raises(RequestError):
