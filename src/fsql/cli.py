@@ -117,17 +117,17 @@ def _settings(ctx: typer.Context) -> Settings:
 def _root(
     ctx: typer.Context,
     project_dir: Annotated[Path, typer.Option(
-        "--project-dir", envvar="FSQL_PROJECT_DIR",
+        "--project-dir", envvar="FSQL_PROJECT_DIR", metavar="DIR",
         help="Project directory (holding fsql_project.yml).")] = Path("."),
     profiles_dir: Annotated[Path | None, typer.Option(
-        "--profiles-dir", envvar="FSQL_PROFILES_DIR",
+        "--profiles-dir", envvar="FSQL_PROFILES_DIR", metavar="DIR",
         help="Directory of profiles.yml (default: the project directory).")] = None,
     target: Annotated[str | None, typer.Option(
-        "--target", "-t", envvar="FSQL_TARGET",
+        "--target", "-t", envvar="FSQL_TARGET", metavar="TARGET",
         help="Target in profiles.yml (default: the profile's 'target').")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     variables: Annotated[str | None, typer.Option(
-        "--vars", help="YAML/JSON mapping replacing vars of fsql_project.yml, e.g. "
+        "--vars", metavar="YAML", help="YAML/JSON mapping replacing vars of fsql_project.yml, e.g. "
         "'{label_horizon_days: 14}'.")] = None,
     _show_version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True,
@@ -307,9 +307,11 @@ def verify(
     ctx: typer.Context,
     select: SelectOption = None,
     exclude: ExcludeOption = None,
-    sample: Annotated[int, typer.Option(help="Entities to check per online view.")] = 1000,
+    sample: Annotated[int, typer.Option(metavar="N",
+                                        help="Entities to check per online view.")] = 1000,
     check_all: Annotated[bool, typer.Option("--all", help="Check every entity.")] = False,
     seed: Annotated[int | None, typer.Option(
+        metavar="N",
         help="Seed of the sample, to repeat an earlier run's (each run prints its seed; "
         "default: a new one each run).")] = None,
     as_json: JsonOption = False,
@@ -540,7 +542,8 @@ def serve(
         "--strict", help="Refuse (409) a training set whose online views' definitions differ "
         "from the ones it was built with.")] = False,
     workers: Annotated[int, typer.Option(
-        help="Worker processes answering on the port (one per core to use).", min=1)] = 1,
+        metavar="N", help="Worker processes answering on the port (one per core to use).",
+        min=1)] = 1,
 ) -> None:
     """Serve online features over HTTP: POST /get-online-features, GET /health, /metrics
     (Prometheus), /openapi.json. Definitions are reloaded when project files change and on

@@ -146,6 +146,9 @@ def test_help_reads_well_at_80_columns() -> None:
         lines = done.stdout.splitlines()
         assert max(map(len, lines)) <= 80
         assert "<bool>" not in done.stdout and "BOOLEAN" not in done.stdout
+        # every option names what it takes (typer's bare <str>/<int>/<path> say nothing)
+        options = [line for line in lines if line.lstrip("│ ").startswith("-")]
+        assert not [line for line in options if re.search(r"<(str|int|path|int range)>", line)]
         # the text above the panels is re-wrapped: no line ends where the next line's first
         # word would still have fit (a hard line break from the docstring)
         text = [line.strip() for line in lines[:next(i for i, s in enumerate(lines)
