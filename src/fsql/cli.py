@@ -223,7 +223,7 @@ def build(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOptio
     for warning in result.warnings:
         output.stderr.print(f"Warning: {warning}", markup=False)
     if as_json:
-        output.print_json({**result.to_json(), "wall_seconds": round(output.wall_seconds(), 3)})
+        output.print_json({**result.to_json(), **output.wall_time_json()})
         return
     output.table("Training sets", ["name", "rows", "columns", "seconds", "output"],
                  [(t.name, f"{t.rows:,}", t.columns, f"{t.seconds:.2f}",
@@ -231,7 +231,7 @@ def build(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOptio
                   for t in result.training_sets])
     output.stdout.print(f"Built {output.plural(len(result.relations), 'relation')} and "
                         f"{output.plural(len(result.training_sets), 'training set')} in "
-                        f"{output.wall_seconds():.2f}s (wall time)")
+                        f"{output.wall_time()}")
 
 
 @app.command()
@@ -275,7 +275,7 @@ def test(ctx: typer.Context, select: SelectOption = None, exclude: ExcludeOption
         passed = output.plural(len(results) - warned, "data test")
         output.stdout.print((f"{passed} passed, {warned} warned" if warned
                              else f"{every}{passed} passed")
-                            + f" in {output.wall_seconds():.2f}s (wall time)")
+                            + f" in {output.wall_time()}")
 
 
 @app.command()
@@ -422,7 +422,7 @@ def sync(
                                                                     markup=False),
                               exclude=exclude or [])
     if as_json:
-        output.print_json({**result.to_json(), "wall_seconds": round(output.wall_seconds(), 3)})
+        output.print_json({**result.to_json(), **output.wall_time_json()})
         return
     output.table(f"Sync as of {result.as_of}" + (" (dry run)" if dry_run else ""),
                  ["view", "mode", "entities", "written", "unchanged", "stale", "dropped",
@@ -438,7 +438,7 @@ def sync(
                                 "as_of): synced, but they never move the watermark")
     output.stdout.print(f"{'Would sync' if dry_run else 'Synced'} "
                         f"{output.plural(len(result.views), 'view')} in "
-                        f"{output.wall_seconds():.2f}s (wall time)")
+                        f"{output.wall_time()}")
 
 
 @app.command()

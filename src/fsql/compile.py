@@ -28,6 +28,7 @@ from fsql.errors import (
     ErrorCollector,
     RequestError,
     did_you_mean,
+    known_names,
 )
 from fsql.graph import Graph
 from fsql.labels import label_leaks
@@ -84,9 +85,8 @@ class CompiledProject:
     def view(self, name: str) -> CompiledNode:
         node = self.nodes.get(f"view:{name}")
         if node is None:
-            known = ", ".join(sorted(self.spec.views)) or "none"
             raise RequestError(f"no feature view named '{name}'; "
-                               f"{did_you_mean(name, self.spec.views)}known: {known}")
+                               f"{known_names(name, self.spec.views)}")
         return node
 
 

@@ -36,6 +36,13 @@ def did_you_mean(name: str, known: Iterable[str], shown: Callable[[str], str] = 
     return f"did you mean '{shown(close[0])}'? " if close else ""
 
 
+def known_names(name: str, known: Iterable[str]) -> str:
+    """The did-you-mean and every name to choose from, for a name not found:
+    ``"did you mean 'x'? known: x, y"``."""
+    names = sorted(known)
+    return f"{did_you_mean(name, names)}known: {', '.join(names) or 'none'}"
+
+
 class FsqlError(Exception):
     """Base class: a problem the user can fix. ``str(err)`` is the whole user-facing message."""
 

@@ -129,6 +129,16 @@ def wall_seconds() -> float:
         return max(0.0, time.time() - created)
 
 
+def wall_time() -> str:
+    """``1.23s (wall time)``: how a summary ends."""
+    return f"{wall_seconds():.2f}s (wall time)"
+
+
+def wall_time_json() -> dict[str, float]:
+    """``{"wall_seconds": 1.234}``: what a ``--json`` summary adds."""
+    return {"wall_seconds": round(wall_seconds(), 3)}
+
+
 def error(message: str) -> None:
     """``Error: message`` on stderr, secrets masked (``fsql.secrets.redact``)."""
     message = redact(message)

@@ -23,7 +23,7 @@ from fsql.compile import CompiledProject, Compiler, manifest, plan_training_set,
 from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef, FeatureView, OnDemandView
 from fsql.engines import Engine, connect
-from fsql.errors import EngineError, QueryFailed, RequestError, did_you_mean
+from fsql.errors import EngineError, QueryFailed, RequestError, known_names
 from fsql.graph import Selection
 from fsql.loader import ProjectSpec, load_project
 from fsql.paths import TargetPaths, migrate_legacy_layout
@@ -171,7 +171,7 @@ class Project:
         definition = spec.training_sets.get(name)
         if definition is None:
             raise RequestError(f"no training set named '{name}'; "
-                               f"{_did_you_mean(name, spec.training_sets)}")
+                               f"{known_names(name, spec.training_sets)}")
         if not rebuild:
             import pyarrow.parquet as pq
 
@@ -277,7 +277,7 @@ class Project:
         views = self.views()
         if name not in views:
             raise RequestError(f"no feature view or on-demand view named '{name}'; "
-                               f"{_did_you_mean(name, views)}")
+                               f"{known_names(name, views)}")
         return views[name]
 
     def freshness(self, now: float | None = None) -> list[Freshness]:
@@ -434,9 +434,6 @@ def _compile(spec: ProjectSpec, engine: Engine, paths: TargetPaths) -> CompiledP
     return project
 
 
-def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    names = sorted(known)
-    return did_you_mean(name, names).rstrip() or f"known: {', '.join(names) or 'none'}"
 
 
 def _strategy(engine: Engine) -> AsofJoin:

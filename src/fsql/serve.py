@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from fsql.definitions import Feature, FeatureRef, FeatureView, repeated
-from fsql.errors import OnDemandError, OnlineStoreError, RequestError, did_you_mean
+from fsql.errors import (
+    OnDemandError,
+    OnlineStoreError,
+    RequestError,
+    did_you_mean,
+    known_names,
+)
 from fsql.jsonvalues import json_float
 from fsql.loader import ProjectSpec
 from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, stored_types
@@ -274,7 +280,7 @@ class OnlineService:
                 asked = [ref.feature] if ref.feature else [f.name for f in odv.features]
                 if odv.feature(asked[0] or "") is None:
                     raise RequestError(f"on-demand view '{ref.view}' has no feature "
-                                       f"{_shown(ref.feature or '')}; " + _known(
+                                       f"{_shown(ref.feature or '')}; " + known_names(
                                            ref.feature or "", [f.name for f in odv.features]))
                 picked = demanded.setdefault(odv.name, [])
                 picked += [n for n in asked if n is not None and n not in picked]
@@ -290,7 +296,7 @@ class OnlineService:
             chosen = [view.feature(ref.feature)] if ref.feature else list(view.features)
             if chosen[0] is None:
                 raise RequestError(f"feature view '{ref.view}' has no feature "
-                                   f"{_shown(ref.feature or '')}; " + _known(
+                                   f"{_shown(ref.feature or '')}; " + known_names(
                                        ref.feature or "", [f.name for f in view.features]))
             bucket = wanted.setdefault(view.name, [])
             bucket += [f for f in chosen if f is not None and f not in bucket]
@@ -640,9 +646,6 @@ def _placeholder(namespace: str, view: FeatureView, keys: tuple[str, ...]) -> Vi
     return ViewLayout(namespace, view.name, keys, tuple(STR_KEY for _ in keys), view.features)
 
 
-def _known(name: str, known: list[str]) -> str:
-    """The did-you-mean and the names to choose from, for a name not found."""
-    return f"{did_you_mean(name, known)}known: {', '.join(sorted(known)) or 'none'}"
 
 
 def _shown(text: str) -> str:
