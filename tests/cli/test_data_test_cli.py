@@ -21,11 +21,11 @@ TS0 = 1_700_000_000_000_000  # 2023-11-14 22:13:20 UTC, in microseconds
 
 
 def project(root: Path, feature_tests: str = "[not_null]", label: str = "1",
-            extra: dict[str, str] | None = None) -> Path:
-    """Entity ``user``; view ``scores`` (user_id, ts, score) with ``feature_tests`` on score;
-    training set ``train`` on spine model ``spine``, whose label is ``CAST(label AS INTEGER)``
-    of the string ``label`` (a non-number makes it fail only when the training set is
-    computed)."""
+            extra: dict[str, str] | None = None, redis_url: str | None = None) -> Path:
+    """Entity ``user``; view ``scores`` (user_id, ts, score) with ``feature_tests`` on score,
+    online (synced to the Redis at ``redis_url``) when that is given; training set ``train``
+    on spine model ``spine``, whose label is ``CAST(label AS INTEGER)`` of the string
+    ``label`` (a non-number makes it fail only when the training set is computed)."""
     write_files(root, {
         "fsql_project.yml": "name: t\n",
         "models/sources.yml": f"""
@@ -46,7 +46,9 @@ def project(root: Path, feature_tests: str = "[not_null]", label: str = "1",
                 - name: score
                   type: int64
                   tests: {feature_tests}
+              online: {redis_url is not None}
             """,
+        **({"profiles.yml": online_profile("t", redis_url)} if redis_url else {}),
         "features/scores.sql": "SELECT * FROM {{ source('raw', 'scores') }}\n",
         "features/training.yml": """
             training_sets:
@@ -139,18 +141,7 @@ def test_severity_warn_reports_but_neither_fails_nor_gates(tmp_path: Path) -> No
 
 def test_sync_warns_about_a_failing_warn_test_and_syncs(tmp_path: Path,
                                                         redis_server: RedisServer) -> None:
-    root = project(tmp_path, extra={
-        "profiles.yml": online_profile("t", redis_server.url),
-        "features/scores.yml": """
-            feature_view:
-              entity: user
-              timestamp: ts
-              online: true
-              features:
-                - name: score
-                  type: int64
-                  tests: [{not_null: {severity: warn}}]
-            """})
+    root = project(tmp_path, "[{not_null: {severity: warn}}]", redis_url=redis_server.url)
     scores(root, [5, None, 7])
     result = run("sync", cwd=root)
     assert result.returncode == 0, result.stderr

@@ -9,7 +9,6 @@ import pytest
 
 from tests.cli.test_cli import run
 from tests.cli.test_data_test_cli import project
-from tests.conftest import online_profile
 from tests.redis_server import RedisServer
 
 SPINE = "models/spine.sql"
@@ -74,18 +73,7 @@ def test_a_training_set_test_names_the_model_under_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flags", [[], ["--no-test"]])
 def test_sync_names_the_failing_online_view(tmp_path: Path, redis_server: RedisServer,
                                             flags: list[str]) -> None:
-    root = project(tmp_path, extra={
-        VIEW: BAD_CAST_VIEW, "profiles.yml": online_profile("t", redis_server.url),
-        "features/scores.yml": """
-            feature_view:
-              entity: user
-              timestamp: ts
-              online: true
-              features:
-                - name: score
-                  type: int64
-                  tests: [not_null]
-            """})
+    root = project(tmp_path, extra={VIEW: BAD_CAST_VIEW}, redis_url=redis_server.url)
     result = run("sync", *flags, cwd=root)
     assert result.returncode == 3, result.stdout + result.stderr
     assert_names(result.stderr, f"feature view 'scores' ({VIEW})")
