@@ -15,8 +15,9 @@ import fsql
 from fsql.build import build
 from fsql.compile import Compiler
 from fsql.engines import connect
+from fsql.engines.duckdb.pit import AsofJoin
 from fsql.errors import EngineError
-from fsql.pit import AsofJoin, PitPlan, ViewJoin
+from fsql.pit import PitPlan, ViewJoin
 from tests.conftest import MakeProject, raw_sources
 
 DAY = 86_400_000_000

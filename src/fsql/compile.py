@@ -34,7 +34,7 @@ from fsql.graph import Graph
 from fsql.labels import label_leaks
 from fsql.loader import ProjectSpec
 from fsql.paths import TargetPaths
-from fsql.pit import AsofJoin, OnDemandJoin, PitPlan, PitStrategy, ViewJoin, default_order
+from fsql.pit import OnDemandJoin, PitPlan, PitStrategy, ViewJoin, default_order
 from fsql.render import Renderer
 from fsql.row_windows import row_windows
 
@@ -119,7 +119,7 @@ class Compiler:
                  strategy: PitStrategy | None = None, *, paths: TargetPaths) -> None:
         self.spec = spec
         self.engine = engine
-        self.strategy = strategy or AsofJoin()
+        self.strategy = strategy or engine.pit_strategy()
         self.paths = paths
         self.errors = ErrorCollector()
 

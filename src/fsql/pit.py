@@ -15,9 +15,11 @@ row and every requested feature view:
 5. Every spine row appears exactly once; duplicates stay duplicates; no match means nulls.
 6. Timestamps are compared as instants: naive means UTC, zoned values are converted.
 
-``PitPlan`` is engine-independent. A ``PitStrategy`` turns it into SQL: ``AsofJoin`` for engines
-with ASOF JOIN (DuckDB). An engine without it gets another strategy (e.g. a window-function
-join) without touching planning or validation.
+``PitPlan`` is engine-independent. A ``PitStrategy`` turns it into SQL; each engine names its own
+(``Engine.pit_strategy``): ``engines.duckdb.pit.AsofJoin`` uses DuckDB's ASOF JOIN. Another
+engine gets another strategy (e.g. a window-function join) without touching planning or
+validation. The helpers below (``qualified``, ``as_instant``, ``view_instant``, ``ts_pair``,
+``window_join``) are shared by the strategies.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def leakage_guard_query(plan: PitPlan, relation: exp.Expr) -> exp.Select:
                                exp.alias_(exp.Max(this=spine.copy()), "max_ts", quoted=True)]
     for join in plan.joins:
         common = common_time(plan, join)
-        spine_ts = _as(spine.copy(), plan.spine_ts_type, common)
+        spine_ts = as_instant(spine.copy(), plan.spine_ts_type, common)
         event = exp.column(audit_column(join.view.name), quoted=True)
         bad: exp.Expr = (exp.GTE if plan.exclusive else exp.GT)(this=event, expression=spine_ts)
         if join.view.ttl is not None:
@@ -173,7 +175,7 @@ def _common_time_type(types: Sequence[exp.DataType]) -> exp.DataType:
     return exp.DataType.build(T.TIMESTAMP)
 
 
-def _as(expression: exp.Expr, dtype: exp.DataType, target: exp.DataType,
+def as_instant(expression: exp.Expr, dtype: exp.DataType, target: exp.DataType,
         view_side: bool = False) -> exp.Expr:
     """``expression`` (of type ``dtype``) as an instant of the ``target`` type.
 
@@ -209,7 +211,7 @@ def _is_nanos(dtype: exp.DataType) -> bool:
     return dtype.this == T.TIMESTAMPTZ and [e.name for e in dtype.expressions] == ["9"]
 
 
-def _col(name: str, table: str) -> exp.Column:
+def qualified(name: str, table: str) -> exp.Column:
     return exp.column(name, table, quoted=True)
 
 
@@ -221,130 +223,31 @@ class PitStrategy(abc.ABC):
         """The point-in-time query for ``plan``."""
 
 
-def _pair(ts: exp.Expr, created: exp.Expr) -> exp.Struct:
+def ts_pair(ts: exp.Expr, created: exp.Expr) -> exp.Struct:
     """The (event time, created time) ordering key of a view with a created timestamp."""
     return exp.Struct(expressions=[
         exp.PropertyEQ(this=exp.to_identifier("t"), expression=ts),
         exp.PropertyEQ(this=exp.to_identifier("c"), expression=created)])
 
 
-class AsofJoin(PitStrategy):
-    """``ASOF LEFT JOIN`` per view, ordered on the ``{t: event_ts, c: created_ts}`` struct when
-    the view has a created timestamp, so the tie-break happens inside the join without a dedupe
-    pass. The struct is one column built on the view side (cheaper to carry through the join's
-    sort than two columns plus a struct built in the condition)."""
-
-    def query(self, plan: PitPlan) -> exp.Select:
-        # built in place (copy=False): every builder call would otherwise copy the whole query
-        select = exp.select(*[_col(c, SPINE) for c in plan.output_spine]).from_(
-            exp.alias_(plan.spine, SPINE, table=True), copy=False)
-        values: dict[tuple[str, str], exp.Expr] = {}  # (view, feature) -> its value
-        for i, join in enumerate(plan.joins):
-            alias = f"v{i}"
-            if join.view.aggregations:
-                select = _window_join(plan, join, alias, select, values)
-                continue
-            common = common_time(plan, join)
-            spine_ts = _as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)
-            select = select.join(self._view_side(join, common), join_type="asof left",
-                                 join_alias=alias, copy=False,
-                                 on=self._condition(join, alias, spine_ts, common,
-                                                    plan.exclusive))
-            event = (_col(TS, alias) if join.created_type is None else
-                     exp.Dot(this=_col(KEY, alias), expression=exp.to_identifier("t")))
-            if plan.audit:
-                select = select.select(exp.alias_(event.copy(), audit_column(join.view.name),
-                                                  quoted=True), copy=False)
-                if join.created_type is not None:  # -infinity stands for a null created time
-                    created = exp.Nullif(
-                        this=exp.Dot(this=_col(KEY, alias), expression=exp.to_identifier("c")),
-                        expression=exp.cast(exp.Literal.string("-infinity"), common))
-                    select = select.select(exp.alias_(
-                        created, audit_created_column(join.view.name), quoted=True), copy=False)
-            hidden = [input_column(join.view.name, f.name) for f in join.inputs]
-            for feature, name in zip((*join.features, *join.inputs),
-                                     (*join.output_names, *hidden), strict=True):
-                value: exp.Expr = _col(name, alias)
-                if join.view.ttl is not None:
-                    horizon = exp.Sub(this=spine_ts.copy(), expression=exp.Interval(
-                        this=exp.Literal.string(str(join.view.ttl.seconds)),
-                        unit=exp.var("SECOND")))
-                    value = exp.Case(ifs=[exp.If(this=exp.GTE(this=event.copy(),
-                                                              expression=horizon),
-                                                 true=value)])
-                values.setdefault((join.view.name, feature.name), value)
-                if name not in hidden:
-                    select = select.select(exp.alias_(value.copy(), name, quoted=True),
-                                           copy=False)
-        for od in plan.on_demand:
-            for name, tree in on_demand_columns(od, values):
-                select = select.select(exp.alias_(tree, name, quoted=True), copy=False)
-        return select.order_by(*[_col(c, SPINE) for c in plan.order_by], copy=False)
-
-    @staticmethod
-    def _view_side(join: ViewJoin, common: exp.DataType) -> exp.Subquery:
-        view = join.view
-        columns: list[exp.Expr] = [exp.column(k, quoted=True) for k in join.keys]
-        ts = _instant(view.timestamp, join.ts_type, common)
-        if view.created_timestamp and join.created_type is not None:
-            created = _instant(view.created_timestamp, join.created_type, common)
-            lowest = exp.cast(exp.Literal.string("-infinity"), common)
-            columns.append(exp.alias_(_pair(ts, exp.func("coalesce", created, lowest)), KEY,
-                                      quoted=True))
-        else:
-            columns.append(exp.alias_(ts, TS, quoted=True))
-        for feature, name in zip(join.features, join.output_names, strict=True):
-            column = exp.column(feature.name, quoted=True)
-            columns.append(column if name == feature.name else exp.alias_(column, name,
-                                                                          quoted=True))
-        for feature in join.inputs:
-            columns.append(exp.alias_(exp.column(feature.name, quoted=True),
-                                      input_column(view.name, feature.name), quoted=True))
-        inner = (exp.select(*columns)
-                 .from_(exp.to_table(join.relation, quoted=True))
-                 .where(exp.column(view.timestamp, quoted=True).is_(exp.null()).not_()))
-        return inner.subquery()
-
-    @staticmethod
-    def _condition(join: ViewJoin, alias: str, spine_ts: exp.Expr, common: exp.DataType,
-                   exclusive: bool) -> exp.Expr:
-        """Keys equal and the view row not after the spine time: ``spine >= row``, or
-        ``spine > row`` when exclusive (DuckDB's ASOF takes either)."""
-        keys = [exp.EQ(this=_col(k, SPINE), expression=_col(k, alias)) for k in join.keys]
-        compare = exp.GT if exclusive else exp.GTE
-        if join.created_type is None:
-            inequality = compare(this=spine_ts, expression=_col(TS, alias))
-        else:
-            # A null spine timestamp must match nothing; a struct holding a null would
-            # compare as the largest value, so the whole key is nulled instead. The spine
-            # side pairs its time with +infinity (inclusive: every row stamped at the spine
-            # time is <=) or -infinity (exclusive: none of them is <, a null created time
-            # being -infinity too).
-            bound = "-infinity" if exclusive else "infinity"
-            spine_key = exp.Case(ifs=[exp.If(
-                this=spine_ts.copy().is_(exp.null()).not_(),
-                true=_pair(spine_ts, exp.cast(exp.Literal.string(bound), common)))])
-            inequality = compare(this=spine_key, expression=_col(KEY, alias))
-        return exp.and_(*keys, inequality)
-
-
 def window_source(join: ViewJoin, common: exp.DataType) -> WindowSource:
     """The view's rows as its aggregations read them, times as instants of type ``common``."""
     view = join.view
-    created = (_instant(view.created_timestamp, join.created_type, common)
+    created = (view_instant(view.created_timestamp, join.created_type, common)
                if view.created_timestamp and join.created_type is not None else None)
-    return WindowSource(join.relation, join.keys, _instant(view.timestamp, join.ts_type, common),
-                        created, join.features)
+    event = view_instant(view.timestamp, join.ts_type, common)
+    return WindowSource(join.relation, join.keys, event, created, join.features)
 
 
-def _window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select,
-                 values: dict[tuple[str, str], exp.Expr]) -> exp.Select:
+def window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select,
+                values: dict[tuple[str, str], exp.Expr]) -> exp.Select:
     """Attach a view of aggregations (rule 9): its values at each distinct (key, spine time),
     computed once (``windows.window_values``) and joined on both. Each feature's value goes
     into ``values`` too (on-demand inputs, output or not)."""
     features = (*join.features, *(f for f in join.inputs if f not in join.features))
     common = common_time(plan, join)
-    spine_at = micros(_as(exp.column(plan.spine_ts, quoted=True), plan.spine_ts_type, common))
+    spine_at = micros(as_instant(exp.column(plan.spine_ts, quoted=True), plan.spine_ts_type,
+                                 common))
     present = [exp.column(c, quoted=True).is_(exp.null()).not_()
                for c in (*join.keys, plan.spine_ts)]
     points = exp.select(*[exp.column(k, quoted=True) for k in join.keys],
@@ -354,20 +257,20 @@ def _window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select,
     computed = window_values(window_source(replace(join, features=features), common), points,
                              plan.exclusive, {f.name: f.dtype.sql for f in features},
                              latest=plan.audit)
-    on = [exp.EQ(this=_col(k, SPINE), expression=_col(k, alias)) for k in join.keys]
-    on.append(exp.EQ(this=micros(_as(_col(plan.spine_ts, SPINE), plan.spine_ts_type, common)),
-                     expression=_col(AT, alias)))
+    on = [exp.EQ(this=qualified(k, SPINE), expression=qualified(k, alias)) for k in join.keys]
+    spine_ts = as_instant(qualified(plan.spine_ts, SPINE), plan.spine_ts_type, common)
+    on.append(exp.EQ(this=micros(spine_ts), expression=qualified(AT, alias)))
     select = select.join(computed.subquery(alias), join_type="left", on=exp.and_(*on),
                          copy=False)
     if plan.audit:
-        latest: exp.Expr = exp.func("make_timestamp", _col(LATEST_AT, alias))
+        latest: exp.Expr = exp.func("make_timestamp", qualified(LATEST_AT, alias))
         if common.this == T.TIMESTAMPTZ:
             latest = exp.cast(latest, common)
         select = select.select(exp.alias_(latest, audit_column(join.view.name), quoted=True),
                                copy=False)
     outputs = {f.name: name for f, name in zip(join.features, join.output_names, strict=True)}
     for feature in features:
-        value: exp.Expr = _col(feature.name, alias)
+        value: exp.Expr = qualified(feature.name, alias)
         if feature.aggregation is not None and feature.aggregation.function == "count":
             value = exp.func("coalesce", value, exp.Literal.number(0))  # no point: empty
         values.setdefault((join.view.name, feature.name), value)
@@ -409,7 +312,7 @@ def on_demand_columns(od: OnDemandJoin, values: dict[tuple[str, str], exp.Expr]
     value (``values``: (view, feature) -> the expression the query selects for it)."""
     names: dict[str, exp.Expr] = {}
     for field_name, spine_type, field_type in od.request:
-        column: exp.Expr = _col(field_name, SPINE)
+        column: exp.Expr = qualified(field_name, SPINE)
         if normalize(spine_type) != normalize(field_type):
             column = exp.cast(column, field_type)
         names[field_name] = column
@@ -452,9 +355,9 @@ class LatestPlan:
         """What a watermark follows: the created timestamp if declared (the event time for a
         row without one), else the event time."""
         join, view, common = self.join, self.join.view, self.common
-        ts = _instant(view.timestamp, join.ts_type, common)
+        ts = view_instant(view.timestamp, join.ts_type, common)
         if view.created_timestamp and join.created_type is not None:
-            created = _instant(view.created_timestamp, join.created_type, common)
+            created = view_instant(view.created_timestamp, join.created_type, common)
             return exp.func("coalesce", created, ts)
         return ts
 
@@ -476,11 +379,11 @@ class LatestPlan:
             return table.as_(alias)
         join, view, common = self.join, self.join.view, self.common
         since = _instant_literal(self.changed_since, common)
-        ts = _instant(view.timestamp, join.ts_type, common)
+        ts = view_instant(view.timestamp, join.ts_type, common)
         if not (view.created_timestamp and join.created_type is not None):
             return exp.select("*").from_(table).where(
                 exp.GT(this=ts, expression=since)).subquery(alias)
-        created = _instant(view.created_timestamp, join.created_type, common)
+        created = view_instant(view.created_timestamp, join.created_type, common)
         newer = exp.select("*").from_(table.copy()).where(
             exp.GT(this=created.copy(), expression=since.copy()))
         undated = exp.select("*").from_(table.copy()).where(exp.and_(
@@ -488,15 +391,15 @@ class LatestPlan:
         return exp.union(newer, undated, distinct=False).subquery(alias)
 
 
-def _instant(column: str, dtype: exp.DataType, common: exp.DataType,
+def view_instant(column: str, dtype: exp.DataType, common: exp.DataType,
              table: str | None = None) -> exp.Expr:
-    return _as(exp.column(column, table, quoted=True), dtype, common, view_side=True)
+    return as_instant(exp.column(column, table, quoted=True), dtype, common, view_side=True)
 
 
 def common_instant(join: ViewJoin, micros_utc: int) -> tuple[exp.Expr, exp.Expr]:
     """The view's event time and an instant literal, in one comparable type."""
     plan = LatestPlan(join, micros_utc)
-    return (_instant(join.view.timestamp, join.ts_type, plan.common),
+    return (view_instant(join.view.timestamp, join.ts_type, plan.common),
             _instant_literal(micros_utc, plan.common))
 
 
@@ -510,15 +413,15 @@ def latest_rows_query(plan: LatestPlan) -> exp.Select:
     lowest), ttl inclusive, values as they are. One ARG_MAX aggregate, no window or dedupe pass.
     """
     join, view, common = plan.join, plan.join.view, plan.common
-    ts = _instant(view.timestamp, join.ts_type, common)
+    ts = view_instant(view.timestamp, join.ts_type, common)
     as_of = _instant_literal(plan.as_of, common)
     fields = [exp.PropertyEQ(this=exp.to_identifier(TS), expression=ts)]
     order: exp.Expr = ts.copy()
     if view.created_timestamp and join.created_type is not None:
-        created = _instant(view.created_timestamp, join.created_type, common)
+        created = view_instant(view.created_timestamp, join.created_type, common)
         fields.append(exp.PropertyEQ(this=exp.to_identifier(CREATED), expression=created))
         lowest = exp.cast(exp.Literal.string("-infinity"), common)
-        order = _pair(ts.copy(), exp.func("coalesce", created.copy(), lowest))
+        order = ts_pair(ts.copy(), exp.func("coalesce", created.copy(), lowest))
     fields += [exp.PropertyEQ(this=exp.to_identifier(f.name),
                               expression=exp.column(f.name, quoted=True)) for f in join.features]
     conditions: list[exp.Expr] = [ts.copy().is_(exp.null()).not_()]
@@ -556,7 +459,7 @@ def watermark_query(plan: LatestPlan) -> exp.Select:
     time comes."""
     join, view, common = plan.join, plan.join.view, plan.common
     basis = plan.basis()
-    ts = _instant(view.timestamp, join.ts_type, common)
+    ts = view_instant(view.timestamp, join.ts_type, common)
     as_of = _instant_literal(plan.as_of, common)
     visible = exp.and_(exp.LTE(this=ts, expression=as_of),
                        exp.LTE(this=basis.copy(), expression=as_of.copy()))

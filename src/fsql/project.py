@@ -27,7 +27,7 @@ from fsql.errors import EngineError, QueryFailed, RequestError, known_names
 from fsql.graph import Selection
 from fsql.loader import ProjectSpec, load_project
 from fsql.paths import TargetPaths, migrate_legacy_layout
-from fsql.pit import ROW_ID, AsofJoin
+from fsql.pit import ROW_ID
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -226,7 +226,7 @@ class Project:
                                          order_by=(ROW_ID,),
                                          feature_cutoff=feature_cutoff or cutoff)
                 try:
-                    result = engine.fetch_arrow(_strategy(engine).query(plan))
+                    result = engine.fetch_arrow(engine.pit_strategy().query(plan))
                 except EngineError as err:
                     from fsql.build import on_demand_failure
 
@@ -303,7 +303,7 @@ class Project:
         store = self.store()
         try:
             with self._compiled() as (engine, project):
-                return verify(project, engine, store, _strategy(engine),
+                return verify(project, engine, store, engine.pit_strategy(),
                               self.selection(project, select, exclude), sample, seed)
         finally:
             store.close()
@@ -427,7 +427,7 @@ def _compile(spec: ProjectSpec, engine: Engine, paths: TargetPaths) -> CompiledP
     from fsql.errors import ProjectErrors
     from fsql.quality import check_declarations
 
-    project = Compiler(spec, engine, _strategy(engine), paths=paths).compile()
+    project = Compiler(spec, engine, engine.pit_strategy(), paths=paths).compile()
     problems = check_declarations(project)
     if problems:
         raise problems[0] if len(problems) == 1 else ProjectErrors(problems)
@@ -435,11 +435,6 @@ def _compile(spec: ProjectSpec, engine: Engine, paths: TargetPaths) -> CompiledP
 
 
 
-
-def _strategy(engine: Engine) -> AsofJoin:
-    if not engine.supports_asof:
-        raise RequestError(f"the {engine.dialect} engine has no point-in-time join strategy yet")
-    return AsofJoin()
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:

@@ -100,7 +100,7 @@ class WindowSource:
 
     relation: str
     keys: tuple[str, ...]
-    event: exp.Expr  # the event time as an instant (see pit._instant)
+    event: exp.Expr  # the event time as an instant (see pit.view_instant)
     created: exp.Expr | None
     features: tuple[Feature, ...]
 

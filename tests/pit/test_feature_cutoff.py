@@ -22,8 +22,9 @@ import fsql
 from fsql.build import build
 from fsql.compile import Compiler
 from fsql.engines import connect
+from fsql.engines.duckdb.pit import AsofJoin
 from fsql.errors import EngineError, RequestError
-from fsql.pit import AsofJoin, ViewJoin
+from fsql.pit import ViewJoin
 from tests.conftest import MakeProject, raw_sources
 
 NOON = dt.datetime(2024, 5, 1, 12, 0)

@@ -13,7 +13,7 @@ def connect(config: OfflineConfig, root_dir: str, writable: bool = False) -> Eng
     """Open the engine a target's ``offline:`` block describes. Only ``writable`` sessions
     (``fsql build``) may change the project's database; the others read it, if at all."""
     if config.type == "duckdb":
-        from fsql.engines.duckdb import DuckDBEngine
+        from fsql.engines.duckdb.engine import DuckDBEngine
 
         return DuckDBEngine(config, root_dir, writable)
     raise ConfigError(f"unsupported offline engine '{config.type}'")

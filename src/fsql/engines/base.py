@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from fsql.definitions import Source
+    from fsql.pit import PitStrategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,10 @@ class Engine(abc.ABC):
     """An offline SQL engine connection."""
 
     dialect: str = ""
-    #: whether ``ASOF JOIN`` is available (chooses the point-in-time strategy)
-    supports_asof: bool = False
+
+    @abc.abstractmethod
+    def pit_strategy(self) -> PitStrategy:
+        """How this engine turns a ``PitPlan`` into SQL (``fsql.pit``)."""
 
     @abc.abstractmethod
     def describe(self, query: exp.Query) -> list[Column]:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from fsql.definitions import Source
+    from fsql.pit import PitStrategy
 
 
 class DuckDBEngine(Engine):
@@ -42,7 +43,6 @@ class DuckDBEngine(Engine):
     when the file is opened, and how."""
 
     dialect = "duckdb"
-    supports_asof = True
 
     def __init__(self, config: OfflineConfig, root_dir: str, writable: bool = False) -> None:
         database = str(config.path)
@@ -70,6 +70,11 @@ class DuckDBEngine(Engine):
         #: with the transaction (DuckDB detaches on rollback)
         self._attach = self.file is not None and not writable
         self._attached = False
+
+    def pit_strategy(self) -> PitStrategy:
+        from fsql.engines.duckdb.pit import AsofJoin
+
+        return AsofJoin()
 
     # -- statements ----------------------------------------------------------------------
     def _run(self, expression: exp.Expr) -> duckdb.DuckDBPyConnection:
@@ -246,7 +251,7 @@ def _column_type(type_text: str, dialect: str) -> exp.DataType:
     of a pandas spine)."""
     if type_text == "TIMESTAMPTZ_NS":
         # an instant like TIMESTAMPTZ, but not equal to it: compared columns get cast to
-        # TIMESTAMPTZ (see pit._as), as TIMESTAMP_NS gets cast to TIMESTAMP
+        # TIMESTAMPTZ (see pit.as_instant), as TIMESTAMP_NS gets cast to TIMESTAMP
         return exp.DataType(this=exp.DataType.Type.TIMESTAMPTZ,
                             expressions=[exp.DataTypeParam(this=exp.Literal.number(9))])
     if type_text.strip('"') == "NULL":
