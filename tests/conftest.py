@@ -12,7 +12,7 @@ import pytest
 
 import fsql
 from tests.example import copy_example
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,13 +72,32 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A 3-master Redis Cluster started for this test session (shared like ``redis_server``,
+    through unique namespaces)."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The session's redis-server, then its Redis Cluster (``online_profile`` takes either)."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return str(request.getfixturevalue("redis_server").url)
+
+
 def online_profile(project_name: str, url: str, namespace: str | None = None,
                    **online: object) -> str:
     """profiles.yml text for a project whose online store is the Redis at ``url``."""
     extra = "".join(f"\n        {k}: {v}" for k, v in online.items())
+    store = (f"type: redis\n        url: {url}" if not url.startswith("redis-cluster://") else
+             f"type: redis_cluster\n        startup_nodes: [{url.split('//', 1)[1]}]")
     return (f"{project_name}:\n  target: dev\n  outputs:\n    dev:\n"
             f"      offline: {{type: duckdb}}\n"
-            f"      online:\n        type: redis\n        url: {url}\n"
+            f"      online:\n        {store}\n"
             f"        namespace: {namespace or 'test-' + uuid.uuid4().hex[:12]}{extra}\n")
 
 

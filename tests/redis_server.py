@@ -32,10 +32,12 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server we started (and so may stop, restart or flush)."""
 
-    def __init__(self, directory: Path, persistent: bool = False) -> None:
+    def __init__(self, directory: Path, persistent: bool = False,
+                 extra: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.port = free_port()
         self.persistent = persistent
+        self.extra = extra  # more redis-server options
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,7 +49,7 @@ class RedisServer:
         args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.directory), "--save", "",
                 "--appendonly", "yes" if self.persistent else "no",
-                "--appendfsync", "always"]
+                "--appendfsync", "always", *self.extra]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -77,3 +79,66 @@ class RedisServer:
             self.process.terminate()
         self.process.wait(timeout=10)
         self.process = None
+
+
+class RedisClusterServers:
+    """A Redis Cluster we started: ``masters`` redis-servers in cluster mode on free loopback
+    ports (cluster bus ports too), each with ``replicas`` replicas, slots spread evenly by
+    ``redis-cli --cluster create``. ``persistent``: each node keeps an AOF (appendfsync
+    always), so a node killed and restarted comes back with what it acknowledged."""
+
+    def __init__(self, directory: Path, masters: int = 3, replicas: int = 0,
+                 persistent: bool = False) -> None:
+        self.replicas = replicas
+        self.nodes = [RedisServer(directory / f"node{i}", persistent,
+                                  ("--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                                   "--cluster-config-file", "nodes.conf",
+                                   "--cluster-node-timeout", "1000"))
+                      for i in range(masters * (1 + replicas))]
+
+    @property
+    def url(self) -> str:
+        """What ``tests.conftest.online_profile`` takes for a cluster: its startup nodes."""
+        return "redis-cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+
+    def start(self) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.wait_ok()
+        return self
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every running node says cluster_state:ok and knows every slot's master."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if all(n.client().cluster("info")["cluster_state"] == "ok" and
+                       len(n.client().cluster("slots")) >= 1
+                       for n in self.nodes if n.process is not None):
+                    return
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the test Redis Cluster did not become ok")
+
+    def masters(self) -> list[RedisServer]:
+        """The nodes that are masters now."""
+        return [n for n in self.nodes if n.process is not None and
+                n.client().info("replication")["role"] == "master"]
+
+    def master_of(self, key: str) -> RedisServer:
+        """The master serving ``key`` now."""
+        slot = int(self.masters()[0].client().cluster("keyslot", key))
+        for node in self.masters():
+            for start, end, *_ in node.client().cluster("slots"):
+                if start <= slot <= end and _[0][1] == node.port:
+                    return node
+        raise LookupError(key)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop(kill=True)

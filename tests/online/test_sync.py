@@ -1,4 +1,5 @@
-"""fsql sync + online retrieval against a real redis-server, checked against brute force."""
+"""fsql sync + online retrieval against a real redis-server and a real Redis Cluster (the tests
+taking ``store_url`` run on both), checked against brute force."""
 
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ from tests.online.scores import (
 from tests.redis_server import RedisServer
 
 ONLINE_VIEWS = ["customer_orders", "customer_product", "customer_profile", "product_ratings"]
+
+
+@pytest.fixture
+def online_example(online_template: Path, tmp_path: Path, store_url: str) -> fsql.Project:
+    """``tests.conftest.online_example``, on each store (``store_url``)."""
+    import shutil
+
+    root = tmp_path / "shop"
+    shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
+    (root / "profiles.yml").write_text(online_profile("shop", store_url))
+    return fsql.Project(root)
 
 
 @pytest.mark.parametrize("view_name", ONLINE_VIEWS)
@@ -103,13 +115,12 @@ def test_lock_held_then_released(online_example: fsql.Project) -> None:
 
 
 def test_stale_lock_is_recovered_after_timeout(online_template: Path, tmp_path: Path,
-                                               redis_server: RedisServer) -> None:
+                                               store_url: str) -> None:
     import shutil
 
     root = tmp_path / "shop"
     shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
-    (root / "profiles.yml").write_text(online_profile("shop", redis_server.url,
-                                                      lock_timeout=30))
+    (root / "profiles.yml").write_text(online_profile("shop", store_url, lock_timeout=30))
     project = fsql.Project(root)
     store = project.store()
     store.acquire()  # a run that "crashed": nobody releases it
@@ -126,10 +137,10 @@ def test_stale_lock_is_recovered_after_timeout(online_template: Path, tmp_path: 
 # -- a small project whose source we rewrite between syncs ----------------------------------
 
 @pytest.fixture
-def scores(make_project: MakeProject, redis_server: RedisServer, tmp_path: Path
+def scores(make_project: MakeProject, store_url: str, tmp_path: Path
            ) -> tuple[fsql.Project, Path]:
     data = tmp_path / "scores.parquet"
-    return scores_project(make_project, data, redis_server.url, batch_size=7), data
+    return scores_project(make_project, data, store_url, batch_size=7), data
 
 
 def test_incremental_new_rows_and_late_rows(scores: tuple[fsql.Project, Path]) -> None:
@@ -194,8 +205,9 @@ def test_ttl_expiry_with_controllable_clock(scores: tuple[fsql.Project, Path]) -
         assert later.statuses["score"] == ["EXPIRED", "MISSING"]
         assert later.values["score"] == [None, None]
         # and Redis drops the key itself a grace of min(ttl, 1 day) after event time + ttl
-        ttl_ms = service.store.client.pttl(service._layouts["scores"].key(
-            service.store.meta(service._layouts["scores"])["generation"], (1,)))
+        layout = service._layouts["scores"]
+        ttl_ms = service.store.client.pttl(service.store.entity_key(
+            layout, service.store.meta(layout)["generation"], (1,)))
         assert 7_200_000 < ttl_ms <= 7_200_000 + 60_000 + 1000
     finally:
         service.store.close()

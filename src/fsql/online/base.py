@@ -138,6 +138,9 @@ class OnlineStore(ABC):
 
     config: OnlineConfig
     clock: Callable[[], float]
+    #: the redis-py client (``redis.Redis`` or ``RedisCluster``, both taking single-key
+    #: commands), for tests and operators; nothing above this seam uses it
+    client: Any
 
     @property
     def where(self) -> str:
@@ -206,6 +209,11 @@ class OnlineStore(ABC):
         """Write one batch, fenced by ``lock``; ``guarded``: never older over newer."""
 
     # -- reads -------------------------------------------------------------------------------
+    @abstractmethod
+    def entity_key(self, layout: ViewLayout, generation: str, key: tuple[Any, ...]) -> str:
+        """The key holding one entity's vector of one view and generation (for operators and
+        tests looking at the store from outside)."""
+
     @abstractmethod
     def read(self, requests: Sequence[tuple[ViewLayout, Sequence[tuple[Any, ...]]]]
              ) -> list[tuple[dict[str, str], list[bytes | None]]]:

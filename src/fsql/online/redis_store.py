@@ -305,6 +305,9 @@ class RedisStore(OnlineStore):
         """The keys of some entities' values in one generation (``prefix`` ends with it)."""
         return [prefix + suffix for suffix in suffixes]
 
+    def entity_key(self, layout: ViewLayout, generation: str, key: tuple[Any, ...]) -> str:
+        return self.value_keys(f"{layout.prefix}:{generation}:", [layout.key_suffix(key)])[0]
+
     def server_state(self) -> ServerState:
         """The server's identity and eviction figures (INFO server, stats, memory)."""
         with self.errors("reading the server's INFO"):
