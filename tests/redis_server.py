@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import redis
+import redis.cluster
 
 
 def redis_binary() -> str:
@@ -93,7 +94,8 @@ class RedisClusterServers:
         self.nodes = [RedisServer(directory / f"node{i}", persistent,
                                   ("--cluster-enabled", "yes", "--cluster-port", str(free_port()),
                                    "--cluster-config-file", "nodes.conf",
-                                   "--cluster-node-timeout", "1000"))
+                                   "--cluster-node-timeout", "1000",
+                                   "--repl-diskless-sync-delay", "0"))
                       for i in range(masters * (1 + replicas))]
 
     @property
@@ -109,6 +111,10 @@ class RedisClusterServers:
                         "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait_ok()
+        wait = time.monotonic() + 30  # replicas in sync: else they cannot take over
+        while any(n.client().info("replication").get("master_link_status") == "down"
+                  for n in self.nodes) and time.monotonic() < wait:
+            time.sleep(0.05)
         return self
 
     def wait_ok(self, timeout: float = 30) -> None:
@@ -125,6 +131,13 @@ class RedisClusterServers:
             time.sleep(0.05)
         raise RuntimeError("the test Redis Cluster did not become ok")
 
+    def client(self) -> redis.cluster.RedisCluster:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", n.port)  # type: ignore[no-untyped-call]
+                                           for n in self.nodes if n.process is not None],
+                            socket_timeout=5)
+
     def masters(self) -> list[RedisServer]:
         """The nodes that are masters now."""
         return [n for n in self.nodes if n.process is not None and
@@ -132,12 +145,8 @@ class RedisClusterServers:
 
     def master_of(self, key: str) -> RedisServer:
         """The master serving ``key`` now."""
-        slot = int(self.masters()[0].client().cluster("keyslot", key))
-        for node in self.masters():
-            for start, end, *_ in node.client().cluster("slots"):
-                if start <= slot <= end and _[0][1] == node.port:
-                    return node
-        raise LookupError(key)
+        port = self.client().get_node_from_key(key).port
+        return next(n for n in self.nodes if n.port == port)
 
     def stop(self) -> None:
         for node in self.nodes:

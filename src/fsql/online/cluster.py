@@ -162,16 +162,19 @@ class ClusterStore(RedisStore):
         acknowledged there (the control slot's counter is checked again by the publish)."""
         state = super().durable_state(lock, when)
         if state.run_id != lock.state.run_id:
-            raise OnlineStoreError(
-                f"the Redis Cluster changed during this sync (a master restarted, failed over "
-                f"or gained or lost slots); stopping {when} without publishing or moving the "
-                "watermark: run fsql sync again to rewrite what it may have lost")
+            raise self.changed(when)
         others = [key for key in lock.counts if key != lock.counter_key]
         with self.errors("checking the writes of this sync"):
             held = [int(v or 0) for v in self.client.mget_nonatomic(others)] if others else []
         if any(h != lock.counts[key] for h, key in zip(held, others, strict=True)):
             raise self.lost_writes(lock, sum(held) + lock.counts.get(lock.counter_key, 0), when)
         return state
+
+    def changed(self, when: str) -> OnlineStoreError:
+        return OnlineStoreError(
+            f"the Redis Cluster changed during this sync (a master restarted, failed over or "
+            f"gained or lost slots); stopping {when} without publishing or moving the "
+            "watermark: run fsql sync again to rewrite what it may have lost")
 
     def refresh_lock(self, lock: SyncLock) -> bool:
         if not super().refresh_lock(lock):
@@ -220,6 +223,8 @@ class ClusterStore(RedisStore):
 
     def _send_shares(self, keys: list[str], batch: Batch, lock: SyncLock, guarded: bool
                      ) -> list[tuple[Any, str, int]]:
+        from redis.exceptions import NoScriptError
+
         shares: dict[str, tuple[ClusterNode, list[int]]] = {}
         for i, key in enumerate(keys):
             node = self._master(key)
@@ -249,7 +254,10 @@ class ClusterStore(RedisStore):
         outcomes: list[tuple[Any, str, int]] = []
         for name, found in replies.items():
             failed = [r for r in found if isinstance(r, Exception)]
-            if failed:  # a write refused (NOSCRIPT after a restart, say): the run fails
+            if any(isinstance(r, NoScriptError) for r in failed):  # a master lost its scripts
+                self._loaded.discard(name)
+                raise self.changed("while writing")
+            if failed:  # a write refused: the run fails
                 raise failed[0]
             counter, n = counters[name]
             fence_reply = found[-1]

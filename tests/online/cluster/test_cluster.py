@@ -1,18 +1,324 @@
-"""The Redis Cluster store (``type: redis_cluster``) on a real 3-master cluster."""
+"""The Redis Cluster store (``type: redis_cluster``) on real clusters of redis-servers: key
+design, killed syncs, a master restarted or failed over mid-sync, ``fsql verify``, config errors.
+(tests/online/test_sync.py runs its sync and read tests on the session's cluster too.)
+
+A run that cannot prove every master still holds every write it made, on the cluster it
+started on, must fail (exit 4) without publishing or moving the watermark, and the next run
+must repair the view; the final state is compared with the brute-force reference.
+"""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+import redis.cluster
+
 import fsql
-from tests.conftest import MakeProject
-from tests.online.test_robustness import assert_reference, read_all, synced_v1
+from fsql.errors import ConfigError
+from tests.conftest import MakeProject, online_profile
+from tests.online.scores import scores_project, write_scores
+from tests.online.test_robustness import (
+    assert_reference,
+    kill,
+    read_all,
+    set_profile,
+    start_sync,
+    synced_v1,
+    versioned,
+    versions,
+    wait_until,
+)
 from tests.redis_server import RedisClusterServers
 
+N = 20_000
 
-def test_smoke(make_project: MakeProject, redis_cluster: RedisClusterServers,
-               tmp_path: Path) -> None:
-    users = list(range(3000))
-    project, data, base, v1 = synced_v1(make_project, redis_cluster.url, tmp_path, users)
-    assert_reference(read_all(project, users + [10**6]), v1)
-    assert isinstance(project, fsql.Project)
+
+def control(project: fsql.Project) -> str:
+    """The control slot's key prefix (lock, metas, the run's counter there)."""
+    return "{" + project.target.online.namespace + "}:v1"
+
+
+def meta(client: redis.cluster.RedisCluster, project: fsql.Project) -> dict[str, str]:
+    raw = client.hgetall(f"{control(project)}:scores:meta")
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def keys_by_master(cluster: RedisClusterServers, pattern: str) -> dict[int, list[str]]:
+    """The keys matching ``pattern`` on each master (by port)."""
+    return {m.port: [k.decode() for k in m.client().scan_iter(match=pattern, count=5000)]
+            for m in cluster.masters()}
+
+
+def write_calls(cluster: RedisClusterServers) -> int:
+    """Scripts run on all masters since the last CONFIG RESETSTAT: per batch, a fence on each
+    master it touched (plus one guard script per entity in an incremental sync)."""
+    total = 0
+    for master in cluster.masters():
+        stats = master.client().info("commandstats")
+        total += sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0))
+                     for c in ("evalsha", "eval"))
+    return total
+
+
+def sync_writing(project: fsql.Project, cluster: RedisClusterServers, *args: str,
+                 calls: int, batch_size: int, **online: object) -> subprocess.Popen[str]:
+    """``fsql sync *args`` in a subprocess, returned once the masters ran ``calls`` scripts."""
+    set_profile(project, cluster.url, batch_size=batch_size, **online)
+    for master in cluster.masters():
+        master.client().config_resetstat()
+    proc = start_sync(project, *args)
+    try:
+        wait_until(lambda: write_calls(cluster) > calls, 60, f"{calls} write scripts", proc)
+    except BaseException:
+        kill(proc)
+        raise
+    return proc
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
+    """A persistent (AOF, fsync always) 3-master cluster for one test: it gets restarted."""
+    cluster = RedisClusterServers(tmp_path / "cluster", persistent=True).start()
+    yield cluster
+    cluster.stop()
+
+
+# -- key design ------------------------------------------------------------------------------
+
+def test_keys_spread_by_entity_views_of_an_entity_share_a_slot(
+        online_template: Path, tmp_path: Path, redis_cluster: RedisClusterServers) -> None:
+    import shutil
+
+    root = tmp_path / "shop"
+    shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
+    (root / "profiles.yml").write_text(online_profile("shop", redis_cluster.url))
+    project = fsql.Project(root)
+    project.sync()
+    namespace = project.target.online.namespace
+    values = keys_by_master(redis_cluster, f"{namespace}:v1:*")
+    total = sum(len(v) for v in values.values())
+    assert total > 5000
+    for port, found in values.items():  # ~1/3 each (16384 slots over 3 masters)
+        assert 0.25 < len(found) / total < 0.42, (port, len(found), total)
+    tags: dict[str, set[int]] = {}
+    views: Counter[str] = Counter()
+    for port, found in values.items():
+        for key in found:
+            tag = key[key.index("{") + 1:key.index("}")]
+            tags.setdefault(tag, set()).add(port)
+            views[tag] += 1
+    assert all(len(ports) == 1 for ports in tags.values())  # an entity's views: one master
+    assert max(views.values()) >= 2  # (customers have several views)
+    control_keys = keys_by_master(redis_cluster, f"{{{namespace}}}:*")
+    assert [len(v) > 0 for v in control_keys.values()].count(True) == 1  # the control slot
+    assert sum(len(v) for v in control_keys.values()) == len(
+        [v for v in project.load().views.values() if v.online])  # metas; lock, counters gone
+
+
+def test_verify_and_health_on_a_cluster(online_template: Path, tmp_path: Path,
+                                        redis_cluster: RedisClusterServers) -> None:
+    """The training value at t equals the online value at t (``fsql verify``'s check)."""
+    import shutil
+
+    root = tmp_path / "shop"
+    shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
+    (root / "profiles.yml").write_text(online_profile("shop", redis_cluster.url))
+    project = fsql.Project(root)
+    project.sync()
+    checks = project.verify(sample=300, seed=7)
+    assert checks and all(c.mismatched == 0 for c in checks), [c.to_json() for c in checks]
+    assert sum(c.matched for c in checks) > 300
+    service = project.online_service()
+    try:
+        ok, body = service.health(2.0)
+        assert ok and body == {"status": "ok"}, body
+        assert set(service.sync_state(2.0) or {}) == {c.view for c in checks}
+    finally:
+        service.close()
+
+
+# -- killed syncs ----------------------------------------------------------------------------
+
+def test_killed_incremental_sync_leaves_whole_vectors_and_the_next_run_completes(
+        make_project: MakeProject, redis_cluster: RedisClusterServers, tmp_path: Path) -> None:
+    users = list(range(N))
+    project, data, base, v1 = synced_v1(make_project, redis_cluster.url, tmp_path, users,
+                                        batch_size=2000)
+    client = redis_cluster.client()
+    before = meta(client, project)
+    v2 = versioned(users, 2, base)
+    write_scores(data, v1 + v2)
+    proc = sync_writing(project, redis_cluster, calls=3000, batch_size=20, lock_timeout=1)
+    kill(proc)
+    assert proc.returncode == -signal.SIGKILL
+    mix = Counter(versions(read_all(project, users), base).values())
+    assert set(mix) == {1, 2}, mix  # killed mid-way: some entities old, some new, none lost
+    after = meta(client, project)
+    for field in ("watermark", "as_of", "synced_at", "generation"):
+        assert after[field] == before[field], field  # the killed run moved nothing
+    wait_until(lambda: not client.exists(f"{control(project)}:lock"), 5, "the lock to expire")
+    again = project.sync().views[0]
+    assert (again.mode, again.entities) == ("incremental", N)
+    assert (again.written, again.unchanged, again.stale) == (mix[1], mix[2], 0)
+    assert_reference(read_all(project, users), v1 + v2)
+
+
+def test_killed_full_refresh_is_invisible_and_cleaned_up(
+        make_project: MakeProject, redis_cluster: RedisClusterServers, tmp_path: Path) -> None:
+    users = list(range(N))
+    project, data, base, _ = synced_v1(make_project, redis_cluster.url, tmp_path, users,
+                                       batch_size=2000)
+    client = redis_cluster.client()
+    before = meta(client, project)
+    v2 = versioned(users, 2, base)
+    write_scores(data, v2)
+    proc = sync_writing(project, redis_cluster, "--full-refresh", calls=600, batch_size=10,
+                        lock_timeout=1)
+    kill(proc)
+    pending = meta(client, project)
+    assert pending["generation"] == before["generation"]
+    new_keys = f"{project.target.online.namespace}:v1:scores:{pending['pending_generation']}:*"
+    assert sum(map(len, keys_by_master(redis_cluster, new_keys).values())) >= 1000
+    assert set(versions(read_all(project, users), base).values()) == {1}  # invisible
+    wait_until(lambda: not client.exists(f"{control(project)}:lock"), 5, "the lock to expire")
+    again = project.sync().views[0]
+    assert (again.mode, again.written) == ("incremental", N)
+    assert sum(map(len, keys_by_master(redis_cluster, new_keys).values())) == 0
+    assert "pending_generation" not in meta(client, project)
+    assert_reference(read_all(project, users), v2)
+
+
+# -- a master restarted or failed over mid-sync ---------------------------------------------
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+def test_master_restarted_mid_sync_fails_and_the_next_run_repairs(
+        make_project: MakeProject, own_cluster: RedisClusterServers, tmp_path: Path,
+        mode: str) -> None:
+    """SIGSTOP the sync mid-way, kill -9 a master that is not the control slot's, restart it
+    (from its AOF: it lost nothing), SIGCONT: the cluster is not the one the run started on, so
+    it must neither publish (full) nor move the watermark (incremental)."""
+    users = list(range(N))
+    project, data, base, _ = synced_v1(make_project, own_cluster.url, tmp_path, users,
+                                       batch_size=2000)
+    client = own_cluster.client()
+    before = meta(client, project)
+    v2 = versioned(users, 2, base)
+    write_scores(data, v2)
+    args = ["--full-refresh"] if mode == "full" else []
+    proc = sync_writing(project, own_cluster, *args, calls=300, batch_size=50)
+    victim = next(m for m in own_cluster.masters()
+                  if m is not own_cluster.master_of(f"{control(project)}:lock"))
+    proc.send_signal(signal.SIGSTOP)
+    victim.stop(kill=True)
+    victim.start()
+    own_cluster.wait_ok()
+    proc.send_signal(signal.SIGCONT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    assert "Redis Cluster changed during this sync" in " ".join(err.split()), err
+    after = meta(own_cluster.client(), project)
+    assert (after["generation"], after["watermark"]) == (before["generation"],
+                                                        before["watermark"])
+    project.sync()
+    assert set(versions(read_all(project, users), base).values()) == {2}
+    assert_reference(read_all(project, users), v2)
+
+
+def test_a_master_flushed_mid_sync_fails_the_run_by_its_write_counter(
+        make_project: MakeProject, own_cluster: RedisClusterServers, tmp_path: Path) -> None:
+    """FLUSHALL on a master that is not the control slot's (same run_id: only the write
+    counter there shows the loss): the run fails (exit 4) before publishing; a full refresh
+    repairs."""
+    users = list(range(N))
+    project, data, base, _ = synced_v1(make_project, own_cluster.url, tmp_path, users,
+                                       batch_size=2000)
+    v2 = versioned(users, 2, base)
+    write_scores(data, v2)
+    proc = sync_writing(project, own_cluster, "--full-refresh", calls=300, batch_size=50)
+    victim = next(m for m in own_cluster.masters()
+                  if m is not own_cluster.master_of(f"{control(project)}:lock"))
+    proc.send_signal(signal.SIGSTOP)
+    victim.client().flushall()
+    proc.send_signal(signal.SIGCONT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    assert "lost writes of this sync" in " ".join(err.split()), err
+    assert set(versions(read_all(project, users), base).values()) <= {1, None}
+    project.sync(full_refresh=True)
+    assert_reference(read_all(project, users), v2)
+
+
+def test_failover_to_a_replica_mid_sync_fails_and_the_next_run_repairs(
+        make_project: MakeProject, tmp_path: Path) -> None:
+    """Kill -9 a master under a paused full refresh: its replica takes over its slots. The
+    run must fail (exit 4) and publish nothing; the next run (on the new layout) repairs."""
+    cluster = RedisClusterServers(tmp_path / "cluster", replicas=1).start()
+    try:
+        users = list(range(N))
+        project, data, base, _ = synced_v1(make_project, cluster.url, tmp_path, users,
+                                           batch_size=2000)
+        before = meta(cluster.client(), project)
+        v2 = versioned(users, 2, base)
+        write_scores(data, v2)
+        proc = sync_writing(project, cluster, "--full-refresh", calls=300, batch_size=50)
+        victim = next(m for m in cluster.masters()
+                      if m is not cluster.master_of(f"{control(project)}:lock"))
+        proc.send_signal(signal.SIGSTOP)
+        victim.stop(kill=True)
+        wait_until(lambda: len(cluster.masters()) == 3, 30, "a replica to take over")
+        cluster.wait_ok()
+        proc.send_signal(signal.SIGCONT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 4, err
+        assert "Redis Cluster changed during this sync" in " ".join(err.split()), err
+        after = meta(cluster.client(), project)
+        assert after["generation"] == before["generation"]
+        assert set(versions(read_all(project, users), base).values()) == {1}
+        project.sync(full_refresh=True)
+        assert_reference(read_all(project, users), v2)
+    finally:
+        cluster.stop()
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("online", "message"), [
+    ("type: redis_cluster", "needs startup_nodes"),
+    ("type: redis_cluster\n        startup_nodes: [localhost]", "must be host:port"),
+    ("type: redis_cluster\n        startup_nodes: ['a:1']\n        url: redis://a:1",
+     "takes startup_nodes, not url"),
+    ("type: redis_cluster\n        startup_nodes: ['a:1']\n        namespace: x{y}",
+     "must not contain"),
+    ("type: redis\n        url: redis://a:1\n        startup_nodes: ['a:1']",
+     "for type redis_cluster only"),
+])
+def test_bad_cluster_config_is_one_clear_error(make_project: MakeProject, tmp_path: Path,
+                                               online: str, message: str) -> None:
+    profile = (f"test:\n  target: dev\n  outputs:\n    dev:\n      offline: {{type: duckdb}}\n"
+               f"      online:\n        {online}\n")
+    project = scores_project(make_project, tmp_path / "x.parquet", "redis://127.0.0.1:1/0")
+    (project.root / "profiles.yml").write_text(profile)
+    with pytest.raises(ConfigError, match=message) as err:
+        fsql.Project(project.root)
+    assert "profiles.yml" in str(err.value)
+
+
+def test_password_is_never_shown(make_project: MakeProject, tmp_path: Path,
+                                 redis_cluster: RedisClusterServers,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FSQL_ENV_SECRET_CLUSTER", "hunter2-cluster")
+    project = scores_project(make_project, tmp_path / "x.parquet", redis_cluster.url,
+                             password="\"{{ env_var('FSQL_ENV_SECRET_CLUSTER') }}\"")
+    assert project.target.online.password == "hunter2-cluster"
+    assert "hunter2" not in project.target.online.display
+    assert "hunter2" not in repr(project.target.online)
+    started = time.monotonic()
+    with pytest.raises(fsql.OnlineStoreError) as err:  # the cluster has no password
+        project.store()
+    assert "hunter2" not in str(err.value) and time.monotonic() - started < 30
