@@ -145,7 +145,7 @@ class RedisClusterServers:
 
     def master_of(self, key: str) -> RedisServer:
         """The master serving ``key`` now."""
-        port = self.client().get_node_from_key(key).port
+        port = self.client().get_node_from_key(key).port  # type: ignore[no-untyped-call]
         return next(n for n in self.nodes if n.port == port)
 
     def stop(self) -> None:

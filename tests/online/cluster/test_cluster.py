@@ -41,12 +41,13 @@ N = 20_000
 
 def control(project: fsql.Project) -> str:
     """The control slot's key prefix (lock, metas, the run's counter there)."""
-    return "{" + project.target.online.namespace + "}:v1"
+    return "{" + str(project.target.online.namespace) + "}:v1"
 
 
 def meta(client: redis.cluster.RedisCluster, project: fsql.Project) -> dict[str, str]:
     raw = client.hgetall(f"{control(project)}:scores:meta")
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    return {str(k, "utf-8") if isinstance(k, bytes) else k:
+            str(v, "utf-8") if isinstance(v, bytes) else v for k, v in raw.items()}
 
 
 def keys_by_master(cluster: RedisClusterServers, pattern: str) -> dict[int, list[str]]:
