@@ -57,12 +57,15 @@ class Shop:
                 for k in self.spec.entities[e].join_keys]
 
 
-@pytest.fixture(scope="module")
-def shop(online_template: Path, redis_server: RedisServer,
+@pytest.fixture(scope="module", params=["redis", "cluster"])
+def shop(online_template: Path, request: pytest.FixtureRequest,
          tmp_path_factory: pytest.TempPathFactory) -> Shop:
+    """The example project synced to the session's redis-server, then to its Redis Cluster."""
+    server = request.getfixturevalue("redis_cluster" if request.param == "cluster"
+                                     else "redis_server")
     root = tmp_path_factory.mktemp("http") / "shop"
     shutil.copytree(online_template, root, ignore=shutil.ignore_patterns("target"))
-    (root / "profiles.yml").write_text(online_profile("shop", redis_server.url))
+    (root / "profiles.yml").write_text(online_profile("shop", server.url))
     project = fsql.Project(root)
     now = time.time()
     project.sync(now=now)

@@ -65,6 +65,21 @@ _NODE_COUNT = _COUNTER_FENCE + "return n"
 # Guarded writes of one key (its vector, then value, pxat): the single-node loop, from KEYS[1].
 _GUARD = GUARD.replace("FIRST", "1")
 _GUARD_SHA = hashlib.sha1(_GUARD.encode()).hexdigest()
+# replies saying the slot is served elsewhere now (MOVED, ASK), or not yet (a failover)
+_REDIRECTS = ("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN")
+
+
+class _Moved(Exception):
+    """A read found slots served elsewhere: retried on the cluster's new layout."""
+
+
+def _redirected(reply: Any) -> bool:
+    """Whether ``reply`` is an error reply in ``_REDIRECTS`` (as redis-py's cluster parser
+    names them, or as the plain parser leaves them)."""
+    from redis.exceptions import AskError, ClusterDownError, TryAgainError
+
+    return isinstance(reply, AskError | ClusterDownError | TryAgainError) or (
+        isinstance(reply, Exception) and str(reply).startswith(_REDIRECTS))
 
 
 class ClusterStore(RedisStore):
@@ -113,7 +128,12 @@ class ClusterStore(RedisStore):
     def _master(self, key: str) -> ClusterNode:
         from redis.crc import key_slot
 
-        node: ClusterNode = self.client.nodes_manager.slots_cache[key_slot(key.encode())][0]
+        slot = key_slot(key.encode())
+        nodes = self.client.nodes_manager.slots_cache.get(slot)
+        if not nodes:
+            raise OnlineStoreError(f"online store ({self.where}): no master serves slot "
+                                   f"{slot} (is the cluster down?)")
+        node: ClusterNode = nodes[0]
         return node
 
     def _node_counter(self, lock_value: str, node: ClusterNode) -> str:
@@ -126,7 +146,7 @@ class ClusterStore(RedisStore):
         if tag is None or self._master("{" + tag + "}").name != node.name:
             slots = self.client.nodes_manager.slots_cache
             tag = next(t for t in map(str, range(1 << 20))
-                       if slots[key_slot(t.encode())][0].name == node.name)
+                       if slots.get(key_slot(t.encode()), [node])[0].name == node.name)
             self._tags[node.name] = tag
         token = lock_value.split("|", 1)[0]
         return f"{{{tag}}}{self.config.namespace}:{FORMAT}:run:{token}:writes"
@@ -180,7 +200,7 @@ class ClusterStore(RedisStore):
         if not super().refresh_lock(lock):
             return False
         with self.errors("refreshing the sync lock"):
-            for key in lock.counts:
+            for key in tuple(lock.counts):  # (the main thread may add one meanwhile)
                 if key != lock.counter_key:
                     self.client.pexpire(key, int(self.config.lock_timeout * 1000))
         return True
@@ -257,6 +277,9 @@ class ClusterStore(RedisStore):
             if any(isinstance(r, NoScriptError) for r in failed):  # a master lost its scripts
                 self._loaded.discard(name)
                 raise self.changed("while writing")
+            if any(map(_redirected, failed)):  # slots moved: a new layout
+                self.client.nodes_manager.initialize()
+                raise self.changed("while writing")
             if failed:  # a write refused: the run fails
                 raise failed[0]
             counter, n = counters[name]
@@ -310,6 +333,18 @@ class ClusterStore(RedisStore):
         """A GET of each value on its master and the metas on the control slot's master, in
         one round trip; the metas once more (after the values) when a value is missing (see
         the module docstring)."""
+        import redis
+
+        with self.errors("reading features"):
+            try:
+                return self._fetch_once(keys, meta_keys, fields)
+            except (redis.ConnectionError, redis.TimeoutError, _Moved):
+                # a master failed over or slots moved: once more, on the cluster's new layout
+                self.client.nodes_manager.initialize()
+                return self._fetch_once(keys, meta_keys, fields)
+
+    def _fetch_once(self, keys: list[str], meta_keys: list[str], fields: Sequence[str]
+                    ) -> tuple[list[bytes | None], list[list[bytes | None]]]:
         work: dict[str, tuple[ClusterNode, list[tuple[Any, ...]]]] = {}
         order: list[tuple[str, int]] = []
         for key in keys:
@@ -322,14 +357,14 @@ class ClusterStore(RedisStore):
         mine = work.setdefault(control.name, (control, []))[1]
         start = len(mine)
         mine += meta_commands
-        with self.errors("reading features"):
-            replies = self._pipelines(work)
-            metas = replies[control.name][start:]
-            values = [replies[name][i] for name, i in order]
-            if any(v is None for v in values):
-                metas = self._pipelines({control.name: (control, meta_commands)})[control.name]
+        replies = self._pipelines(work)
+        metas = replies[control.name][start:]
+        values = [replies[name][i] for name, i in order]
+        if any(v is None for v in values):
+            metas = self._pipelines({control.name: (control, meta_commands)})[control.name]
         for reply in (*values, *metas):
+            if _redirected(reply):
+                raise _Moved(str(reply))
             if isinstance(reply, Exception):
-                raise OnlineStoreError(f"online store ({self.where}) failed while reading "
-                                       f"features: {reply}")
+                raise reply
         return values, metas
