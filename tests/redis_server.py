@@ -148,6 +148,6 @@ class RedisClusterServers:
         port = self.client().get_node_from_key(key).port  # type: ignore[no-untyped-call]
         return next(n for n in self.nodes if n.port == port)
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = True) -> None:
         for node in self.nodes:
-            node.stop(kill=True)
+            node.stop(kill=kill)

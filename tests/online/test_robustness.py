@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.cluster
 
 import fsql
 from fsql.online.keys import FORMAT, micros
@@ -32,7 +33,7 @@ from fsql.serve import OnlineResult, OnlineService
 from tests.conftest import MakeProject, online_profile
 from tests.online.reference import latest_rows
 from tests.online.scores import Score, scores_project, utc_now, write_scores
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 
 FSQL = str(Path(sys.executable).parent / "fsql")
 COLUMNS = ("user_id", "ts", "created", "score", "label")
@@ -105,24 +106,50 @@ def assert_reference(result: OnlineResult, rows: list[Score]) -> None:
 
 # -- the store, seen from the outside ------------------------------------------------------
 
+Server = RedisServer | RedisClusterServers
+
+
 def prefix(project: fsql.Project) -> str:
+    """The prefix of the value keys."""
     return f"{project.target.online.namespace}:{FORMAT}"
 
 
+def control(project: fsql.Project) -> str:
+    """The prefix of the lock, the metas and the write counters (on a Redis Cluster, the
+    control slot's hash tag; see fsql.online.cluster)."""
+    if project.target.online.type == "redis_cluster":
+        return "{" + str(project.target.online.namespace) + f"}}:{FORMAT}"
+    return prefix(project)
+
+
 def meta(client: redis.Redis, project: fsql.Project) -> dict[str, str]:
-    raw = client.hgetall(f"{prefix(project)}:scores:meta")
+    raw = client.hgetall(f"{control(project)}:scores:meta")
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
+def servers(client: redis.Redis | redis.cluster.RedisCluster) -> list[redis.Redis]:
+    """The server ``client`` talks to, or each master of a cluster."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        return [node.redis_connection for node in client.get_primaries()]
+    return [client]
+
+
 def count_keys(client: redis.Redis, pattern: str) -> int:
-    return sum(1 for _ in client.scan_iter(match=pattern, count=5000))
+    return sum(1 for server in servers(client)
+               for _ in server.scan_iter(match=pattern, count=5000))
 
 
 def write_calls(client: redis.Redis) -> int:
     """Written batches since the last CONFIG RESETSTAT: one fenced script call each (guarded
-    EVALSHA when incremental, EVAL for a full refresh), give or take a lock refresh."""
-    stats = client.info("commandstats")
-    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+    EVALSHA when incremental, EVAL for a full refresh), give or take a lock refresh. (On a
+    cluster: a fence per master and batch, and one guard script per entity, over all
+    masters.)"""
+    total = 0
+    for server in servers(client):
+        stats = server.info("commandstats")
+        total += sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0))
+                     for c in ("evalsha", "eval"))
+    return total
 
 
 def wait_until(condition: Any, timeout: float, what: str, proc: subprocess.Popen[str] | None
@@ -157,14 +184,15 @@ def set_profile(project: fsql.Project, url: str, **online: object) -> None:
         online_profile("test", url, project.target.online.namespace, **online))
 
 
-def sync_writing(project: fsql.Project, server: RedisServer, *args: str, batches: int,
+def sync_writing(project: fsql.Project, server: Server, *args: str, batches: int,
                  batch_size: int, **online: object) -> subprocess.Popen[str]:
     """``start_sync(project, *args)`` with the profile options ``batch_size`` and ``online``,
     returned once it has written more than ``batches`` batches (killed if it ends or times out
     first)."""
     set_profile(project, server.url, batch_size=batch_size, **online)
     client = server.client()
-    client.config_resetstat()
+    for one in servers(client):
+        one.config_resetstat()
     proc = start_sync(project, *args)
     try:
         wait_until(lambda: write_calls(client) > batches, 60,
@@ -183,23 +211,32 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop(kill=True)
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def own_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A redis-server, then a 3-master Redis Cluster, for this test alone."""
+    server = (RedisClusterServers(tmp_path / "cluster") if request.param == "cluster"
+              else RedisServer(tmp_path / "redis")).start()
+    yield server
+    server.stop(kill=True)
+
+
 # -- a sync killed mid-way ------------------------------------------------------------------
 
 N = 30_000
 
 
 def test_killed_incremental_sync_leaves_whole_vectors_and_the_next_run_completes(
-        make_project: MakeProject, own_redis: RedisServer, tmp_path: Path) -> None:
+        make_project: MakeProject, own_store: Server, tmp_path: Path) -> None:
     users = list(range(N))
-    project, data, base, v1 = synced_v1(make_project, own_redis.url, tmp_path, users,
+    project, data, base, v1 = synced_v1(make_project, own_store.url, tmp_path, users,
                                         batch_size=2000)
-    client = own_redis.client()
+    client = own_store.client()
     before = meta(client, project)
     v2 = versioned(users, 2, base)
     write_scores(data, v1 + v2)
     # one entity per batch: the run makes 30k round trips, for (much) longer than lock_timeout
-    lock = f"{prefix(project)}:lock"
-    proc = sync_writing(project, own_redis, batches=50, batch_size=1, lock_timeout=1)
+    lock = f"{control(project)}:lock"
+    proc = sync_writing(project, own_store, batches=50, batch_size=1, lock_timeout=1)
     try:
         writing = time.monotonic()
         # a live run keeps its lock past lock_timeout: nobody else can take it meanwhile
@@ -231,16 +268,17 @@ def test_killed_incremental_sync_leaves_whole_vectors_and_the_next_run_completes
 
 
 def test_killed_full_refresh_is_invisible_and_cleaned_up(
-        make_project: MakeProject, own_redis: RedisServer, tmp_path: Path) -> None:
+        make_project: MakeProject, own_store: Server, tmp_path: Path) -> None:
     users = list(range(N))
-    project, data, base, _ = synced_v1(make_project, own_redis.url, tmp_path, users,
+    project, data, base, _ = synced_v1(make_project, own_store.url, tmp_path, users,
                                        batch_size=2000)
-    client = own_redis.client()
+    client = own_store.client()
     before = meta(client, project)
     v2 = versioned(users, 2, base)
     write_scores(data, v2)
-    proc = sync_writing(project, own_redis, "--full-refresh", batches=300, batch_size=5,
-                        lock_timeout=1)  # ~1500 entities
+    # ~1500 entities (on a cluster, each batch runs a fence on each master)
+    proc = sync_writing(project, own_store, "--full-refresh",
+                        batches=300 * len(servers(client)), batch_size=5, lock_timeout=1)
     kill(proc)
     assert proc.returncode == -signal.SIGKILL
 
@@ -250,16 +288,19 @@ def test_killed_full_refresh_is_invisible_and_cleaned_up(
     assert count_keys(client, new_keys) >= 1000  # partly written, and...
     assert set(versions(read_all(project, users), base).values()) == {1}  # ...invisible
 
-    wait_until(lambda: not client.exists(f"{prefix(project)}:lock"), 5, "the lock to expire")
+    wait_until(lambda: not client.exists(f"{control(project)}:lock"), 5, "the lock to expire")
     # the dead run's write counter expires lock_timeout after its last batch, which may be a
     # little after the lock's last refresh: the key count below must not catch it
-    wait_until(lambda: count_keys(client, f"{prefix(project)}:run:*") == 0, 5,
+    # (on a cluster, the counters on masters other than the control slot's have their own
+    # hash tag before the namespace)
+    wait_until(lambda: count_keys(client, f"*{prefix(project)}:run:*") == 0, 5,
                "the dead run's write counter to expire")
     again = project.sync().views[0]  # the cron run after the crash: a plain sync
     assert (again.mode, again.written) == ("incremental", N)
     assert count_keys(client, new_keys) == 0
     assert "pending_generation" not in meta(client, project)  # not rescanned at every run
-    assert count_keys(client, f"{prefix(project)}:*") == N + 1  # values + meta, nothing leaked
+    assert count_keys(client, f"*{project.target.online.namespace}*") == N + 1  # values + meta,
+    # nothing leaked
     assert_reference(read_all(project, users), v2)
 
 

@@ -1,6 +1,7 @@
 """The Redis Cluster store (``type: redis_cluster``) on real clusters of redis-servers: key
-design, killed syncs, a master restarted or failed over mid-sync, ``fsql verify``, config errors.
-(tests/online/test_sync.py runs its sync and read tests on the session's cluster too.)
+design, ``fsql verify`` and health, a master restarted, flushed or failed over mid-sync, config
+errors. (tests/online/test_sync.py and test_http.py run on the session's cluster too, and the
+killed-sync tests of tests/online/test_robustness.py on a cluster of their own.)
 
 A run that cannot prove every master still holds every write it made, on the cluster it
 started on, must fail (exit 4) without publishing or moving the watermark, and the next run
@@ -133,57 +134,6 @@ def test_verify_and_health_on_a_cluster(online_template: Path, tmp_path: Path,
         assert set(service.sync_state(2.0) or {}) == {c.view for c in checks}
     finally:
         service.close()
-
-
-# -- killed syncs ----------------------------------------------------------------------------
-
-def test_killed_incremental_sync_leaves_whole_vectors_and_the_next_run_completes(
-        make_project: MakeProject, redis_cluster: RedisClusterServers, tmp_path: Path) -> None:
-    users = list(range(N))
-    project, data, base, v1 = synced_v1(make_project, redis_cluster.url, tmp_path, users,
-                                        batch_size=2000)
-    client = redis_cluster.client()
-    before = meta(client, project)
-    v2 = versioned(users, 2, base)
-    write_scores(data, v1 + v2)
-    proc = sync_writing(project, redis_cluster, calls=3000, batch_size=20, lock_timeout=1)
-    kill(proc)
-    assert proc.returncode == -signal.SIGKILL
-    mix = Counter(versions(read_all(project, users), base).values())
-    assert set(mix) == {1, 2}, mix  # killed mid-way: some entities old, some new, none lost
-    after = meta(client, project)
-    for field in ("watermark", "as_of", "synced_at", "generation"):
-        assert after[field] == before[field], field  # the killed run moved nothing
-    wait_until(lambda: not client.exists(f"{control(project)}:lock"), 5, "the lock to expire")
-    again = project.sync().views[0]
-    assert (again.mode, again.entities) == ("incremental", N)
-    assert (again.written, again.unchanged, again.stale) == (mix[1], mix[2], 0)
-    assert_reference(read_all(project, users), v1 + v2)
-
-
-def test_killed_full_refresh_is_invisible_and_cleaned_up(
-        make_project: MakeProject, redis_cluster: RedisClusterServers, tmp_path: Path) -> None:
-    users = list(range(N))
-    project, data, base, _ = synced_v1(make_project, redis_cluster.url, tmp_path, users,
-                                       batch_size=2000)
-    client = redis_cluster.client()
-    before = meta(client, project)
-    v2 = versioned(users, 2, base)
-    write_scores(data, v2)
-    proc = sync_writing(project, redis_cluster, "--full-refresh", calls=600, batch_size=10,
-                        lock_timeout=1)
-    kill(proc)
-    pending = meta(client, project)
-    assert pending["generation"] == before["generation"]
-    new_keys = f"{project.target.online.namespace}:v1:scores:{pending['pending_generation']}:*"
-    assert sum(map(len, keys_by_master(redis_cluster, new_keys).values())) >= 1000
-    assert set(versions(read_all(project, users), base).values()) == {1}  # invisible
-    wait_until(lambda: not client.exists(f"{control(project)}:lock"), 5, "the lock to expire")
-    again = project.sync().views[0]
-    assert (again.mode, again.written) == ("incremental", N)
-    assert sum(map(len, keys_by_master(redis_cluster, new_keys).values())) == 0
-    assert "pending_generation" not in meta(client, project)
-    assert_reference(read_all(project, users), v2)
 
 
 # -- a master restarted, flushed or failed over mid-sync ------------------------------------
