@@ -107,6 +107,7 @@ def assert_reference(result: OnlineResult, rows: list[Score]) -> None:
 # -- the store, seen from the outside ------------------------------------------------------
 
 Server = RedisServer | RedisClusterServers
+Client = redis.Redis | redis.cluster.RedisCluster
 
 
 def prefix(project: fsql.Project) -> str:
@@ -122,24 +123,24 @@ def control(project: fsql.Project) -> str:
     return prefix(project)
 
 
-def meta(client: redis.Redis, project: fsql.Project) -> dict[str, str]:
+def meta(client: Client, project: fsql.Project) -> dict[str, str]:
     raw = client.hgetall(f"{control(project)}:scores:meta")
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-def servers(client: redis.Redis | redis.cluster.RedisCluster) -> list[redis.Redis]:
+def servers(client: Client) -> list[redis.Redis]:
     """The server ``client`` talks to, or each master of a cluster."""
     if isinstance(client, redis.cluster.RedisCluster):
-        return [node.redis_connection for node in client.get_primaries()]
+        return [node.redis_connection for node in client.get_primaries()]  # type: ignore[no-untyped-call]
     return [client]
 
 
-def count_keys(client: redis.Redis, pattern: str) -> int:
+def count_keys(client: Client, pattern: str) -> int:
     return sum(1 for server in servers(client)
                for _ in server.scan_iter(match=pattern, count=5000))
 
 
-def write_calls(client: redis.Redis) -> int:
+def write_calls(client: Client) -> int:
     """Written batches since the last CONFIG RESETSTAT: one fenced script call each (guarded
     EVALSHA when incremental, EVAL for a full refresh), give or take a lock refresh. (On a
     cluster: a fence per master and batch, and one guard script per entity, over all

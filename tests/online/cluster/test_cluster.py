@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import redis.cluster
 
 import fsql
 from fsql.errors import ConfigError
@@ -26,10 +24,10 @@ from tests.conftest import MakeProject, online_profile
 from tests.online.scores import scores_project, write_scores
 from tests.online.test_robustness import (
     assert_reference,
-    kill,
+    control,
+    meta,
     read_all,
-    set_profile,
-    start_sync,
+    sync_writing,
     synced_v1,
     versioned,
     versions,
@@ -40,47 +38,10 @@ from tests.redis_server import RedisClusterServers, RedisServer, free_port
 N = 20_000
 
 
-def control(project: fsql.Project) -> str:
-    """The control slot's key prefix (lock, metas, the run's counter there)."""
-    return "{" + str(project.target.online.namespace) + "}:v1"
-
-
-def meta(client: redis.cluster.RedisCluster, project: fsql.Project) -> dict[str, str]:
-    raw = client.hgetall(f"{control(project)}:scores:meta")
-    return {str(k, "utf-8") if isinstance(k, bytes) else k:
-            str(v, "utf-8") if isinstance(v, bytes) else v for k, v in raw.items()}
-
-
 def keys_by_master(cluster: RedisClusterServers, pattern: str) -> dict[int, list[str]]:
     """The keys matching ``pattern`` on each master (by port)."""
     return {m.port: [k.decode() for k in m.client().scan_iter(match=pattern, count=5000)]
             for m in cluster.masters()}
-
-
-def write_calls(cluster: RedisClusterServers) -> int:
-    """Scripts run on all masters since the last CONFIG RESETSTAT: per batch, a fence on each
-    master it touched (plus one guard script per entity in an incremental sync)."""
-    total = 0
-    for master in cluster.masters():
-        stats = master.client().info("commandstats")
-        total += sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0))
-                     for c in ("evalsha", "eval"))
-    return total
-
-
-def sync_writing(project: fsql.Project, cluster: RedisClusterServers, *args: str,
-                 calls: int, batch_size: int, **online: object) -> subprocess.Popen[str]:
-    """``fsql sync *args`` in a subprocess, returned once the masters ran ``calls`` scripts."""
-    set_profile(project, cluster.url, batch_size=batch_size, **online)
-    for master in cluster.masters():
-        master.client().config_resetstat()
-    proc = start_sync(project, *args)
-    try:
-        wait_until(lambda: write_calls(cluster) > calls, 60, f"{calls} write scripts", proc)
-    except BaseException:
-        kill(proc)
-        raise
-    return proc
 
 
 # -- key design ------------------------------------------------------------------------------
@@ -181,7 +142,7 @@ def test_a_master_disrupted_mid_sync_fails_the_run_and_the_next_run_repairs(
         service = project.online_service(max_entities=N)  # serving through the disruption
         service.get(["scores"], {"user_id": users[:10]})
         proc = sync_writing(project, cluster, *(["--full-refresh"] if mode == "full" else []),
-                            calls=300, batch_size=50)
+                            batches=300, batch_size=50)
         victim = next(m for m in cluster.masters()
                       if m is not cluster.master_of(f"{control(project)}:lock"))
         proc.send_signal(signal.SIGSTOP)
