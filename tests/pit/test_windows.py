@@ -33,7 +33,6 @@ from fsql.serve import PRESENT, OnlineService
 from tests.conftest import MakeProject, online_profile
 from tests.pit.test_pit_reference import CHECKS, py, same
 from tests.pit.window_reference import Agg, micros, value_at
-from tests.redis_server import RedisServer
 
 M = dt.timedelta(minutes=1)
 US = dt.timedelta(microseconds=1)
@@ -223,9 +222,10 @@ OFFSETS = st.sampled_from([dt.timedelta(0), US, 5 * M - US, 5 * M, 10 * M, 20 * 
 
 
 @pytest.fixture
-def online_windows(make_project: MakeProject, redis_server: RedisServer) -> fsql.Project:
+def online_windows(make_project: MakeProject, store_url: str) -> fsql.Project:
+    """The windows project, its online store a redis-server, then a Redis Cluster."""
     project = make_project(project_files())
-    (project.root / "profiles.yml").write_text(online_profile("test", redis_server.url))
+    (project.root / "profiles.yml").write_text(online_profile("test", store_url))
     project = fsql.Project(project.root)  # with the profile just written
     return project
 
