@@ -118,20 +118,28 @@ def fail_over(cluster: RedisClusterServers, victim: RedisServer) -> None:
     cluster.wait_ok()
 
 
+def fail_over_control(cluster: RedisClusterServers, victim: RedisServer) -> None:
+    """``fail_over`` of the control slot's master (the lock, the metas) instead."""
+    fail_over(cluster, victim)
+
+
 @pytest.mark.parametrize(("disrupt", "mode", "message"), [
     (restart, "full", "Redis Cluster changed during this sync"),
     (restart, "incremental", "Redis Cluster changed during this sync"),
     (flush, "full", "lost writes of this sync"),
     (fail_over, "full", "Redis Cluster changed during this sync"),
-], ids=["restart-full", "restart-incremental", "flush-full", "failover-full"])
+    (fail_over_control, "incremental", "Redis Cluster changed during this sync"),
+], ids=["restart-full", "restart-incremental", "flush-full", "failover-full",
+        "failover-control-incremental"])
 def test_a_master_disrupted_mid_sync_fails_the_run_and_the_next_run_repairs(
         make_project: MakeProject, tmp_path: Path, disrupt: Callable[..., None], mode: str,
         message: str) -> None:
-    """SIGSTOP the sync mid-way, disrupt a master that is not the control slot's, SIGCONT: the
-    run cannot show that the cluster still holds its writes, so it fails (exit 4) and neither
-    publishes (full) nor moves the watermark (incremental); a full refresh then repairs."""
+    """SIGSTOP the sync mid-way, disrupt a master (not the control slot's unless the drill
+    says so), SIGCONT: the run cannot show that the cluster still holds its writes, so it fails
+    (exit 4) and neither publishes (full) nor moves the watermark (incremental); a full refresh
+    then repairs."""
     cluster = RedisClusterServers(tmp_path / "cluster", persistent=True,
-                                  replicas=1 if disrupt is fail_over else 0).start()
+                                  replicas=0 if disrupt in (restart, flush) else 1).start()
     try:
         users = list(range(N))
         project, data, base, _ = synced_v1(make_project, cluster.url, tmp_path, users,
@@ -143,8 +151,9 @@ def test_a_master_disrupted_mid_sync_fails_the_run_and_the_next_run_repairs(
         service.get(["scores"], {"user_id": users[:10]})
         proc = sync_writing(project, cluster, *(["--full-refresh"] if mode == "full" else []),
                             batches=300, batch_size=50)
-        victim = next(m for m in cluster.masters()
-                      if m is not cluster.master_of(f"{control(project)}:lock"))
+        lock_master = cluster.master_of(f"{control(project)}:lock")
+        victim = lock_master if disrupt is fail_over_control else next(
+            m for m in cluster.masters() if m is not lock_master)
         proc.send_signal(signal.SIGSTOP)
         disrupt(cluster, victim)
         proc.send_signal(signal.SIGCONT)
