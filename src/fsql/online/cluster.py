@@ -32,8 +32,9 @@ What is atomic, and what is not:
   a failover to a replica, or a resharding makes the run fail; a re-run repairs). The control
   slot's counter and the lock are then checked again inside the publish script. What remains is
   one window: a master other than the control slot's failing over to a lagging replica between
-  that check and the flip (one round trip) can publish a generation with holes on it; the next
-  sync's check finds the run_id changed and rewrites the view (its stamp names the old cluster).
+  that check and the flip (one round trip) can publish a generation with holes on it, which
+  stay until a full refresh (as on one server, only a store that can evict keys makes the next
+  sync rewrite a view stamped with another server identity).
 * **Reads**: the values of one request are read from each master they live on (a pipeline per
   master, sent together) and the views' meta from the control slot's master, in one round trip.
   A value found belongs to the generation it was read from; a value *missing* might be a retired
