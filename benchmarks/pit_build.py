@@ -18,8 +18,11 @@ with ~1% same-timestamp corrections and a few null created timestamps). Both hav
 event timestamps, int64 features with nulls, float64 and string features.
 
 Every run is a fresh subprocess (``--run fsql`` / ``--run hand``) that prints JSON with its wall
-time, its CPU time and its own peak RSS (``ru_maxrss``), so memory is per run; imports made
-before the timed call are not timed but do count in the RSS. After one warm-up run each, the
+time, its CPU time, its own peak RSS (``ru_maxrss``), so memory is per run, and its peak spill:
+the disk space taken by its DuckDB temp directory (``target/bench.duckdb.tmp`` for fsql,
+``benchmarks/out/hand/hand.duckdb.tmp`` for the hand-written query), sampled every 0.2 s by a
+thread (a spike shorter than that can be missed); imports made before the timed call are not
+timed but do count in the RSS. After one warm-up run each, the
 contenders alternate for ``--repeat`` runs each; after every pair the two outputs are compared
 (same schema, same rows in the same order) and the benchmark stops if they differ. Results go
 to ``benchmarks/results/pit_build.json`` and a markdown table on stdout (progress on stderr).
@@ -30,6 +33,13 @@ cores, plus ~15 s to generate the data (~400 MB) the first time; it needs ~3.5 G
     .venv/bin/python benchmarks/pit_build.py                           # full size, 5 runs each
     .venv/bin/python benchmarks/pit_build.py --scale 0.01 --repeat 2   # quick smoke run
     .venv/bin/python benchmarks/pit_build.py --threads 4 --memory-limit 8GB
+
+The larger-than-memory workload (issue 10): ``--scale 10`` is a spine of 10,000,000 labels
+over 1,000,000 entities and two views of 100,000,000 rows each (~3.6 GB of Parquet; generating
+it once takes ~5 min and ~15 GB of RAM), with the same 4 GB ``memory_limit`` for both
+contenders, so both spill; each run takes minutes and ~20 GB of free disk:
+
+    .venv/bin/python benchmarks/pit_build.py --scale 10 --repeat 2 --memory-limit 4GB
 
 Timings are only comparable on an otherwise idle machine: the JSON records the load average.
 
