@@ -72,21 +72,25 @@ def project(make_project: MakeProject, tmp_path: Path) -> fsql.Project:
 @pytest.mark.parametrize("strategy", [FutureLeakingJoin, TtlIgnoringJoin])
 def test_guard_fails_the_build_and_publishes_nothing(project: fsql.Project,
                                                      strategy: type[AsofJoin]) -> None:
+    # the guard fails the write itself; its message, without the engine's prefix
+    assert failed_build(project, strategy()) == (
+        "training set 't': the leakage guard found rows joined outside [spine time - ttl, "
+        "spine time] in view 'v'; nothing was published")
+
+
+def failed_build(project: fsql.Project, strategy: AsofJoin) -> str:
+    """The message of the build of ``project`` with ``strategy``; nothing was published."""
     engine = connect(project.target.offline, str(project.root))
     try:
         with engine.rollback_only():
-            compiled = Compiler(project.load(), engine, strategy(),
-                                paths=project.paths).compile()
+            compiled = Compiler(project.load(), engine, strategy, paths=project.paths).compile()
         with pytest.raises(EngineError) as failed:
             build(compiled, engine)
     finally:
         engine.close()
-    # the guard fails the write itself; its message, without the engine's prefix
-    assert str(failed.value) == ("training set 't': the leakage guard found rows joined "
-                                 "outside [spine time - ttl, spine time] in view 'v'; nothing "
-                                 "was published")
     out = project.paths.training_sets
     assert not out.exists() or not any(out.iterdir())
+    return str(failed.value)
 
 
 def test_correct_build_records_the_guard(project: fsql.Project) -> None:
@@ -131,18 +135,8 @@ def test_guard_checks_every_row_and_names_the_leaking_view(make_project: MakePro
                  naming: prefixed}
             """,
     })
-    engine = connect(project.target.offline, str(project.root))
-    try:
-        with engine.rollback_only():
-            compiled = Compiler(project.load(), engine, TtlIgnoringJoin(),
-                                paths=project.paths).compile()
-        with pytest.raises(EngineError, match=r"joined outside \[spine time - ttl, spine "
-                                              r"time\] in view 'w'; nothing was published"):
-            build(compiled, engine)
-    finally:
-        engine.close()
-    out = project.paths.training_sets
-    assert not out.exists() or not any(out.iterdir())
+    assert failed_build(project, TtlIgnoringJoin()).endswith(
+        "joined outside [spine time - ttl, spine time] in view 'w'; nothing was published")
     # the same project with the real strategy builds, and its guard checked every row
     result = project.build().training_sets[0]
     assert result.rows == n
