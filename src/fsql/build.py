@@ -4,8 +4,9 @@ Order of a build (a failure at any step before "publish" leaves every previous o
 
 1. in one engine transaction: create models, sources and feature views in DAG order, run their
    data tests (before the costly step, so a failing view test fails fast), then write each
-   selected training set to a temporary Parquet file next to its final path, check that it has
-   exactly one row per spine row, and run the training sets' data tests;
+   selected training set to a temporary Parquet file next to its final path (one pass, the
+   leakage guard checking every row on its way), check that it has exactly one row per spine
+   row, and run the training sets' data tests;
 2. commit;
 3. publish: rename each temporary file over its final path (atomic per file), write its build
    record beside it, and (re)create an engine view over the published file.
