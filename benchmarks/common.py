@@ -46,6 +46,45 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class DiskPeak:
+    """The peak disk space taken by the files under the directories matching ``pattern`` in
+    ``parent`` (DuckDB's spill directory), sampled every ``interval`` seconds by a background
+    thread while the ``with`` block runs (allocated blocks, as ``du`` counts them)."""
+
+    def __init__(self, parent: Path, pattern: str, interval: float = 0.2) -> None:
+        import threading
+
+        self.parent, self.pattern, self.interval = parent, pattern, interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> DiskPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.used())
+            if self._stop.wait(self.interval):
+                return
+
+    def used(self) -> int:
+        total = 0
+        for directory in self.parent.glob(self.pattern):
+            for path, _, files in os.walk(directory):
+                for name in files:
+                    try:
+                        total += os.stat(os.path.join(path, name)).st_blocks * 512
+                    except FileNotFoundError:  # removed while we looked
+                        continue
+        return total
+
+
 def run_report(command: list[str], what: str) -> dict[str, Any]:
     """Run ``command`` (a fresh interpreter doing one ``what`` run) and return the JSON report
     it printed last on stdout; stop the benchmark if it failed."""

@@ -4,8 +4,9 @@ Order of a build (a failure at any step before "publish" leaves every previous o
 
 1. in one engine transaction: create models, sources and feature views in DAG order, run their
    data tests (before the costly step, so a failing view test fails fast), then write each
-   selected training set to a temporary Parquet file next to its final path, check that it has
-   exactly one row per spine row, and run the training sets' data tests;
+   selected training set to a temporary Parquet file next to its final path (one pass, the
+   leakage guard checking every row on its way), check that it has exactly one row per spine
+   row, and run the training sets' data tests;
 2. commit;
 3. publish: rename each temporary file over its final path (atomic per file), write its build
    record beside it, and (re)create an engine view over the published file.
@@ -30,7 +31,7 @@ from fsql.compile import CompiledProject, CompiledTrainingSet, build_record
 from fsql.engines.base import Engine
 from fsql.errors import EngineError, QueryFailed
 from fsql.graph import Selectors
-from fsql.pit import PitPlan, leakage_guard_query
+from fsql.pit import PitPlan, guarded_query, leakage_checks
 from fsql.quality import TestTarget
 
 log = logging.getLogger(__name__)
@@ -207,42 +208,39 @@ def _write_training_set(engine: Engine, ts: CompiledTrainingSet, tmp: Path
     """Write the training set to ``tmp`` after checking it; return its row count, spine time
     range and the leakage guard's record.
 
-    The point-in-time query runs once, with each view's chosen event time (audit columns) into
-    a side file. Two checks read that file: the leakage guard (no feature from a row stamped
-    after its spine time, none from a row older than the ttl) and one row per spine row. Only
-    then is the published file cut from it, without the audit columns.
+    The point-in-time query runs once, with each view's chosen event time (audit columns),
+    and its rows go through the leakage guard on their way to the file (``guarded_query``: no
+    feature from a row stamped after its spine time, none from a row older than the ttl); a
+    leaking row fails the write. Only then is the file checked to hold exactly one row per
+    spine row.
     """
-    audited = tmp.with_name(tmp.name + ".audit")
+    name = ts.definition.name
+    # a feature value from the future or past its ttl is a bug in fsql: never publish
+    leaked = (f"training set '{name}': the leakage guard found rows joined outside [spine time "
+              f"- ttl, spine time{')' if ts.plan.exclusive else ']'} in view ")
     try:
-        try:
-            engine.write_parquet(ts.audit_query, audited)
-        except EngineError as err:
-            raise on_demand_failure(f"training set '{ts.definition.name}'", ts.plan,
-                                    err) from None
-        source = engine.parquet_query(audited).subquery()
-        stats = engine.fetch_arrow(leakage_guard_query(ts.plan, source)).to_pylist()[0]
-        written = int(stats.pop("rows"))
-        low, high = stats.pop("min_ts"), stats.pop("max_ts")
-        violations = {k.split("__", 1)[1]: int(v or 0) for k, v in stats.items()}
-        if any(violations.values()):
-            # a feature value from the future or past its ttl is a bug in fsql: never publish
-            raise EngineError(f"training set '{ts.definition.name}': the leakage guard found "
-                              f"rows joined outside [spine time - ttl, spine time"
-                              f"{')' if ts.plan.exclusive else ']'}: "
-                              f"{violations}; nothing was published")
-        spine_rows = engine.fetch_arrow(exp.select(exp.func("count", exp.Star())).from_(
-            ts.plan.spine.copy())).column(0)[0].as_py()
-        if written != spine_rows:
-            # every spine row exactly once: anything else would silently corrupt training data
-            raise EngineError(f"training set '{ts.definition.name}': wrote {written} rows for "
-                              f"{spine_rows} spine rows; nothing was published")
-        columns = [*ts.plan.output_spine, *ts.plan.feature_columns]
-        engine.write_parquet(exp.select(*[exp.column(c, quoted=True) for c in columns])
-                             .from_(engine.parquet_query(audited).subquery()), tmp)
-    finally:
-        audited.unlink(missing_ok=True)
+        engine.write_parquet(guarded_query(ts.plan, ts.audit_query, lambda view: (
+            engine.raise_error(f"{leaked}'{view}'; nothing was published"))), tmp)
+    except EngineError as err:
+        message = str(err)
+        if leaked in message:  # the engine's prefix dropped
+            raise EngineError(message[message.index(leaked):]) from None
+        raise on_demand_failure(f"training set '{name}'", ts.plan, err) from None
+    spine = exp.column(ts.plan.spine_ts, quoted=True)
+    written, low, high = engine.fetch_arrow(exp.select(
+        exp.alias_(exp.func("count", exp.Star()), "rows"),
+        exp.alias_(exp.Min(this=spine.copy()), "low"),
+        exp.alias_(exp.Max(this=spine), "high")).from_(
+        engine.parquet_query(tmp).subquery())).to_pylist()[0].values()
+    spine_rows = engine.fetch_arrow(exp.select(exp.func("count", exp.Star())).from_(
+        ts.plan.spine.copy())).column(0)[0].as_py()
+    if written != spine_rows:
+        # every spine row exactly once: anything else would silently corrupt training data
+        raise EngineError(f"training set '{name}': wrote {written} rows for "
+                          f"{spine_rows} spine rows; nothing was published")
     upper = "<" if ts.plan.exclusive else "<="
-    guard = {"checked_rows": written, "violations": violations,
+    guard = {"checked_rows": written,
+             "violations": {view: 0 for view, _ in leakage_checks(ts.plan)},
              "rule": f"every joined row has spine_ts - ttl <= event_ts {upper} spine_ts"}
     return written, (None if low is None else str(low), None if high is None else str(high)), \
         guard

@@ -25,7 +25,7 @@ validation. The helpers below (``qualified``, ``as_instant``, ``view_instant``, 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from sqlglot import exp
@@ -42,6 +42,7 @@ TS = "__fsql_ts"
 CREATED = "__fsql_created"
 KEY = "__fsql_key"
 SPINE = "spine"
+GUARDED = "__fsql_guarded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,16 +133,13 @@ def common_time(plan: PitPlan, join: ViewJoin) -> exp.DataType:
                               *([join.created_type] if join.created_type else [])])
 
 
-def leakage_guard_query(plan: PitPlan, relation: exp.Expr) -> exp.Select:
-    """Checks an audited point-in-time result (``plan.audit``) from its output columns only,
-    independently of the strategy that produced it: per view, how many rows carry a row
-    stamped after the spine time (at or after it with ``feature_cutoff: exclusive``), or a
-    non-null feature from a row older than the ttl.
-    Also returns the row count and the spine time range."""
+def leakage_checks(plan: PitPlan) -> list[tuple[str, exp.Expr]]:
+    """Per view, the condition over an audited point-in-time result's output columns
+    (``plan.audit``) that a row leaks, independently of the strategy that produced it: the
+    chosen row is stamped after the spine time (at or after it with ``feature_cutoff:
+    exclusive``), or a feature is non-null from a row older than the ttl."""
     spine = exp.column(plan.spine_ts, quoted=True)
-    columns: list[exp.Expr] = [exp.alias_(exp.func("count", exp.Star()), "rows", quoted=True),
-                               exp.alias_(exp.Min(this=spine.copy()), "min_ts", quoted=True),
-                               exp.alias_(exp.Max(this=spine.copy()), "max_ts", quoted=True)]
+    checks: list[tuple[str, exp.Expr]] = []
     for join in plan.joins:
         common = common_time(plan, join)
         spine_ts = as_instant(spine.copy(), plan.spine_ts_type, common)
@@ -154,11 +152,27 @@ def leakage_guard_query(plan: PitPlan, relation: exp.Expr) -> exp.Select:
                                for n in join.output_names])
             bad = exp.or_(bad, exp.and_(exp.LT(this=event.copy(), expression=horizon),
                                         exp.paren(served)))
-        columns.append(exp.alias_(
-            exp.func("sum", exp.Case(ifs=[exp.If(this=bad, true=exp.Literal.number(1))],
-                                     default=exp.Literal.number(0))),
-            f"violations__{join.view.name}", quoted=True))
-    return exp.select(*columns).from_(relation)
+        checks.append((join.view.name, bad))
+    return checks
+
+
+def guarded_query(plan: PitPlan, audited: exp.Select,
+                  fail: Callable[[str], exp.Expr]) -> exp.Select:
+    """The training set cut from its audited query (``plan.audit``) in the same pass that
+    checks it: output columns only, in the plan's order, every row through the leakage guard
+    (``leakage_checks``) first. A leaking row makes the query fail with ``fail(view)``, an
+    expression that raises (the engine's own error function), so nothing leaking is ever
+    written; the audit columns are dropped before the sort and the write."""
+    inner = audited.copy()
+    inner.set("order", None)
+    columns = [*plan.output_spine, *plan.feature_columns]
+    query = exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(
+        inner.subquery(GUARDED), copy=False)
+    if checks := leakage_checks(plan):
+        query = query.where(exp.Case(ifs=[exp.If(this=bad, true=fail(view))
+                                          for view, bad in checks], default=exp.true()),
+                            copy=False)
+    return query.order_by(*[exp.column(c, quoted=True) for c in plan.order_by], copy=False)
 
 
 def default_order(spine_ts: str, keys: Sequence[str], columns: Sequence[str]) -> tuple[str, ...]:

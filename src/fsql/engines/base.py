@@ -87,6 +87,11 @@ class Engine(abc.ABC):
     def close(self) -> None:
         """Release the connection."""
 
+    def raise_error(self, message: str) -> exp.Expr:
+        """An expression that fails the running query with ``message`` when it is evaluated
+        (Spark SQL's ``raise_error``; an engine that spells it otherwise overrides this)."""
+        return exp.func("raise_error", exp.Literal.string(message))
+
     def sql(self, expression: exp.Expr, pretty: bool = False) -> str:
         """Generate SQL text for this engine."""
         return expression.sql(dialect=self.dialect, pretty=pretty)

@@ -170,6 +170,9 @@ class DuckDBEngine(Engine):
         table.set("db", table.args.get("db") or exp.to_identifier("main"))
         return table
 
+    def raise_error(self, message: str) -> exp.Expr:
+        return exp.Anonymous(this="error", expressions=[exp.Literal.string(message)])
+
     def parquet_query(self, path: Path) -> exp.Query:
         return exp.select("*").from_(exp.func("read_parquet", exp.Literal.string(str(path))))
 
