@@ -1,0 +1,68 @@
+"""Runs one point-in-time plan on both engines: DuckDB's ``AsofJoin`` and Spark's
+``UnionWindowJoin``.
+
+Until a Spark engine compiles projects itself, the plan comes from the DuckDB compiler (as in
+``historical_features``, with every spine column kept and a row id to order by): the relations
+it reads (the spine and each view) are fetched from DuckDB as Arrow tables and registered in
+Spark as temporary views of the same names, then both strategies run on the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+import fsql
+from fsql.compile import plan_training_set
+from fsql.engines.duckdb.pit import AsofJoin
+from fsql.engines.spark.pit import UnionWindowJoin
+from fsql.pit import ROW_ID, PitPlan, leakage_guard_query
+
+SPINE = "__fsql_spine"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Both engines' rows for one plan, in spine order (by ``ROW_ID``)."""
+
+    plan: PitPlan
+    duckdb: list[dict[str, Any]]
+    spark: list[dict[str, Any]]
+    spark_sql: str
+    #: leakage guard counts over Spark's audited output (``plan.audit``)
+    violations: dict[str, int]
+
+
+def run_both(project: fsql.Project, spark: Any, spine: pa.Table, features: Sequence[str],
+             timestamp: str, cutoff: str = "inclusive") -> Outputs:
+    refs, _, naming, _ = project._resolve_features(list(features), timestamp)
+    spine = spine.append_column(ROW_ID, pa.array(range(spine.num_rows), pa.int64()))
+    with project._compiled() as (engine, compiled):
+        engine.register(SPINE, spine)
+        try:
+            relation = exp.to_table(SPINE, quoted=True)
+            columns = engine.describe(exp.select("*").from_(relation))
+            plan = plan_training_set(compiled.spec, refs, relation, columns, timestamp, naming,
+                                     compiled.nodes, spine_output=None, order_by=(ROW_ID,),
+                                     feature_cutoff=cutoff)  # type: ignore[arg-type]
+            duck = engine.fetch_arrow(AsofJoin().query(plan))
+            for name in {SPINE, *(j.relation for j in plan.joins)}:
+                table = engine.fetch_arrow(exp.select("*").from_(exp.to_table(name,
+                                                                             quoted=True)))
+                spark.createDataFrame(table).createOrReplaceTempView(name)
+        finally:
+            engine.unregister(SPINE)
+    sql = UnionWindowJoin().query(plan).sql(dialect="spark")
+    result = spark.sql(sql).toArrow()
+    assert result.column_names == duck.column_names, (result.column_names, duck.column_names)
+    audited = UnionWindowJoin().query(replace(plan, audit=True)).sql(dialect="spark")
+    spark.sql(audited).createOrReplaceTempView("__fsql_audited")
+    guard = leakage_guard_query(plan, exp.to_table("__fsql_audited", quoted=True))
+    counts = spark.sql(guard.sql(dialect="spark")).collect()[0].asDict()
+    assert counts["rows"] == spine.num_rows
+    return Outputs(plan, duck.to_pylist(), result.to_pylist(), sql,
+                   {k: v for k, v in counts.items() if k.startswith("violations__")})
