@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from fsql.engines.spark.ondemand import for_spark
 from fsql.engines.spark.union import AT, POINT, Stage, col, micros, partition, spine_rows, union
 from fsql.engines.spark.windows import window_stage
 from fsql.pit import (
@@ -73,7 +74,7 @@ class UnionWindowJoin(PitStrategy):
         select = exp.select(*[qualified(c, SPINE) for c in (*plan.output_spine, *outputs)]
                             ).from_(stage.rows(SPINE))
         for od in plan.on_demand:
-            for name, tree in on_demand_columns(od, values):
+            for name, tree in on_demand_columns(for_spark(od, plan.joins), values):
                 select = select.select(exp.alias_(tree, name, quoted=True), copy=False)
         return select.order_by(*[qualified(c, SPINE) for c in plan.order_by], copy=False)
 
