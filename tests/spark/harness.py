@@ -37,8 +37,11 @@ class Outputs:
     violations: dict[str, int]
 
 
-def run_both(project: fsql.Project, spark: Any, spine: pa.Table, features: Sequence[str],
-             timestamp: str, cutoff: str = "inclusive") -> Outputs:
+def load_plan(project: fsql.Project, spark: Any, spine: pa.Table, features: Sequence[str],
+              timestamp: str, cutoff: str = "inclusive", duckdb: bool = True
+              ) -> tuple[PitPlan, pa.Table | None]:
+    """The plan (every spine column kept, plus ``ROW_ID`` to order by), with its relations
+    registered in Spark; and DuckDB's result when ``duckdb``."""
     refs, _, naming, _ = project._resolve_features(list(features), timestamp)
     spine = spine.append_column(ROW_ID, pa.array(range(spine.num_rows), pa.int64()))
     with project._compiled() as (engine, compiled):
@@ -49,13 +52,20 @@ def run_both(project: fsql.Project, spark: Any, spine: pa.Table, features: Seque
             plan = plan_training_set(compiled.spec, refs, relation, columns, timestamp, naming,
                                      compiled.nodes, spine_output=None, order_by=(ROW_ID,),
                                      feature_cutoff=cutoff)  # type: ignore[arg-type]
-            duck = engine.fetch_arrow(AsofJoin().query(plan))
             for name in {SPINE, *(j.relation for j in plan.joins)}:
                 table = engine.fetch_arrow(exp.select("*").from_(exp.to_table(name,
                                                                              quoted=True)))
                 spark.createDataFrame(table).createOrReplaceTempView(name)
+            duck = engine.fetch_arrow(AsofJoin().query(plan)) if duckdb else None
         finally:
             engine.unregister(SPINE)
+    return plan, duck
+
+
+def run_both(project: fsql.Project, spark: Any, spine: pa.Table, features: Sequence[str],
+             timestamp: str, cutoff: str = "inclusive") -> Outputs:
+    plan, duck = load_plan(project, spark, spine, features, timestamp, cutoff)
+    assert duck is not None
     sql = UnionWindowJoin().query(plan).sql(dialect="spark")
     result = spark.sql(sql).toArrow()
     assert result.column_names == duck.column_names, (result.column_names, duck.column_names)

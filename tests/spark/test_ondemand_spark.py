@@ -1,7 +1,8 @@
 """On-demand expressions on Spark (``engines.spark.ondemand``) == DuckDB, value for value:
 same type, same bits (NULL == NULL, any NaN == NaN, signed zeros), or both raise. The fixed
 templates of tests/ondemand/test_equivalence.py on its edge values (int64 limits, zeros, NaN,
-infinities, signed zeros, unicode), then random expressions over the whole subset."""
+infinities, signed zeros, unicode), then random expressions over the whole subset; then on-demand
+features inside Spark's point-in-time join."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import datetime as dt
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 from fsql.engines.spark.ondemand import spark_expression
+from fsql.engines.spark.pit import UnionWindowJoin
+from tests.conftest import MakeProject
 from tests.ondemand.test_equivalence import (
     ANY_EXPRESSION,
     EDGE_ROWS,
@@ -25,6 +29,8 @@ from tests.ondemand.test_equivalence import (
     _compile,
     _duckdb,
 )
+from tests.ondemand.project import OVERFLOW, TXN_RISK_YML, cards_project
+from tests.spark.harness import load_plan, run_both
 
 ARROW = {"int64": pa.int64(), "int32": pa.int32(), "int8": pa.int8(), "float64": pa.float64(),
          "string": pa.string(), "bool": pa.bool_(), "date": pa.date32(),
@@ -77,7 +83,7 @@ def test_templates_agree_on_edge_values(spark: Any, sql: str) -> None:
     check_on_spark(spark, sql, EDGE_ROWS)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, phases=PHASES,
+@settings(max_examples=120, deadline=None, derandomize=True, phases=PHASES,
           suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow,
                                  HealthCheck.function_scoped_fixture])
 @given(sql=ANY_EXPRESSION, row=ROWS)
@@ -86,3 +92,29 @@ def test_random_expressions_agree(spark: Any, sql: str, row: dict[str, Any]) -> 
         check_on_spark(spark, sql, [row])
     except Refused:
         assume(False)
+
+
+# -- through the point-in-time join ----------------------------------------------------------
+
+def test_on_demand_features_in_the_point_in_time_join(make_project: MakeProject,
+                                                      spark: Any) -> None:
+    """The card project of tests/ondemand: request fields from the spine, inputs from a view
+    (one of them joined only as an input), nulls and -0.0 among them: Spark == DuckDB."""
+    project = cards_project(make_project)
+    spine = pq.read_table(project.root / "data" / "txns.parquet")
+    out = run_both(project, spark, spine, ["txn_risk", "card_activity.country"], "ts")
+    assert [r["risk_band"] for r in out.spark] == ["mid", "low", "high", "low", "low"]
+    assert [r["abroad"] for r in out.spark] == [False, True, None, False, None]
+    for a, b in zip(out.spark, out.duckdb, strict=True):
+        assert {c: _bits(v) for c, v in a.items() if c != "ts"} == {
+            c: _bits(v) for c, v in b.items() if c != "ts"}
+
+
+def test_overflow_fails_on_spark_too(make_project: MakeProject, spark: Any) -> None:
+    """txns_24h + 1 overflows int64 for card 4: DuckDB raises (tests/ondemand/test_paths.py),
+    so must Spark (ANSI mode) rather than wrap around."""
+    project = cards_project(make_project, **{"features/txn_risk.yml": TXN_RISK_YML + OVERFLOW})
+    spine = pq.read_table(project.root / "data" / "txns.parquet")
+    plan, _ = load_plan(project, spark, spine, ["txn_risk"], "ts", duckdb=False)
+    with pytest.raises(Exception, match="(?i)overflow"):
+        spark.sql(UnionWindowJoin().query(plan).sql(dialect="spark")).collect()
