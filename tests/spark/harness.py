@@ -21,8 +21,7 @@ from fsql.compile import plan_training_set
 from fsql.engines.duckdb.pit import AsofJoin
 from fsql.engines.spark.pit import UnionWindowJoin
 from fsql.pit import ROW_ID, PitPlan, leakage_guard_query
-
-SPINE = "__fsql_spine"
+from fsql.project import spine_relation
 
 
 @dataclass(frozen=True)
@@ -44,21 +43,15 @@ def load_plan(project: fsql.Project, spark: Any, spine: pa.Table, features: Sequ
     registered in Spark; and DuckDB's result when ``duckdb``."""
     refs, _, naming, _ = project._resolve_features(list(features), timestamp)
     spine = spine.append_column(ROW_ID, pa.array(range(spine.num_rows), pa.int64()))
-    with project._compiled() as (engine, compiled):
-        engine.register(SPINE, spine)
-        try:
-            relation = exp.to_table(SPINE, quoted=True)
-            columns = engine.describe(exp.select("*").from_(relation))
-            plan = plan_training_set(compiled.spec, refs, relation, columns, timestamp, naming,
-                                     compiled.nodes, spine_output=None, order_by=(ROW_ID,),
-                                     feature_cutoff=cutoff)  # type: ignore[arg-type]
-            for name in {SPINE, *(j.relation for j in plan.joins)}:
-                table = engine.fetch_arrow(exp.select("*").from_(exp.to_table(name,
-                                                                             quoted=True)))
-                spark.createDataFrame(table).createOrReplaceTempView(name)
-            duck = engine.fetch_arrow(AsofJoin().query(plan)) if duckdb else None
-        finally:
-            engine.unregister(SPINE)
+    with project._compiled() as (engine, compiled), spine_relation(engine, spine) as (
+            relation, columns):
+        plan = plan_training_set(compiled.spec, refs, relation, columns, timestamp, naming,
+                                 compiled.nodes, spine_output=None, order_by=(ROW_ID,),
+                                 feature_cutoff=cutoff)
+        for name in {relation.name, *(j.relation for j in plan.joins)}:
+            table = engine.fetch_arrow(exp.select("*").from_(exp.to_table(name, quoted=True)))
+            spark.createDataFrame(table).createOrReplaceTempView(name)
+        duck = engine.fetch_arrow(AsofJoin().query(plan)) if duckdb else None
     return plan, duck
 
 

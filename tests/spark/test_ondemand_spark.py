@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from fsql.engines.spark.ondemand import spark_expression
 from fsql.engines.spark.pit import UnionWindowJoin
 from tests.conftest import MakeProject
+from tests.ondemand.project import OVERFLOW, TXN_RISK_YML, cards_project
 from tests.ondemand.test_equivalence import (
     ANY_EXPRESSION,
     EDGE_ROWS,
@@ -29,7 +30,6 @@ from tests.ondemand.test_equivalence import (
     _compile,
     _duckdb,
 )
-from tests.ondemand.project import OVERFLOW, TXN_RISK_YML, cards_project
 from tests.spark.harness import load_plan, run_both
 
 ARROW = {"int64": pa.int64(), "int32": pa.int32(), "int8": pa.int8(), "float64": pa.float64(),

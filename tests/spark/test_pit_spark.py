@@ -24,7 +24,6 @@ from tests.conftest import MakeProject
 from tests.pit.reference import ViewSpec
 from tests.pit.test_pit_reference import (
     ACT_SCHEMA,
-    ACT_SPEC,
     ACT_YML,
     CHECKS,
     ENTITIES,
@@ -32,12 +31,9 @@ from tests.pit.test_pit_reference import (
     NAIVE_SPEC,
     NAIVE_YML,
     STOCK_SCHEMA,
-    STOCK_SPEC,
     STOCK_YML,
     UI_SCHEMA,
-    UI_SPEC,
     UI_YML,
-    USER,
     V_SCHEMA,
     V_SPEC,
     V_YML,
@@ -48,15 +44,11 @@ from tests.pit.test_pit_reference import (
     ZONED_SPEC,
     ZONED_YML,
     Row,
-    act_rows,
     assert_pit,
-    in_zone,
     late_spine,
-    multi_spine,
+    multi_case,
     same,
     spine_rows,
-    stock_rows,
-    ui_rows,
     user_spine,
     v_rows,
     view_rows,
@@ -64,6 +56,7 @@ from tests.pit.test_pit_reference import (
     w_rows,
     write_parquet,
     zoned_case,
+    zoned_inputs,
 )
 from tests.spark.harness import Outputs, run_both
 
@@ -103,86 +96,69 @@ def _has_exact_ties(spec: ViewSpec, rows: Sequence[Row]) -> bool:
     return False
 
 
+#: every view of tests/pit/test_pit_reference.py, in one project: name -> (YAML, schema)
+VIEWS = {"v": (V_YML, V_SCHEMA), "w": (W_YML, W_SCHEMA), "stock": (STOCK_YML, STOCK_SCHEMA),
+         "ui": (UI_YML, UI_SCHEMA), "act": (ACT_YML, ACT_SCHEMA),
+         "zoned": (ZONED_YML, ZONED_SCHEMA), "naive": (NAIVE_YML, NAIVE_SCHEMA)}
+
+
 @pytest.fixture
-def single_view(make_project: MakeProject) -> fsql.Project:
-    return views_project(make_project, USER, {"v": V_YML, "w": W_YML})
+def project(make_project: MakeProject) -> fsql.Project:
+    """A project with all of ``VIEWS`` (entities user and item), each file empty until a test
+    writes it."""
+    made = views_project(make_project, ENTITIES, {n: yml for n, (yml, _) in VIEWS.items()})
+    for name, (_, schema) in VIEWS.items():
+        write_parquet(made.root / "data" / f"{name}.parquet", schema, [])
+    return made
 
 
 @BOTH_CUTOFFS
 @SPARK_CHECKS
 @given(data=st.data())
-def test_ttl_created_ties_and_no_ttl(single_view: fsql.Project, spark: Any, data: st.DataObject,
+def test_ttl_created_ties_and_no_ttl(project: fsql.Project, spark: Any, data: st.DataObject,
                                      cutoff: str) -> None:
     v = data.draw(view_rows(v_rows, V_SPEC, max_size=25), "v rows")
     w = data.draw(view_rows(w_rows, W_SPEC), "w rows")
     views = [(V_SPEC, v), (W_SPEC, w)]
     spine = data.draw(spine_rows(user_spine, views, "ts"), "spine")
-    write_parquet(single_view.root / "data" / "v.parquet", V_SCHEMA, v)
-    write_parquet(single_view.root / "data" / "w.parquet", W_SCHEMA, w)
+    write_parquet(project.root / "data" / "v.parquet", V_SCHEMA, v)
+    write_parquet(project.root / "data" / "w.parquet", W_SCHEMA, w)
     table = spine_table(spine, {"user_id": pa.int64(), "ts": pa.timestamp("us"),
                                 "label": pa.int64()})
-    out = run_both(single_view, spark, table, ["v", "w"], "ts", cutoff)
+    out = run_both(project, spark, table, ["v", "w"], "ts", cutoff)
     check(out, spine, "ts", views, cutoff)
-
-
-@pytest.fixture
-def late_view(make_project: MakeProject) -> fsql.Project:
-    return views_project(make_project, USER, {"w": W_YML})
 
 
 @SPARK_CHECKS
 @given(data=st.data())
-def test_no_ttl_any_age(late_view: fsql.Project, spark: Any, data: st.DataObject) -> None:
+def test_no_ttl_any_age(project: fsql.Project, spark: Any, data: st.DataObject) -> None:
     w = data.draw(view_rows(w_rows, W_SPEC), "w rows")
     spine = data.draw(spine_rows(late_spine, [(W_SPEC, w)], "ts"), "spine")
-    write_parquet(late_view.root / "data" / "w.parquet", W_SCHEMA, w)
+    write_parquet(project.root / "data" / "w.parquet", W_SCHEMA, w)
     table = spine_table(spine, {"ts": pa.timestamp("us"), "user_id": pa.int64()})
-    out = run_both(late_view, spark, table, ["w.tag", "w.n"], "ts")
+    out = run_both(project, spark, table, ["w.tag", "w.n"], "ts")
     check(out, spine, "ts", [(W_SPEC, w)], "inclusive")
-
-
-@pytest.fixture
-def multi_view(make_project: MakeProject) -> fsql.Project:
-    return views_project(make_project, ENTITIES,
-                         {"stock": STOCK_YML, "ui": UI_YML, "act": ACT_YML})
 
 
 @BOTH_CUTOFFS
 @SPARK_CHECKS
 @given(data=st.data())
-def test_composite_keys_and_several_views(multi_view: fsql.Project, spark: Any,
+def test_composite_keys_and_several_views(project: fsql.Project, spark: Any,
                                           data: st.DataObject, cutoff: str) -> None:
-    stock = data.draw(view_rows(stock_rows, STOCK_SPEC), "stock rows")
-    ui = data.draw(view_rows(ui_rows, UI_SPEC), "ui rows")
-    act = data.draw(view_rows(act_rows, ACT_SPEC, max_size=12), "act rows")
-    views = [(STOCK_SPEC, stock), (UI_SPEC, ui), (ACT_SPEC, act)]
-    spine = data.draw(spine_rows(multi_spine, views, "ts", max_size=15), "spine")
-    for name, schema, rows in (("stock", STOCK_SCHEMA, stock), ("ui", UI_SCHEMA, ui),
-                               ("act", ACT_SCHEMA, act)):
-        write_parquet(multi_view.root / "data" / f"{name}.parquet", schema, rows)
+    views, spine = multi_case(project, data)
     table = spine_table(spine, {"sku": pa.int64(), "ts": pa.timestamp("us"),
                                 "shop": pa.string(), "user_id": pa.int64()})
-    out = run_both(multi_view, spark, table, ["ui", "stock", "act"], "ts", cutoff)
+    out = run_both(project, spark, table, ["ui", "stock", "act"], "ts", cutoff)
     check(out, spine, "ts", views, cutoff)
-
-
-@pytest.fixture
-def zoned_views(make_project: MakeProject) -> fsql.Project:
-    return views_project(make_project, USER, {"zoned": ZONED_YML, "naive": NAIVE_YML})
 
 
 @BOTH_CUTOFFS
 @SPARK_CHECKS
 @given(case=zoned_case(),
        zone=st.sampled_from(["America/New_York", None, "Asia/Kolkata"]))
-def test_time_zones_and_dst(zoned_views: fsql.Project, spark: Any,
+def test_time_zones_and_dst(project: fsql.Project, spark: Any,
                             case: tuple[list[Row], ...], zone: str | None, cutoff: str) -> None:
-    zoned = [{**r, "ts": in_zone(r["ts"], "Asia/Kolkata"), "created": in_zone(r["created"], None)}
-             for r in case[0]]
-    naive = [{**r, "ts": in_zone(r["ts"], None)} for r in case[1]]
-    spine = [{**r, "at": in_zone(r["at"], zone)} for r in case[2]]
-    write_parquet(zoned_views.root / "data" / "zoned.parquet", ZONED_SCHEMA, zoned)
-    write_parquet(zoned_views.root / "data" / "naive.parquet", NAIVE_SCHEMA, naive)
+    zoned, naive, spine = zoned_inputs(project, case, zone)
     table = spine_table(spine, {"user_id": pa.int64(), "at": pa.timestamp("us", tz=zone)})
-    out = run_both(zoned_views, spark, table, ["zoned", "naive"], "at", cutoff)
+    out = run_both(project, spark, table, ["zoned", "naive"], "at", cutoff)
     check(out, spine, "at", [(ZONED_SPEC, zoned), (NAIVE_SPEC, naive)], cutoff)

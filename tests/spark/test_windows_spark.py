@@ -19,12 +19,11 @@ import fsql
 from tests.conftest import MakeProject
 from tests.pit.test_pit_reference import CHECKS, same
 from tests.pit.test_windows import (
-    GRID,
-    M,
+    EDGE_COUNTS,
     NAMES,
     ROW,
-    US,
     assert_same,
+    edge_case,
     finish,
     project_files,
     reference,
@@ -71,13 +70,7 @@ def test_spark_windows_equal_duckdb_and_the_reference(
 def test_window_edges_by_hand(windows_project: fsql.Project, spark: Any) -> None:
     """n_10m (10 min, hop 5) as in tests/pit/test_windows.py: one row at 12:00, asked just
     before it, at it, at the window's start, one microsecond before leaving, and after."""
-    noon = GRID[12]
-    write(windows_project.root / "data" / "txns.parquet", finish([{
-        "card": 1, "ts": noon, "created_after": None, "f": 1.5, "q": 2, "p": None, "m": "a",
-        "at": None}]))
-    points = [(1, noon - US), (1, noon), (1, noon + 10 * M), (1, noon + 15 * M - US),
-              (1, noon + 15 * M)]
-    inclusive = both(windows_project, spark, points, "inclusive")
-    assert [row["n_10m"] for row in inclusive.spark] == [0, 1, 1, 1, 0]
-    exclusive = both(windows_project, spark, points, "exclusive")
-    assert [row["n_10m"] for row in exclusive.spark] == [0, 0, 1, 1, 0]
+    points = edge_case(windows_project)
+    for cutoff, counts in EDGE_COUNTS.items():
+        out = both(windows_project, spark, points, cutoff)
+        assert [row["n_10m"] for row in out.spark] == counts, cutoff

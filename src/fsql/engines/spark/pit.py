@@ -29,22 +29,11 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from fsql import pit
 from fsql.engines.spark.ondemand import for_spark
 from fsql.engines.spark.union import AT, POINT, Stage, col, micros, partition, spine_rows, union
 from fsql.engines.spark.windows import window_stage
-from fsql.pit import (
-    SPINE,
-    PitPlan,
-    PitStrategy,
-    ViewJoin,
-    audit_column,
-    audit_created_column,
-    common_time,
-    input_column,
-    on_demand_columns,
-    qualified,
-    view_instant,
-)
+from fsql.pit import SPINE, PitPlan, PitStrategy, ViewJoin, qualified
 
 CREATED = "__fsql_created"  # a view row's created time, microseconds (null for spine rows)
 ROW = "__fsql_row_struct"  # a view row: its event time, created time and features
@@ -69,12 +58,12 @@ class UnionWindowJoin(PitStrategy):
             stage, columns = attach(plan, join, stage)
             for feature, name in columns.items():
                 values[(join.view.name, feature)] = qualified(name, SPINE)
-            hidden = {input_column(join.view.name, f.name) for f in join.inputs}
+            hidden = {pit.input_column(join.view.name, f.name) for f in join.inputs}
             outputs += [c for c in stage.columns[before:] if c not in hidden]
         select = exp.select(*[qualified(c, SPINE) for c in (*plan.output_spine, *outputs)]
                             ).from_(stage.rows(SPINE))
         for od in plan.on_demand:
-            for name, tree in on_demand_columns(for_spark(od, plan.joins), values):
+            for name, tree in pit.on_demand_columns(for_spark(od, plan.joins), values):
                 select = select.select(exp.alias_(tree, name, quoted=True), copy=False)
         return select.order_by(*[qualified(c, SPINE) for c in plan.order_by], copy=False)
 
@@ -84,12 +73,12 @@ def attach_view(plan: PitPlan, join: ViewJoin, stage: Stage) -> tuple[Stage, dic
     features under their output names, then its on-demand inputs (``input_column``). Returns
     the new stage and, per feature, the column holding its point-in-time value."""
     view = join.view
-    common = common_time(plan, join)
-    event = micros(view_instant(view.timestamp, join.ts_type, common))
+    common = pit.common_time(plan, join)
+    event = micros(pit.view_instant(view.timestamp, join.ts_type, common))
     fields = [exp.PropertyEQ(this=exp.to_identifier("t"), expression=event)]
     created: exp.Expr = exp.Null()
     if view.created_timestamp and join.created_type is not None:
-        created = micros(view_instant(view.created_timestamp, join.created_type, common))
+        created = micros(pit.view_instant(view.created_timestamp, join.created_type, common))
         fields.append(exp.PropertyEQ(this=exp.to_identifier("c"), expression=created.copy()))
     features = (*join.features, *(f for f in join.inputs if f not in join.features))
     fields += [exp.PropertyEQ(this=exp.to_identifier(_field(f.name), quoted=True),
@@ -113,10 +102,10 @@ def attach_view(plan: PitPlan, join: ViewJoin, stage: Stage) -> tuple[Stage, dic
     columns: list[exp.Expr] = []
     if plan.audit:
         columns.append(exp.alias_(exp.func("timestamp_micros", part("t")),
-                                  audit_column(view.name), quoted=True))
+                                  pit.audit_column(view.name), quoted=True))
         if join.created_type is not None:
             columns.append(exp.alias_(exp.func("timestamp_micros", part("c")),
-                                      audit_created_column(view.name), quoted=True))
+                                      pit.audit_created_column(view.name), quoted=True))
     names = {f.name: n for f, n in zip(join.features, join.output_names, strict=True)}
     added: dict[str, str] = {}
     for feature in features:
@@ -126,7 +115,7 @@ def attach_view(plan: PitPlan, join: ViewJoin, stage: Stage) -> tuple[Stage, dic
                               expression=exp.Literal.number(view.ttl.seconds * 1_000_000))
             value = exp.Case(ifs=[exp.If(this=exp.GTE(this=part("t"), expression=horizon),
                                          true=value)])
-        added[feature.name] = names.get(feature.name, input_column(view.name, feature.name))
+        added[feature.name] = names.get(feature.name, pit.input_column(view.name, feature.name))
         columns.append(exp.alias_(value, added[feature.name], quoted=True))
     select = spine_rows(exp.select(*[col(c) for c in stage.columns], *columns).from_(
         windowed.subquery("w")))
