@@ -112,11 +112,17 @@ def _rewrite_float(node: exp.Expr, kids: list[exp.Expr]) -> exp.Expr | None:
 def _rewrite(node: exp.Expr, kind: str | None, kids: list[exp.Expr],
              kinds: Mapping[int, str | None]) -> exp.Expr:
     """``node`` (its children already rewritten: ``kids``) for Spark."""
-    if isinstance(node, (exp.If, exp.And, exp.Or, exp.Not)):
-        # a bare NULL where Spark wants a boolean (it has no implicit VOID -> BOOLEAN there)
-        for key in ("this", "expression"):
-            if isinstance(node.args.get(key), exp.Null):
-                node.set(key, exp.cast(exp.Null(), exp.DataType.build("BOOLEAN")))
+    # a bare NULL where Spark wants a boolean (it has no implicit VOID -> BOOLEAN there): the
+    # conditions of a searched CASE (a simple CASE's WHENs are values) and of IF(), AND, OR, NOT
+    conditions: list[exp.Expr] = [node] if isinstance(node, (exp.And, exp.Or, exp.Not)) else []
+    if isinstance(node, exp.Case) and node.this is None:
+        conditions += node.args.get("ifs") or []
+    elif not isinstance(node, exp.Case):
+        conditions += [kid for kid in kids if isinstance(kid, exp.If)]  # IF(): a call
+    for condition in conditions:
+        for key in ("this", "expression") if not isinstance(condition, exp.If) else ("this",):
+            if isinstance(condition.args.get(key), exp.Null):
+                condition.set(key, exp.cast(exp.Null(), exp.DataType.build("BOOLEAN")))
     if kind == "float64":
         rewritten = _rewrite_float(node, kids)
         if rewritten is not None:

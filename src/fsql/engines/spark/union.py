@@ -1,5 +1,6 @@
 """What Spark's point-in-time stages share: the union of a stage's rows (the spine, with the
-features attached so far) and one view's rows, partitioned by the view's entity key.
+features attached so far) and the rows of one or more views on the same entity key,
+partitioned by that key.
 
 Both sides of the union have the same layout: the columns the stage carries (null on the view
 side), the join keys under ``key_column`` names (spine and view column names may clash with
@@ -11,11 +12,12 @@ on the spine side).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlglot import exp
 
-from fsql.pit import PitPlan, ViewJoin, as_instant, view_instant
+from fsql.pit import PitPlan, ViewJoin, as_instant, common_time, view_instant
 from fsql.windows import AT, POINT
 
 T = exp.DataType.Type
@@ -52,28 +54,37 @@ class Stage:
         return exp.alias_(self.query.copy(), alias, table=True)
 
 
-def union(plan: PitPlan, join: ViewJoin, stage: Stage, common: exp.DataType,
-          extra: list[exp.Expr]) -> exp.Subquery:
-    """The stage's rows and the view's rows with an event time and a full key (``extra``: the
-    view side's own columns, aliased), as subquery ``u``."""
-    keys = [exp.alias_(col(k), key_column(i), quoted=True) for i, k in enumerate(join.keys)]
-    spine_at = micros(as_instant(col(plan.spine_ts), plan.spine_ts_type, common))
-    spine = exp.select(
+def union(plan: PitPlan, joins: Sequence[ViewJoin], stage: Stage,
+          own: Sequence[dict[str, exp.Expr]]) -> exp.Subquery:
+    """The stage's rows and the rows with an event time and a full key of each view of
+    ``joins`` (all on the same join keys), as subquery ``u``. ``own[i]``: the view side's own
+    columns (name -> expression over the view's columns) of the ``i``-th view's rows; a column
+    another view names is null in its rows (and in the spine's)."""
+    names = list(dict.fromkeys(name for columns in own for name in columns))
+    keys = [exp.alias_(col(k), key_column(i), quoted=True) for i, k in enumerate(joins[0].keys)]
+    spine_at = micros(as_instant(col(plan.spine_ts), plan.spine_ts_type,
+                                 common_time(plan, joins[0])))
+    branches = [exp.select(
         *[col(c) for c in stage.columns], *[k.copy() for k in keys],
         exp.alias_(spine_at, AT, quoted=True),
         exp.alias_(exp.Literal.number(-1 if plan.exclusive else 1), POINT, quoted=True),
-        *[exp.alias_(exp.Null(), e.alias_or_name, quoted=True) for e in extra]
-    ).from_(stage.rows("s"))
-    view = join.view
-    event = view_instant(view.timestamp, join.ts_type, common)
-    present = [event.copy().is_(exp.null()).not_(),
-               *[col(k).is_(exp.null()).not_() for k in join.keys]]
-    rows = exp.select(
-        *[exp.alias_(exp.Null(), c, quoted=True) for c in stage.columns], *keys,
-        exp.alias_(micros(event), AT, quoted=True),
-        exp.alias_(exp.Literal.number(0), POINT, quoted=True),
-        *extra).from_(exp.to_table(join.relation, quoted=True)).where(exp.and_(*present))
-    return exp.union(spine, rows, distinct=False).subquery("u")
+        *[exp.alias_(exp.Null(), name, quoted=True) for name in names]
+    ).from_(stage.rows("s"))]
+    for join, columns in zip(joins, own, strict=True):
+        event = view_instant(join.view.timestamp, join.ts_type, common_time(plan, join))
+        present = [event.copy().is_(exp.null()).not_(),
+                   *[col(k).is_(exp.null()).not_() for k in join.keys]]
+        branches.append(exp.select(
+            *[exp.alias_(exp.Null(), c, quoted=True) for c in stage.columns],
+            *[k.copy() for k in keys], exp.alias_(micros(event), AT, quoted=True),
+            exp.alias_(exp.Literal.number(0), POINT, quoted=True),
+            *[exp.alias_(columns.get(name, exp.Null()).copy(), name, quoted=True)
+              for name in names]
+        ).from_(exp.to_table(join.relation, quoted=True)).where(exp.and_(*present)))
+    rows: exp.Query = branches[0]
+    for branch in branches[1:]:
+        rows = exp.union(rows, branch, distinct=False)
+    return rows.subquery("u")
 
 
 def partition(join: ViewJoin) -> list[exp.Column]:

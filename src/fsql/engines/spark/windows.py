@@ -98,29 +98,29 @@ def _value(agg: Aggregation, join: ViewJoin, dtype: exp.DataType) -> exp.Expr:
                    expression=exp.Nullif(this=count, expression=exp.Literal.number(0)))
 
 
-def window_stage(plan: PitPlan, join: ViewJoin, stage: Stage) -> tuple[Stage, dict[str, str]]:
+def window_stage(plan: PitPlan, join: ViewJoin, stage: Stage
+                 ) -> tuple[Stage, dict[tuple[str, str], str]]:
     """``stage`` with a view of aggregations attached: with ``plan.audit`` the greatest event
     time in its widest window (``audit_column``), then its features under their output names,
-    then its on-demand inputs (``input_column``). Returns the new stage and, per feature, the
-    column holding its value."""
+    then its on-demand inputs (``input_column``). Returns the new stage and, per (view,
+    feature), the column holding its value."""
     view = join.view
     common = common_time(plan, join)
     features = (*join.features, *(f for f in join.inputs if f not in join.features))
     source = window_source(replace(join, features=features), common)
     inputs = {name: _input(i) for i, name in enumerate(source.columns)}
-    extra = [exp.alias_(exp.Literal.number(1), MARK, quoted=True)]
+    own: dict[str, exp.Expr] = {MARK: exp.Literal.number(1)}
     if source.created is not None:
-        extra.append(exp.alias_(exp.func("unix_micros", exp.cast(
-            source.created.copy(), exp.DataType.build(T.TIMESTAMPTZ))), CREATED_AT,
-            quoted=True))
-    extra += [exp.alias_(col(name), renamed, quoted=True) for name, renamed in inputs.items()]
+        own[CREATED_AT] = exp.func("unix_micros", exp.cast(
+            source.created.copy(), exp.DataType.build(T.TIMESTAMPTZ)))
+    own.update({renamed: col(name) for name, renamed in inputs.items()})
     aggs = {f.name: replace(f.aggregation, column=inputs[f.aggregation.column]
                             if f.aggregation.column else None)
             for f in features if f.aggregation is not None}
     hops = sorted({a.hop_micros for a in aggs.values()})
     tiled = exp.select("*", *[exp.alias_(floor_div(col(AT), hop), _tile(hop), quoted=True)
                               for hop in hops]).from_(
-        stage_union(plan, join, stage, common, extra))
+        stage_union(plan, [join], stage, [own]))
     columns: list[exp.Expr] = []
     if plan.audit:
         widest = max(aggs.values(), key=lambda a: a.window_micros + a.hop_micros)
@@ -131,14 +131,15 @@ def window_stage(plan: PitPlan, join: ViewJoin, stage: Stage) -> tuple[Stage, di
             exp.func("timestamp_micros", exp.Greatest(this=now, expressions=[earlier])),
             audit_column(view.name), quoted=True))
     names = {f.name: n for f, n in zip(join.features, join.output_names, strict=True)}
-    added: dict[str, str] = {}
+    added: dict[tuple[str, str], str] = {}
     keys = [col(key_column(i)) for i in range(len(join.keys))]
     for feature in features:
         agg = aggs[feature.name]
         value = (last_in_window(agg, source, keys, col(AT)) if agg.function == "last" else
                  _value(agg, join, feature.dtype.sql))
-        added[feature.name] = names.get(feature.name, input_column(view.name, feature.name))
-        columns.append(exp.alias_(value, added[feature.name], quoted=True))
+        name = names.get(feature.name) or input_column(view.name, feature.name)
+        added[(view.name, feature.name)] = name
+        columns.append(exp.alias_(value, name, quoted=True))
     windowed = exp.select(*[col(c) for c in stage.columns], col(POINT), *columns).from_(
         tiled.subquery("t"))
     carried = (*stage.columns, *[c.alias_or_name for c in columns])
