@@ -1,6 +1,7 @@
 """One local Spark session for every Spark test (local[2], 2 shuffle partitions, no UI,
-session time zone UTC: naive timestamps mean UTC), and the ``spark`` marker on each test
-under tests/spark/ (``-m "not spark"`` leaves them out)."""
+session time zone UTC: naive timestamps mean UTC; ANSI mode, which on-demand overflow errors
+need), and the ``spark`` marker on each test under tests/spark/ (``-m "not spark"`` leaves
+them out)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def spark() -> Iterator[Any]:
                .config("spark.sql.shuffle.partitions", "2")
                .config("spark.default.parallelism", "2")
                .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.ansi.enabled", "true")  # Spark 4's default, relied on
                .config("spark.driver.memory", "1g")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")

@@ -127,6 +127,8 @@ def test_ttl_created_ties_and_no_ttl(project: fsql.Project, spark: Any, data: st
                                 "label": pa.int64()})
     out = run_both(project, spark, table, ["v", "w"], "ts", cutoff)
     check(out, spine, "ts", views, cutoff)
+    # v and w are on the same key: one stage, one union of spine, v and w rows
+    assert out.spark_sql.count(" UNION ALL ") == 2, out.spark_sql
 
 
 @SPARK_CHECKS
