@@ -31,9 +31,18 @@ from __future__ import annotations
 from sqlglot import exp
 
 from fsql import pit
-from fsql.definitions import Feature
 from fsql.engines.spark.ondemand import for_spark
-from fsql.engines.spark.union import AT, POINT, Stage, col, micros, partition, spine_rows, union
+from fsql.engines.spark.union import (
+    AT,
+    POINT,
+    Stage,
+    col,
+    micros,
+    partition,
+    provided,
+    spine_rows,
+    union,
+)
 from fsql.engines.spark.windows import window_stage
 from fsql.pit import SPINE, PitPlan, PitStrategy, ViewJoin, qualified
 
@@ -105,12 +114,8 @@ def _row(join: ViewJoin, common: exp.DataType) -> tuple[exp.Expr, exp.Expr]:
         created = micros(pit.view_instant(view.created_timestamp, join.created_type, common))
         fields.append(exp.PropertyEQ(this=exp.to_identifier("c"), expression=created.copy()))
     fields += [exp.PropertyEQ(this=exp.to_identifier(_field(f.name), quoted=True),
-                              expression=col(f.name)) for f in _features(join)]
+                              expression=col(f.name)) for f in provided(join)]
     return created, exp.Struct(expressions=fields)
-
-
-def _features(join: ViewJoin) -> tuple[Feature, ...]:
-    return (*join.features, *(f for f in join.inputs if f not in join.features))
 
 
 def attach_views(plan: PitPlan, joins: list[ViewJoin], stage: Stage
@@ -149,7 +154,7 @@ def attach_views(plan: PitPlan, joins: list[ViewJoin], stage: Stage
                 columns.append(exp.alias_(exp.func("timestamp_micros", part("c")),
                                           pit.audit_created_column(view.name), quoted=True))
         names = {f.name: n for f, n in zip(join.features, join.output_names, strict=True)}
-        for feature in _features(join):
+        for feature in provided(join):
             value: exp.Expr = part(_field(feature.name))
             if view.ttl is not None:  # rule 3, inclusive, in microseconds
                 horizon = exp.Sub(this=col(AT), expression=exp.Literal.number(

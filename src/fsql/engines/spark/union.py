@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from fsql.definitions import Feature
 from fsql.pit import PitPlan, ViewJoin, as_instant, common_time, view_instant
 from fsql.windows import AT, POINT
 
 T = exp.DataType.Type
-__all__ = ["AT", "POINT", "Stage", "col", "key_column", "micros", "partition", "spine_rows",
-           "union"]
+__all__ = ["AT", "POINT", "Stage", "col", "key_column", "micros", "partition", "provided",
+           "spine_rows", "union"]
 
 
 def col(name: str, table: str | None = None) -> exp.Column:
@@ -85,6 +86,11 @@ def union(plan: PitPlan, joins: Sequence[ViewJoin], stage: Stage,
     for branch in branches[1:]:
         rows = exp.union(rows, branch, distinct=False)
     return rows.subquery("u")
+
+
+def provided(join: ViewJoin) -> tuple[Feature, ...]:
+    """What a view's stage computes: its requested features, then its on-demand inputs."""
+    return (*join.features, *(f for f in join.inputs if f not in join.features))
 
 
 def partition(join: ViewJoin) -> list[exp.Column]:

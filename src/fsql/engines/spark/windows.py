@@ -26,7 +26,7 @@ from dataclasses import replace
 from sqlglot import exp
 
 from fsql.definitions import Aggregation
-from fsql.engines.spark.union import AT, POINT, Stage, col, key_column, partition, spine_rows
+from fsql.engines.spark.union import AT, POINT, Stage, col, partition, provided, spine_rows
 from fsql.engines.spark.union import union as stage_union
 from fsql.pit import PitPlan, ViewJoin, audit_column, common_time, input_column, window_source
 from fsql.windows import CREATED_AT, MARK, floor_div, last_in_window
@@ -106,7 +106,7 @@ def window_stage(plan: PitPlan, join: ViewJoin, stage: Stage
     feature), the column holding its value."""
     view = join.view
     common = common_time(plan, join)
-    features = (*join.features, *(f for f in join.inputs if f not in join.features))
+    features = provided(join)
     source = window_source(replace(join, features=features), common)
     inputs = {name: _input(i) for i, name in enumerate(source.columns)}
     own: dict[str, exp.Expr] = {MARK: exp.Literal.number(1)}
@@ -132,11 +132,10 @@ def window_stage(plan: PitPlan, join: ViewJoin, stage: Stage
             audit_column(view.name), quoted=True))
     names = {f.name: n for f, n in zip(join.features, join.output_names, strict=True)}
     added: dict[tuple[str, str], str] = {}
-    keys = [col(key_column(i)) for i in range(len(join.keys))]
     for feature in features:
         agg = aggs[feature.name]
-        value = (last_in_window(agg, source, keys, col(AT)) if agg.function == "last" else
-                 _value(agg, join, feature.dtype.sql))
+        value = (last_in_window(agg, source, partition(join), col(AT))
+                 if agg.function == "last" else _value(agg, join, feature.dtype.sql))
         name = names.get(feature.name) or input_column(view.name, feature.name)
         added[(view.name, feature.name)] = name
         columns.append(exp.alias_(value, name, quoted=True))
