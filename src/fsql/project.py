@@ -22,7 +22,7 @@ from fsql.build import BuildResult, Progress, build
 from fsql.compile import CompiledProject, Compiler, manifest, plan_training_set, write_target
 from fsql.config import Target, load_project_config, load_target
 from fsql.definitions import FEATURE_CUTOFFS, FeatureCutoff, FeatureRef, FeatureView, OnDemandView
-from fsql.engines import Engine, connect
+from fsql.engines import Column, Engine, connect
 from fsql.errors import EngineError, QueryFailed, RequestError, known_names
 from fsql.graph import Selection
 from fsql.loader import ProjectSpec, load_project
@@ -45,6 +45,18 @@ _SPINE_RELATION = "__fsql_spine"
 log = logging.getLogger(__name__)
 # a library stays quiet unless its user configures logging (the CLI logs to the target's file)
 logging.getLogger("fsql").addHandler(logging.NullHandler())
+
+
+@contextmanager
+def spine_relation(engine: Engine, table: pa.Table) -> Iterator[tuple[exp.Table, list[Column]]]:
+    """``table`` registered as the spine of a point-in-time query (``historical_features``),
+    with its columns as the engine types them, until exit."""
+    engine.register(_SPINE_RELATION, table)
+    try:
+        relation = exp.to_table(_SPINE_RELATION, quoted=True)
+        yield relation, engine.describe(exp.select("*").from_(relation))
+    finally:
+        engine.unregister(_SPINE_RELATION)
 
 
 class Project:
@@ -216,23 +228,18 @@ class Project:
         if ROW_ID in table.column_names:
             raise RequestError(f"the spine may not have a column named {ROW_ID}")
         table = table.append_column(ROW_ID, pa.array(range(table.num_rows), pa.int64()))
-        with self._compiled() as (engine, project):
-            engine.register(_SPINE_RELATION, table)
+        with self._compiled() as (engine, project), spine_relation(engine, table) as (
+                relation, columns):
+            plan = plan_training_set(project.spec, refs, relation, columns, timestamp,
+                                     naming, project.nodes, spine_output=(),
+                                     order_by=(ROW_ID,),
+                                     feature_cutoff=feature_cutoff or cutoff)
             try:
-                relation = exp.to_table(_SPINE_RELATION, quoted=True)
-                columns = engine.describe(exp.select("*").from_(relation))
-                plan = plan_training_set(project.spec, refs, relation, columns, timestamp,
-                                         naming, project.nodes, spine_output=(),
-                                         order_by=(ROW_ID,),
-                                         feature_cutoff=feature_cutoff or cutoff)
-                try:
-                    result = engine.fetch_arrow(engine.pit_strategy().query(plan))
-                except EngineError as err:
-                    from fsql.build import on_demand_failure
+                result = engine.fetch_arrow(engine.pit_strategy().query(plan))
+            except EngineError as err:
+                from fsql.build import on_demand_failure
 
-                    raise on_demand_failure("historical_features", plan, err) from None
-            finally:
-                engine.unregister(_SPINE_RELATION)
+                raise on_demand_failure("historical_features", plan, err) from None
         joined = _to_pandas(result)
         joined.index = frame.index
         return pd.concat([frame, joined], axis=1)

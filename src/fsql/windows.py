@@ -197,7 +197,7 @@ def window_values(source: WindowSource, points: exp.Select, exclusive: bool,
         assert agg is not None
         if widest is None or _reach_max(agg) > _reach_max(widest):
             widest = agg
-        value = (_last(agg, source, partition, at) if agg.function == "last" else
+        value = (last_in_window(agg, source, partition, at) if agg.function == "last" else
                  _combined(agg, source, types[feature.name], frame(reach(agg, at.copy()))))
         select = select.select(exp.alias_(value, feature.name, quoted=True))
     assert widest is not None
@@ -210,7 +210,7 @@ def window_values(source: WindowSource, points: exp.Select, exclusive: bool,
                                                expression=exp.Literal.number(0)))
 
 
-def _last(agg: Aggregation, source: WindowSource, partition: list[exp.Column],
+def last_in_window(agg: Aggregation, source: WindowSource, partition: list[exp.Column],
           at: exp.Column) -> exp.Expr:
     """``last`` without a windowed ``arg_max`` over structs (slow): the newest non-null value
     up to the point, in a running frame ordered by (event time, point, created time, value),

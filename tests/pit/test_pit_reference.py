@@ -416,20 +416,26 @@ def multi_view(make_project: MakeProject) -> fsql.Project:
                          {"stock": STOCK_YML, "ui": UI_YML, "act": ACT_YML})
 
 
+def multi_case(project: fsql.Project, data: st.DataObject
+               ) -> tuple[list[tuple[ViewSpec, list[Row]]], list[Row]]:
+    """Rows of the three views of ``multi_view`` (written to their files) and a spine aimed
+    at them."""
+    views = [(STOCK_SPEC, data.draw(view_rows(stock_rows, STOCK_SPEC), "stock rows")),
+             (UI_SPEC, data.draw(view_rows(ui_rows, UI_SPEC), "ui rows")),
+             (ACT_SPEC, data.draw(view_rows(act_rows, ACT_SPEC, max_size=12), "act rows"))]
+    for (_, rows), (name, schema) in zip(views, (("stock", STOCK_SCHEMA), ("ui", UI_SCHEMA),
+                                                 ("act", ACT_SCHEMA)), strict=True):
+        write_parquet(project.root / "data" / f"{name}.parquet", schema, rows)
+    return views, data.draw(spine_rows(multi_spine, views, "ts", max_size=15), "spine")
+
+
 @BOTH_CUTOFFS
 @PER_CUTOFF
 @given(data=st.data())
 def test_composite_keys_and_several_views(multi_view: fsql.Project, data: st.DataObject,
                                           cutoff: str) -> None:
-    stock = data.draw(view_rows(stock_rows, STOCK_SPEC), "stock rows")
-    ui = data.draw(view_rows(ui_rows, UI_SPEC), "ui rows")
-    act = data.draw(view_rows(act_rows, ACT_SPEC, max_size=12), "act rows")
-    views = [(STOCK_SPEC, stock), (UI_SPEC, ui), (ACT_SPEC, act)]
-    spine = data.draw(spine_rows(multi_spine, views, "ts", max_size=15), "spine")
-    data_dir = multi_view.root / "data"
-    write_parquet(data_dir / "stock.parquet", STOCK_SCHEMA, stock)
-    write_parquet(data_dir / "ui.parquet", UI_SCHEMA, ui)
-    write_parquet(data_dir / "act.parquet", ACT_SCHEMA, act)
+    views, spine = multi_case(multi_view, data)
+    (_, stock), (_, ui), (_, act) = views
     frame = pd.DataFrame({
         "sku": pd.array([r["sku"] for r in spine], dtype="Int64"),
         "ts": time_column([r["ts"] for r in spine], None),
@@ -484,6 +490,18 @@ def zoned_case(draw: st.DrawFn) -> tuple[list[Row], list[Row], list[Row]]:
     return zoned, naive, spine
 
 
+def zoned_inputs(project: fsql.Project, case: tuple[list[Row], ...], zone: str | None
+                 ) -> tuple[list[Row], list[Row], list[Row]]:
+    """A ``zoned_case`` as the inputs hold it -- wall times in their zones, what the reference
+    sees -- with both views written to their files: (zoned rows, naive rows, spine)."""
+    zoned = [{**r, "ts": in_zone(r["ts"], "Asia/Kolkata"), "created": in_zone(r["created"], None)}
+             for r in case[0]]
+    naive = [{**r, "ts": in_zone(r["ts"], None)} for r in case[1]]
+    write_parquet(project.root / "data" / "zoned.parquet", ZONED_SCHEMA, zoned)
+    write_parquet(project.root / "data" / "naive.parquet", NAIVE_SCHEMA, naive)
+    return zoned, naive, [{**r, "at": in_zone(r["at"], zone)} for r in case[2]]
+
+
 @BOTH_CUTOFFS
 @PER_CUTOFF
 @given(case=zoned_case(),
@@ -491,13 +509,7 @@ def zoned_case(draw: st.DrawFn) -> tuple[list[Row], list[Row], list[Row]]:
        unit=st.sampled_from(["us", "ns"]))
 def test_time_zones_and_dst(zoned_views: fsql.Project, case: tuple[list[Row], ...],
                             zone: str | None, unit: str, cutoff: str) -> None:
-    # what the reference sees is what the inputs hold: wall times in their zones
-    zoned = [{**r, "ts": in_zone(r["ts"], "Asia/Kolkata"), "created": in_zone(r["created"], None)}
-             for r in case[0]]
-    naive = [{**r, "ts": in_zone(r["ts"], None)} for r in case[1]]
-    spine = [{**r, "at": in_zone(r["at"], zone)} for r in case[2]]
-    write_parquet(zoned_views.root / "data" / "zoned.parquet", ZONED_SCHEMA, zoned)
-    write_parquet(zoned_views.root / "data" / "naive.parquet", NAIVE_SCHEMA, naive)
+    zoned, naive, spine = zoned_inputs(zoned_views, case, zone)
     frame = pd.DataFrame({"user_id": pd.array([r["user_id"] for r in spine], dtype="Int64"),
                           "at": time_column([r["at"] for r in spine], zone, unit)})
     out = zoned_views.historical_features(frame, ["zoned", "naive"], timestamp="at",

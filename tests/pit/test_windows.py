@@ -171,20 +171,30 @@ def test_training_values_equal_the_reference(windows_project: fsql.Project, cuto
                     f"{cutoff})", rows)
 
 
+#: n_10m at the points of ``edge_case``, by cutoff
+EDGE_COUNTS = {"inclusive": [0, 1, 1, 1, 0], "exclusive": [0, 0, 1, 1, 0]}
+
+
+def edge_case(project: fsql.Project) -> list[tuple[Any, Any]]:
+    """One row at 12:00 (written), and the points to ask at: 11:59:59.999999, 12:00, 12:10,
+    12:14:59.999999, 12:15."""
+    noon = GRID[12]
+    write(project.root / "data" / "txns.parquet", finish([{
+        "card": 1, "ts": noon, "created_after": None, "f": 1.5, "q": 2, "p": None, "m": "a",
+        "at": None}]))
+    return [(1, noon - US), (1, noon), (1, noon + 10 * M), (1, noon + 15 * M - US),
+            (1, noon + 15 * M)]
+
+
 def test_window_edges_by_hand(windows_project: fsql.Project) -> None:
     """n_10m (10 min, hop 5): at t the window starts at floor(t, 5m) - 10m. One row at
     12:00; asked at 12:10 (inside, at the start), 12:14:59.999999 (still), 12:15 (out), and at
     11:59:59.999999 (before the row)."""
-    noon = GRID[12]
-    write(windows_project.root / "data" / "txns.parquet", finish([{
-        "card": 1, "ts": noon, "created_after": None, "f": 1.5, "q": 2, "p": None, "m": "a",
-        "at": None}]))
-    points = [(1, noon - US), (1, noon), (1, noon + 10 * M), (1, noon + 15 * M - US),
-              (1, noon + 15 * M)]
+    points = edge_case(windows_project)
     got = [row["n_10m"] for row in training(windows_project, points, "inclusive")]
-    assert got == [0, 1, 1, 1, 0]
+    assert got == EDGE_COUNTS["inclusive"]
     got = [row["n_10m"] for row in training(windows_project, points, "exclusive")]
-    assert got == [0, 0, 1, 1, 0]
+    assert got == EDGE_COUNTS["exclusive"]
 
 
 ARBITRARY = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
