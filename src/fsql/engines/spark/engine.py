@@ -31,7 +31,7 @@ from sqlglot import exp
 from fsql.config import OfflineConfig
 from fsql.engines.base import Column, Engine
 from fsql.engines.spark import dialect
-from fsql.errors import ConfigError, EngineError, QueryFailed
+from fsql.errors import ConfigError, DefinitionError, EngineError, QueryFailed
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -46,6 +46,9 @@ _DEFAULTS = {"spark.app.name": "fsql", "spark.ui.enabled": "false",
 #: settings fsql's semantics depend on: set on the session, even on one already running
 _PINNED = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true",
            "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+           # zoned times as Parquet TIMESTAMP(isAdjustedToUTC) micros, not legacy INT96
+           # (which DuckDB and pyarrow read as naive)
+           "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
            "spark.sql.execution.arrow.pyspark.enabled": "true"}
 #: Spark error conditions that are errors on the data (``QueryFailed.on_data``)
 _DATA_ERRORS = ("DIVIDE_BY_ZERO", "CAST_INVALID_INPUT", "CAST_OVERFLOW", "ARITHMETIC_OVERFLOW",
@@ -187,10 +190,12 @@ class SparkEngine(Engine):
         location = Path(source.location)
         full = location if location.is_absolute() else root / location
         if source.format != "parquet":
-            raise ConfigError(
-                f"{source.path}:{source.line}: source '{source.name}' is {source.format}; on "
-                "Spark sources are Parquet files or catalog tables (Spark infers CSV column "
-                "types differently from DuckDB); convert it to Parquet")
+            raise DefinitionError(
+                source.path, f"source '{source.name}' is {source.format}: on Spark, sources "
+                "are Parquet files or catalog tables (Spark infers CSV column types "
+                "differently from DuckDB)", line=source.line,
+                hint="convert the file to Parquet, e.g. COPY (FROM 'x.csv') TO 'x.parquet' in "
+                "DuckDB")
         return self.parquet_query(full)
 
     def parquet_query(self, path: Path) -> exp.Query:
@@ -216,6 +221,10 @@ class SparkEngine(Engine):
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(
             data, preserve_index=False)
         frame = self._run(self.spark.createDataFrame, table)
+        naive = [f.name for f in table.schema
+                 if pa.types.is_timestamp(f.type) and f.type.tz is None]
+        if naive:  # Spark reads a naive Arrow time as a zoned one: make it naive again (UTC)
+            frame = frame.withColumns({c: frame[c].cast("timestamp_ntz") for c in naive})
         frame.createOrReplaceTempView(name)
 
     def unregister(self, name: str) -> None:
