@@ -178,3 +178,11 @@ def test_pinned_settings_cannot_be_overridden(spark: Any, tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         SparkEngine(config, str(tmp_path))
     assert "spark.sql.ansi.enabled" in str(info.value)
+
+
+def test_missing_database_is_a_config_error(spark: Any, tmp_path: Path) -> None:
+    config = OfflineConfig("spark", tmp_path, None, None, "local[2]", (), tmp_path / "w",
+                           "no_such_db")
+    with pytest.raises(ConfigError) as info:
+        SparkEngine(config, str(tmp_path))
+    assert "no_such_db" in str(info.value) and "database:" in str(info.value)

@@ -65,6 +65,9 @@ class SparkEngine(Engine):
         if pinned:
             raise ConfigError(f"offline conf may not set {', '.join(sorted(pinned))}: fsql's "
                               "results depend on it (UTC, ANSI mode)")
+        #: the views this engine made: name -> (SQL, Parquet copy of a ``table`` or None)
+        self.views: dict[str, tuple[str, Path | None]] = {}
+        self._saved: dict[str, tuple[str, Path | None]] | None = None  # at transaction start
         self.owned = SparkSession.getActiveSession() is None
         assert config.warehouse is not None
         self.warehouse = config.warehouse
@@ -82,10 +85,12 @@ class SparkEngine(Engine):
             self.spark.conf.set(key, value)
         self.spark.sparkContext.setLogLevel("FATAL")  # failures reach the user as fsql errors
         if config.database != "default":
-            self.spark.catalog.setCurrentDatabase(config.database)
-        #: the views this engine made: name -> (SQL, Parquet copy of a ``table`` or None)
-        self.views: dict[str, tuple[str, Path | None]] = {}
-        self._saved: dict[str, tuple[str, Path | None]] | None = None  # at transaction start
+            try:
+                self.spark.catalog.setCurrentDatabase(config.database)
+            except PySparkException as err:
+                self.close()
+                raise ConfigError(f"offline database '{config.database}' cannot be used: "
+                                  f"{_message(err)}; create it or fix 'database:'") from None
 
     def pit_strategy(self) -> PitStrategy:
         from fsql.engines.spark.pit import UnionWindowJoin
