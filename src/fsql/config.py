@@ -262,6 +262,11 @@ def _offline(raw: dict[str, Any], project: ProjectConfig, path: Path, target: st
     return OfflineConfig("duckdb", db_path, threads, str(memory) if memory else None)
 
 
+#: Spark settings fsql's semantics depend on (``engines.spark.engine`` sets them)
+SPARK_PINNED = ("spark.sql.session.timeZone", "spark.sql.ansi.enabled",
+                "spark.sql.parquet.inferTimestampNTZ.enabled",
+                "spark.sql.parquet.outputTimestampType",
+                "spark.sql.execution.arrow.pyspark.enabled")
 _SPARK_KEYS = ("type", "master", "conf", "warehouse", "database")
 #: words of a Spark setting whose value is a credential (fs.s3a.secret.key, ...password)
 _SECRET_WORDS = ("secret", "password", "token", "credential", "access.key")
@@ -281,6 +286,10 @@ def _spark(raw: dict[str, Any], project: ProjectConfig, where: str) -> OfflineCo
     if not isinstance(conf, dict):
         raise ConfigError(f"{where}: conf must be a mapping of Spark settings "
                           f"(spark.executor.memory: 4g, ...), got {type(conf).__name__}")
+    pinned = sorted(set(conf) & set(SPARK_PINNED))
+    if pinned:
+        raise ConfigError(f"{where}: conf may not set {', '.join(pinned)}: fsql's results "
+                          "depend on it (sessions run in UTC with ANSI mode on)")
     pairs = []
     from_secrets = {v for k, v in os.environ.items() if secrets.is_secret_env(k)}
     for key, value in conf.items():

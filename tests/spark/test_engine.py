@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from sqlglot import exp
 
-from fsql.config import OfflineConfig
+from fsql.config import SPARK_PINNED, OfflineConfig
 from fsql.definitions import Source
 from fsql.engines import connect
-from fsql.engines.spark.engine import SparkEngine
+from fsql.engines.spark.engine import _PINNED, SparkEngine
 from fsql.errors import ConfigError, DefinitionError, EngineError, QueryFailed
 
 ROWS = pa.table({
@@ -172,12 +172,9 @@ def test_csv_source_is_refused_with_the_fix(engine: SparkEngine, tmp_path: Path)
     assert "models/sources.yml:4" in str(info.value) and "Parquet" in str(info.value)
 
 
-def test_pinned_settings_cannot_be_overridden(spark: Any, tmp_path: Path) -> None:
-    config = OfflineConfig("spark", tmp_path, None, None, "local[2]",
-                           (("spark.sql.ansi.enabled", "false"),), tmp_path / "w")
-    with pytest.raises(ConfigError) as info:
-        SparkEngine(config, str(tmp_path))
-    assert "spark.sql.ansi.enabled" in str(info.value)
+def test_pinned_settings_are_the_configs(engine: SparkEngine) -> None:
+    assert set(_PINNED) == set(SPARK_PINNED)
+    assert {k: engine.spark.conf.get(k) for k in _PINNED} == _PINNED
 
 
 def test_missing_database_is_a_config_error(spark: Any, tmp_path: Path) -> None:

@@ -62,3 +62,9 @@ def test_credential_in_conf_must_come_from_a_secret_variable(
 def test_conf_values_are_single_values(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="conf spark.jars must be a single value"):
         _target(tmp_path, "{type: spark, conf: {spark.jars: [a, b]}}")
+
+
+def test_pinned_settings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        _target(tmp_path, "{type: spark, conf: {spark.sql.ansi.enabled: false}}")
+    assert "profiles.yml" in str(info.value) and "spark.sql.ansi.enabled" in str(info.value)

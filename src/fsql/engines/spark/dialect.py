@@ -94,7 +94,9 @@ def to_spark(query: exp.Query, schema: Mapping[str, Mapping[str, exp.DataType]]
     columns, for operand types)."""
     query = query.copy()  # the rewrites below replace nodes in place; types are by node id
     types = _operand_types(query, schema)
-    for node in query.walk():
+    # constructs refused outright first: an unknown function also hides its result's type
+    nodes = sorted(query.walk(), key=lambda n: type(n) in CHECKED)
+    for node in nodes:
         refusal = _check(node, types)
         if refusal is not None:
             raise DialectError(f"on Spark, {refusal.reason}", line=_line(refusal.node),
@@ -164,7 +166,8 @@ def _kind(node: exp.Expr, types: Types) -> str:
 def _unknown_type(node: exp.Expr, what: str) -> _Refusal:
     return _Refusal(node, f"{what}: fsql cannot tell the type of "
                     f"{node.sql('duckdb')}, and the result depends on it",
-                    f"CAST it first, e.g. CAST({node.sql('duckdb')} AS DOUBLE)")
+                    f"CAST it to the type it has first, e.g. CAST({node.sql('duckdb')} AS "
+                    "DOUBLE)")
 
 
 #: operand families a CAST may convert from, per target family, with the same result

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 _DEFAULTS = {"spark.app.name": "fsql", "spark.ui.enabled": "false",
              "spark.ui.showConsoleProgress": "false",
              "spark.sql.shuffle.partitions": "8"}
-#: settings fsql's semantics depend on: set on the session, even on one already running
+#: settings fsql's semantics depend on (``config.SPARK_PINNED``, refused in ``conf:``): set on
+#: the session, even on one already running
 _PINNED = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true",
            "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
            # zoned times as Parquet TIMESTAMP(isAdjustedToUTC) micros, not legacy INT96
@@ -61,10 +62,6 @@ class SparkEngine(Engine):
     dialect = "spark"
 
     def __init__(self, config: OfflineConfig, root_dir: str, writable: bool = False) -> None:
-        pinned = {k for k, _ in config.conf if k in _PINNED}
-        if pinned:
-            raise ConfigError(f"offline conf may not set {', '.join(sorted(pinned))}: fsql's "
-                              "results depend on it (UTC, ANSI mode)")
         #: the views this engine made: name -> (SQL, Parquet copy of a ``table`` or None)
         self.views: dict[str, tuple[str, Path | None]] = {}
         self._saved: dict[str, tuple[str, Path | None]] | None = None  # at transaction start
@@ -72,7 +69,9 @@ class SparkEngine(Engine):
         assert config.warehouse is not None
         self.warehouse = config.warehouse
         builder = SparkSession.builder.master(config.master)
+        quiet = Path(__file__).with_name("log4j2.properties")  # the JVM's start-up chatter
         settings = {**_DEFAULTS, "spark.sql.warehouse.dir": str(self.warehouse),
+                    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{quiet}",
                     **dict(config.conf), **_PINNED}
         for key, value in settings.items():
             builder = builder.config(key, value)
