@@ -169,20 +169,20 @@ def _integer_width(t: pa.DataType) -> pa.DataType:
     return pa.int64() if pa.types.is_integer(t) else t
 
 
-def assert_same(duck: pa.Table, spark: pa.Table, widths: bool, what: str) -> None:
+def assert_same(duck: pa.Table, spark: pa.Table, widths: list[bool], what: list[str]
+                ) -> None:
+    """Same rows, values and Arrow types; ``widths[i]``: column i may differ in integer
+    width; ``what[i]`` names column i in messages."""
     assert duck.num_rows == spark.num_rows, what
-    for name_d, name_s in zip(duck.column_names, spark.column_names, strict=True):
-        d, s = duck.column(name_d), spark.column(name_s)
+    for i, (d, s) in enumerate(zip(duck.columns, spark.columns, strict=True)):
         dtype, stype = d.type, s.type
-        if widths:
+        if widths[i]:
             dtype, stype = _integer_width(dtype), _integer_width(stype)
         if pa.types.is_decimal(dtype) and pa.types.is_decimal(stype):
             dtype = stype  # precision differs by engine rules, values compared exactly
-        assert dtype == stype or (pa.types.is_integer(dtype) and pa.types.is_integer(stype)
-                                  and _integer_width(dtype) == _integer_width(stype)
-                                  and widths), f"{what}: {name_d} {dtype} vs {stype}"
+        assert dtype == stype, f"{what[i]}: {dtype} vs {stype}"
         for row, (x, y) in enumerate(zip(d.to_pylist(), s.to_pylist(), strict=True)):
-            assert _same_value(x, y), f"{what}: row {row}: duckdb {x!r} != spark {y!r}"
+            assert _same_value(x, y), f"{what[i]}: row {row}: duckdb {x!r} != spark {y!r}"
 
 
 def _expression_query(expressions: list[tuple[str, bool]]) -> str:
@@ -190,25 +190,25 @@ def _expression_query(expressions: list[tuple[str, bool]]) -> str:
         " FROM fx ORDER BY k"
 
 
-# integer widths: DuckDB's sum(BIGINT) is HUGEINT (128 bits), Spark's BIGINT; the values agree
-# (Spark raises past int64 under ANSI mode, where DuckDB continues)
-@pytest.mark.parametrize("expression,widths", EXPRESSIONS, ids=[e for e, _ in EXPRESSIONS])
-def test_expression_means_the_same(engine: SparkEngine, tmp_path: Path, expression: str,
-                                   widths: bool) -> None:
+def test_every_expression_means_the_same(engine: SparkEngine, tmp_path: Path) -> None:
+    """All allowed expressions in one query (one Spark job) over the fixed rows; a mismatch
+    names its expression."""
     path = _write(FIXED, tmp_path / "fx.parquet")
-    query = f"SELECT {expression} AS v FROM fx ORDER BY k"
-    duck = _duck(query, path)
-    assert_same(duck, _spark(engine, query, path), widths or "sum(" in expression, expression)
+    query = _expression_query(EXPRESSIONS)
+    assert_same(_duck(query, path), _spark(engine, query, path), [w for _, w in EXPRESSIONS],
+                [e for e, _ in EXPRESSIONS])
 
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_query_means_the_same(engine: SparkEngine, tmp_path: Path, query: str) -> None:
     path = _write(FIXED, tmp_path / "fx.parquet")
     duck = _duck(query, path)
-    # sum(BIGINT) is HUGEINT in DuckDB: compare its values as int64
     duck = duck.cast(pa.schema([pa.field(f.name, pa.int64()) if str(f.type) == "decimal128(38, 0)"
                                 else f for f in duck.schema]))
-    assert_same(duck, _spark(engine, query, path), "sum(" in query, query)
+    # integer widths: DuckDB's sum(BIGINT) is HUGEINT (128 bits), Spark's BIGINT; the values
+    # agree (Spark raises past int64 under ANSI mode, where DuckDB continues)
+    columns = duck.num_columns
+    assert_same(duck, _spark(engine, query, path), ["sum(" in query] * columns, [query] * columns)
 
 
 def _rows() -> st.SearchStrategy[list[dict[str, Any]]]:
@@ -247,7 +247,8 @@ def test_expressions_on_random_rows(engine: SparkEngine, tmp_path: Path,
         with pytest.raises(QueryFailed):
             _spark(engine, query, path)
         return
-    assert_same(duck, _spark(engine, query, path), True, "random rows")
+    assert_same(duck, _spark(engine, query, path), [True] * len(RANDOMIZED),
+                [f"random rows, {e}" for e, _ in RANDOMIZED])
 
 
 REFUSED: list[tuple[str, str]] = [

@@ -183,3 +183,24 @@ def test_missing_database_is_a_config_error(spark: Any, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         SparkEngine(config, str(tmp_path))
     assert "no_such_db" in str(info.value) and "database:" in str(info.value)
+
+
+def test_sources_from_globs_and_catalog_tables(engine: SparkEngine, spark: Any,
+                                               tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for n in range(3):
+        pq.write_table(ROWS.slice(n, 1), data / f"part-{n}.parquet")
+    files = Source(source_name="raw", table_name="rows", location="data/part-*.parquet",
+                   table=None, format="parquet", description="", path="s.yml", line=1)
+    assert engine.fetch_arrow(engine.source_query(files, tmp_path)).num_rows == 3
+    spark.createDataFrame(ROWS.slice(0, 2).select(["big", "text"])).write.saveAsTable(
+        "fsql_catalog_rows")
+    try:
+        table = Source(source_name="raw", table_name="cat", location=None,
+                       table="default.fsql_catalog_rows", format="parquet", description="",
+                       path="s.yml", line=1)
+        got = engine.fetch_arrow(engine.source_query(table, tmp_path))
+        assert sorted(got.column("big").to_pylist()) == [-(2**63), 2**63 - 1]
+    finally:
+        spark.sql("DROP TABLE IF EXISTS fsql_catalog_rows")
