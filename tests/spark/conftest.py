@@ -50,8 +50,3 @@ def spark_profile(name: str, **offline: str) -> str:
     extra = "".join(f", {k}: {v}" for k, v in offline.items())
     return (f"{name}:\n  target: dev\n  outputs:\n    dev:\n"
             f"      offline: {{type: spark, master: 'local[2]'{extra}}}\n")
-
-
-def spark_root(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
