@@ -4,7 +4,6 @@ tests open (``SparkEngine`` leaves a session it did not start running)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
