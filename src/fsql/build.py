@@ -10,6 +10,10 @@ Order of a build (a failure at any step before "publish" leaves every previous o
 2. commit;
 3. publish: rename each temporary file over its final path (atomic per file), write its build
    record beside it, and (re)create an engine view over the published file.
+
+An engine that writes a Parquet directory (Spark) is published the same way, by renames: the
+previous directory is moved aside, the new one renamed into place, then the old one deleted.
+A crash between the two renames leaves the previous output under ``.NAME.<pid>.old``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -161,7 +166,7 @@ def build(project: CompiledProject, engine: Engine, selectors: Selectors = (),
                             s.ts, engine.parquet_query(s.tmp).subquery())) is not None])
     except BaseException as err:
         for tmp in temporary:
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
         if isinstance(err, QueryFailed):
             raise attribute(project, engine, [n for n in order if n in project.nodes], err,
                             running) from None
@@ -278,7 +283,7 @@ def _publish(project: CompiledProject, engine: Engine, staged: _Staged, target: 
     tmp_record = record_path.with_name(f".{record_path.name}.tmp")
     tmp_record.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     # the data, then its record: two atomic renames, back to back
-    staged.tmp.replace(ts.output)
+    _rename_over(staged.tmp, ts.output)
     tmp_record.replace(record_path)
     with engine.transaction():
         engine.replace_relation(name, engine.parquet_query(ts.output), "view")
@@ -286,3 +291,24 @@ def _publish(project: CompiledProject, engine: Engine, staged: _Staged, target: 
     log.info("published training set %s: %d rows -> %s", name, rows, ts.output)
     return TrainingSetResult(name, ts.output, record_path, rows, columns, seconds,
                              staged.time_range)
+
+
+def _remove(path: Path) -> None:
+    """Delete a Parquet output: a file, or the directory an engine like Spark writes."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _rename_over(new: Path, final: Path) -> None:
+    """Put ``new`` at ``final``: one atomic rename for a file over a file; for a directory
+    (or a file replacing one) move the old output aside first, then delete it."""
+    if not new.is_dir() and not final.is_dir():
+        new.replace(final)
+        return
+    old = final.with_name(f".{final.name}.{os.getpid()}.old")
+    if final.exists():
+        final.replace(old)
+    new.replace(final)
+    _remove(old)

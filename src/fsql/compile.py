@@ -21,7 +21,7 @@ from fsql import __version__
 from fsql.analyze import check_view, parse_query
 from fsql.definitions import Feature, FeatureCutoff, FeatureView, Model, Source, TrainingSet
 from fsql.dtypes import TIME_TYPES, FeatureType
-from fsql.engines.base import Column, Engine
+from fsql.engines.base import PROJECT_DIALECT, Column, DialectError, Engine
 from fsql.errors import (
     DefinitionError,
     EngineError,
@@ -122,10 +122,12 @@ class Compiler:
         self.strategy = strategy or engine.pit_strategy()
         self.paths = paths
         self.errors = ErrorCollector()
+        #: node ids whose rendered SQL has the template's lines (a line number can be shown)
+        self._same_lines: set[str] = set()
 
     def compile(self) -> CompiledProject:
         spec = self.spec
-        renderer = Renderer(spec, self.engine.dialect)
+        renderer = Renderer(spec, PROJECT_DIALECT)
         queries: dict[str, tuple[exp.Query, str, Any, list[str]]] = {}
         for src in spec.sources.values():
             queries[f"source:{src.name}"] = (self.engine.source_query(src, spec.root), "view",
@@ -136,13 +138,16 @@ class Compiler:
             node_id = f"{kind}:{definition.name}"
             try:
                 rendered = renderer.render(definition.sql_path)
-                query = parse_query(rendered.sql, definition.sql_path, self.engine.dialect,
-                                    spec.templates[definition.sql_path])
+                template = spec.templates[definition.sql_path]
+                query = parse_query(rendered.sql, definition.sql_path, PROJECT_DIALECT,
+                                    template)
             except DefinitionError as err:
                 self.errors.add(err)
                 continue
             materialized = (definition.materialized if isinstance(definition, FeatureView)
                             else rendered.materialized or "view")
+            if template.count("\n") == rendered.sql.count("\n"):
+                self._same_lines.add(node_id)
             deps = [self._relation_id(r) for r in rendered.refs]
             deps += [f"source:{s}" for s in rendered.sources]
             queries[node_id] = (query, materialized, definition, deps)
@@ -282,6 +287,18 @@ class Compiler:
                 continue
             kind, name = node_id.split(":", 1)
             relation = definition.relation if isinstance(definition, Source) else name
+            if not isinstance(definition, Source):
+                try:
+                    query = self.engine.adapt(query, {n.relation: {c.name: c.dtype for c in
+                                                                    n.columns}
+                                                      for n in nodes.values()})
+                except DialectError as err:
+                    failed.add(node_id)
+                    self.errors.add(DefinitionError(
+                        definition.sql_path, str(err),
+                        line=err.line if node_id in self._same_lines else None,
+                        hint=err.hint))
+                    continue
             try:
                 columns = self.engine.describe(query)
             except EngineError as err:

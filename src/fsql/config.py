@@ -56,12 +56,19 @@ class ProjectConfig:
 
 @dataclass(frozen=True, slots=True)
 class OfflineConfig:
-    """The offline engine of a target."""
+    """The offline engine of a target: ``duckdb`` (``path``, ``threads``, ``memory_limit``) or
+    ``spark`` (``master``, ``conf``, ``warehouse``, ``database``)."""
 
     type: str
     path: Path
     threads: int | None
     memory_limit: str | None
+    master: str = "local[*]"
+    #: Spark settings as (key, value) pairs; a secret-looking key's value comes from an
+    #: ``FSQL_ENV_SECRET_*`` variable (checked), so it is masked wherever it could show
+    conf: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    warehouse: Path | None = None
+    database: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +245,11 @@ def _section(out: dict[str, Any], key: str, path: Path, target: str) -> dict[str
 def _offline(raw: dict[str, Any], project: ProjectConfig, path: Path, target: str) -> OfflineConfig:
     where = f"{path}: target '{target}' offline"
     kind = raw.get("type", "duckdb")
+    if kind == "spark":
+        return _spark(raw, project, where)
     if kind != "duckdb":
-        raise ConfigError(f"{where}: engine type '{kind}' is not supported yet (supported: duckdb)")
+        raise ConfigError(f"{where}: engine type '{kind}' is not supported (supported: duckdb, "
+                          "spark)")
     unknown = set(raw) - {"type", "path", "threads", "memory_limit"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
@@ -254,6 +264,53 @@ def _offline(raw: dict[str, Any], project: ProjectConfig, path: Path, target: st
             raise ConfigError(f"{where}: threads must be an integer, got {threads!r}") from None
     memory = raw.get("memory_limit")
     return OfflineConfig("duckdb", db_path, threads, str(memory) if memory else None)
+
+
+#: Spark settings fsql's semantics depend on (``engines.spark.engine`` sets them)
+SPARK_PINNED = ("spark.sql.session.timeZone", "spark.sql.ansi.enabled",
+                "spark.sql.parquet.inferTimestampNTZ.enabled",
+                "spark.sql.parquet.outputTimestampType",
+                "spark.sql.execution.arrow.pyspark.enabled")
+_SPARK_KEYS = ("type", "master", "conf", "warehouse", "database")
+#: words of a Spark setting whose value is a credential (fs.s3a.secret.key, ...password)
+_SECRET_WORDS = ("secret", "password", "token", "credential", "access.key")
+
+
+def _spark(raw: dict[str, Any], project: ProjectConfig, where: str) -> OfflineConfig:
+    unknown = set(raw) - set(_SPARK_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"allowed for type spark: {', '.join(_SPARK_KEYS)}")
+    master = raw.get("master") or "local[*]"
+    database = raw.get("database") or "default"
+    for key, value in (("master", master), ("database", database)):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+    conf = raw.get("conf") or {}
+    if not isinstance(conf, dict):
+        raise ConfigError(f"{where}: conf must be a mapping of Spark settings "
+                          f"(spark.executor.memory: 4g, ...), got {type(conf).__name__}")
+    pinned = sorted(set(conf) & set(SPARK_PINNED))
+    if pinned:
+        raise ConfigError(f"{where}: conf may not set {', '.join(pinned)}: fsql's results "
+                          "depend on it (sessions run in UTC with ANSI mode on)")
+    pairs = []
+    from_secrets = {v for k, v in os.environ.items() if secrets.is_secret_env(k)}
+    for key, value in conf.items():
+        if isinstance(value, dict | list) or value is None:
+            raise ConfigError(f"{where}: conf {key} must be a single value")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if any(word in str(key).lower() for word in _SECRET_WORDS):
+            if text not in from_secrets:
+                raise ConfigError(
+                    f"{where}: conf {key} holds a credential; write it as "
+                    f"\"{{{{ env_var('{secrets.SECRET_ENV_PREFIX}...') }}}}\" so it is never "
+                    "shown (the value was not read from such a variable)")
+            secrets.remember(text)
+        pairs.append((str(key), text))
+    warehouse = raw.get("warehouse") or "target/spark-warehouse"
+    return OfflineConfig("spark", project.root / "target", None, None, master, tuple(pairs),
+                         project.root / str(warehouse), database)
 
 
 _ONLINE_KEYS = {"type", "url", "path", "db", "password", "namespace", "pool_size", "batch_size",

@@ -188,7 +188,7 @@ class Project:
             import pyarrow.parquet as pq
 
             published = self.paths.training_set(definition)
-            if not published.is_file():
+            if not published.exists():  # a file, or a directory (Spark)
                 raise RequestError(
                     f"training set '{name}' has not been built for target "
                     f"'{self.target.name}' (no {published}); run `fsql -t {self.target.name} "

@@ -16,4 +16,11 @@ def connect(config: OfflineConfig, root_dir: str, writable: bool = False) -> Eng
         from fsql.engines.duckdb.engine import DuckDBEngine
 
         return DuckDBEngine(config, root_dir, writable)
+    if config.type == "spark":
+        try:
+            from fsql.engines.spark.engine import SparkEngine
+        except ImportError as err:
+            raise ConfigError(f"offline engine 'spark' needs pyspark ({err}); install it with "
+                              "pip install 'fsql[spark]'") from None
+        return SparkEngine(config, root_dir, writable)
     raise ConfigError(f"unsupported offline engine '{config.type}'")

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from fsql.definitions import Source
     from fsql.pit import PitStrategy
 
+#: the dialect models and feature SQL are written in, whatever the engine
+PROJECT_DIALECT = "duckdb"
+
 
 @dataclass(frozen=True, slots=True)
 class Column:
@@ -28,6 +31,15 @@ class Column:
 
     name: str
     dtype: exp.DataType
+
+
+class DialectError(Exception):
+    """A construct of a model or view query the engine cannot run with the meaning it has in
+    the project dialect; ``line`` is its line in the rendered SQL, if known."""
+
+    def __init__(self, message: str, line: int | None, hint: str) -> None:
+        super().__init__(message)
+        self.line, self.hint = line, hint
 
 
 class Engine(abc.ABC):
@@ -38,6 +50,14 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def pit_strategy(self) -> PitStrategy:
         """How this engine turns a ``PitPlan`` into SQL (``fsql.pit``)."""
+
+    def adapt(self, query: exp.Query, schema: dict[str, dict[str, exp.DataType]]
+              ) -> exp.Query:
+        """A model or view query, parsed in ``PROJECT_DIALECT``, as this engine runs it with
+        the same meaning; ``DialectError`` for a construct it cannot. ``schema`` holds the
+        columns of the relations compiled so far. The project dialect's own engine runs the
+        query as it is."""
+        return query
 
     @abc.abstractmethod
     def describe(self, query: exp.Query) -> list[Column]:

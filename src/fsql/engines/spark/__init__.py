@@ -1,2 +1,3 @@
-"""The Spark engine's point-in-time strategy (``pit.UnionWindowJoin``) and its time-window
-aggregations (``windows``), generated in the Spark dialect."""
+"""The Spark engine (``offline: {type: spark}``): its dialect rules (``dialect``), its
+point-in-time strategy (``pit.UnionWindowJoin``) and time-window aggregations (``windows``),
+generated in the Spark dialect. Needs the ``spark`` extra (pyspark) and Java 17+."""
