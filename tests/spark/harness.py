@@ -20,7 +20,7 @@ import fsql
 from fsql.compile import plan_training_set
 from fsql.engines.duckdb.pit import AsofJoin
 from fsql.engines.spark.pit import UnionWindowJoin
-from fsql.pit import ROW_ID, PitPlan, leakage_guard_query
+from fsql.pit import ROW_ID, PitPlan, leakage_checks
 from fsql.project import spine_relation
 
 
@@ -64,7 +64,9 @@ def run_both(project: fsql.Project, spark: Any, spine: pa.Table, features: Seque
     assert result.column_names == duck.column_names, (result.column_names, duck.column_names)
     audited = UnionWindowJoin().query(replace(plan, audit=True)).sql(dialect="spark")
     spark.sql(audited).createOrReplaceTempView("__fsql_audited")
-    guard = leakage_guard_query(plan, exp.to_table("__fsql_audited", quoted=True))
+    guard = exp.select(exp.alias_(exp.func("count", exp.Star()), "rows"), *[
+        exp.alias_(exp.func("count_if", bad), f"violations__{view}", quoted=True)
+        for view, bad in leakage_checks(plan)]).from_(exp.to_table("__fsql_audited"))
     counts = spark.sql(guard.sql(dialect="spark")).collect()[0].asDict()
     assert counts["rows"] == spine.num_rows
     return Outputs(plan, duck.to_pylist(), result.to_pylist(), sql,
