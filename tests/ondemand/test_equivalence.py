@@ -245,7 +245,9 @@ TEMPLATES = [
     "ts1 IS NULL", "CASE WHEN b1 THEN ts1 END", "greatest(ts1, CAST(d1 AS TIMESTAMP))",
     "least(d1, d1)", "nullif(d1, d1)", "if(b1, d1, NULL)",
     # IF() inside a CASE (as its ELSE, subject and condition) is a call, not a WHEN branch
-    "CASE WHEN f1 > 0 THEN i1 ELSE if(NULL, NULL, i2) END", "CASE if(b1, 1, 2) WHEN 2 THEN i2 END",
+    "CASE WHEN f1 > 0 THEN i1 ELSE if(NULL, NULL, i2) END",
+    "CASE if(b1, 1, 2) WHEN 2 THEN i2 END",
+    "CASE WHEN coalesce(NULL, NULL) THEN i1 / 7 ELSE f1 END",  # a NULL-typed condition
     "CASE WHEN if(b1, f1 > 0, FALSE) THEN 1 ELSE 2 END",
 ]
 EDGE_ROWS = [

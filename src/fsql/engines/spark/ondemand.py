@@ -11,7 +11,7 @@ rewritten here, using the kind ``ondemand.infer`` gives every node (DuckDB's typ
 - ``floor``/``ceil``/``round`` of a float stay floats with DuckDB's signed zeros (Spark's
   floor and ceil return integers); ``round(x, d)`` is DuckDB's ``round(x * 10^d) / 10^d``;
 - ``sign`` is an int8 and 0 for NaN; a float cast to an integer rounds half to even;
-- a bare NULL condition is a NULL boolean.
+- a NULL-typed condition (NULL, coalesce(NULL, NULL)...) is a NULL boolean.
 
 ``engines.spark.pit`` applies it before substituting the point-in-time values for the names.
 """
@@ -112,7 +112,7 @@ def _rewrite_float(node: exp.Expr, kids: list[exp.Expr]) -> exp.Expr | None:
 def _rewrite(node: exp.Expr, kind: str | None, kids: list[exp.Expr],
              kinds: Mapping[int, str | None]) -> exp.Expr:
     """``node`` (its children already rewritten: ``kids``) for Spark."""
-    # a bare NULL where Spark wants a boolean (it has no implicit VOID -> BOOLEAN there): the
+    # a NULL-typed value where Spark wants a boolean (it has no implicit VOID -> BOOLEAN there): the
     # conditions of a searched CASE (a simple CASE's WHENs are values) and of IF(), AND, OR, NOT
     conditions: list[exp.Expr] = [node] if isinstance(node, (exp.And, exp.Or, exp.Not)) else []
     if isinstance(node, exp.Case) and node.this is None:
@@ -121,8 +121,11 @@ def _rewrite(node: exp.Expr, kind: str | None, kids: list[exp.Expr],
         conditions += [kid for kid in kids if isinstance(kid, exp.If)]  # IF(): a call
     for condition in conditions:
         for key in ("this", "expression") if not isinstance(condition, exp.If) else ("this",):
-            if isinstance(condition.args.get(key), exp.Null):
-                condition.set(key, exp.cast(exp.Null(), exp.DataType.build("BOOLEAN")))
+            child = condition.args.get(key)
+            if isinstance(child, exp.Null) or (child is not None
+                                               and kinds.get(id(child)) == "null"):
+                # NULL itself, or an expression typed NULL (e.g. coalesce(NULL, NULL))
+                condition.set(key, exp.cast(child, exp.DataType.build("BOOLEAN")))
     if kind == "float64":
         rewritten = _rewrite_float(node, kids)
         if rewritten is not None:
