@@ -106,10 +106,31 @@ class TestResult:
 
 
 def _gx() -> Any:
+    _no_spark_connect_exit()
     with warnings.catch_warnings():  # GX imports deprecated stdlib modules
         warnings.simplefilter("ignore")
         import great_expectations as gx
     return gx
+
+
+def _no_spark_connect_exit() -> None:
+    """GX probes ``pyspark.sql.connect`` when pyspark is installed (the ``spark`` extra). In a
+    process whose ``__main__`` has neither a spec nor a file (``python -c``, some embedders)
+    and without Spark Connect's grpc packages, that import takes the process for a doctest run
+    and calls ``sys.exit(0)``: the command would stop silently with exit 0. In exactly that
+    case the import cannot succeed anyway, so it is made an ImportError, which GX handles
+    (fsql's Spark engine uses classic sessions, not Spark Connect)."""
+    import importlib.util
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is None or main.__spec__ is not None or hasattr(main, "__file__") \
+            or hasattr(sys, "ps1"):
+        return
+    if importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("grpc"):
+        return
+    for name in ("pyspark.sql.connect.dataframe", "pyspark.sql.connect.session"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def _camel(name: str) -> str:
