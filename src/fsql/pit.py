@@ -434,8 +434,13 @@ def latest_rows_query(plan: LatestPlan) -> exp.Select:
     if view.created_timestamp and join.created_type is not None:
         created = view_instant(view.created_timestamp, join.created_type, common)
         fields.append(exp.PropertyEQ(this=exp.to_identifier(CREATED), expression=created))
-        lowest = exp.cast(exp.Literal.string("-infinity"), common)
-        order = ts_pair(ts.copy(), exp.func("coalesce", created.copy(), lowest))
+        # (event, has created, created): a null created time loses to any other at the same
+        # event time; no "-infinity" stand-in, which is not a timestamp on every engine (Spark)
+        order = exp.Struct(expressions=[
+            exp.PropertyEQ(this=exp.to_identifier("t"), expression=ts.copy()),
+            exp.PropertyEQ(this=exp.to_identifier("n"),
+                           expression=created.copy().is_(exp.null()).not_()),
+            exp.PropertyEQ(this=exp.to_identifier("c"), expression=created.copy())])
     fields += [exp.PropertyEQ(this=exp.to_identifier(f.name),
                               expression=exp.column(f.name, quoted=True)) for f in join.features]
     conditions: list[exp.Expr] = [ts.copy().is_(exp.null()).not_()]

@@ -716,7 +716,7 @@ errs:
     (PROFILES, "prod", ["profile 'errs' has no target 'prod'", "available: dev"]),
     (PROFILES.replace("errs:", "other:"), None, ["no profile named 'errs'"]),
     (PROFILES.replace("    dev:", "    dev:\n      online: {type: memcached}"), None,
-     ["type must be 'embedded' or 'redis'", "memcached"]),
+     ["type must be 'embedded', 'redis' or 'redis_cluster'", "memcached"]),
     (PROFILES.replace("type: duckdb,", "type: duckdb, thread: 2,"), None,
      ["unknown key(s) thread"]),
     (PROFILES.replace("target/dev.duckdb", "\"{{ env_var('FSQL_TEST_SURELY_NOT_SET_123') }}\""),
