@@ -12,6 +12,7 @@ import pytest
 
 import fsql
 from fsql.engines.spark import pit as spark_pit
+from fsql.errors import RequestError
 from tests.redis_server import RedisServer
 from tests.spark.test_project import FILES, _project
 
@@ -61,6 +62,31 @@ def test_sync_of_a_view_with_a_created_timestamp_equals_duckdb(
     _, from_duck = _synced(tmp_path / "d", redis_server.url, "{type: duckdb}", files)
     assert from_spark == from_duck
     assert any(v is not None for v in from_spark["amount"])
+
+
+def test_an_aggregation_view_is_refused_by_a_sync_from_spark(
+        spark: Any, tmp_path: Path, redis_server: RedisServer) -> None:
+    # the online tile state is DuckDB SQL: refused by name and file before anything is written
+    files = {"features/order_windows.yml": """
+        feature_view:
+          name: order_windows
+          entities: [customer]
+          timestamp: order_ts
+          online: true
+          aggregations:
+            - name: orders_7d
+              function: count
+              window: 7d
+        """, "features/order_windows.sql": """
+        SELECT customer_id, order_ts FROM {{ ref('orders_enriched') }}
+        """}
+    project = _project(tmp_path, {**ONLINE, **files}, profile=False)
+    _profile(tmp_path, redis_server.url, "{type: spark, master: 'local[2]'}")
+    project = fsql.Project(tmp_path)
+    with pytest.raises(RequestError, match=r"order_windows\.yml:\d+: view 'order_windows' has "
+                       r"time-window aggregations.*nothing was synced"):
+        project.sync(now=1_800_000_000)
+    assert project.sync(now=1_800_000_000, select=["customer_orders"]).views[0].written == 7
 
 
 @pytest.mark.skipif("placeholder" in (spark_pit.__doc__ or "").lower(),

@@ -46,6 +46,9 @@ class Engine(abc.ABC):
     """An offline SQL engine connection."""
 
     dialect: str = ""
+    #: whether the engine computes the online state of time-window aggregations (the tiles of
+    #: ``windows.tile_state``) that ``fsql sync`` writes
+    syncs_aggregations: bool = True
 
     @abc.abstractmethod
     def pit_strategy(self) -> PitStrategy:

@@ -60,6 +60,7 @@ class SparkEngine(Engine):
     """A Spark session (local mode or a cluster's ``master``); see the module docstring."""
 
     dialect = "spark"
+    syncs_aggregations = False  # windows.tile_state is DuckDB SQL (list ... ORDER BY, FILTER)
 
     def __init__(self, config: OfflineConfig, root_dir: str, writable: bool = False) -> None:
         #: the views this engine made: name -> (SQL, Parquet copy of a ``table`` or None)
