@@ -342,6 +342,13 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget],
     passes)."""
     if not selected:
         return []
+    for target in selected:
+        node = project.nodes.get(target.id)
+        if node is not None and isinstance(node.definition, FeatureView):
+            engine.require_aggregates_at_instant(
+                node.definition, "tested", f"run its tests on a DuckDB target over the same "
+                f"sources (fsql -t TARGET test -s {node.name}), or leave it out (--exclude "
+                f"{node.name}; fsql build --no-test)")
     from fsql.build import Silent
 
     step = progress or Silent()

@@ -64,9 +64,10 @@ def test_sync_of_a_view_with_a_created_timestamp_equals_duckdb(
     assert any(v is not None for v in from_spark["amount"])
 
 
-def test_an_aggregation_view_is_refused_by_a_sync_from_spark(
+def test_an_aggregation_view_is_refused_by_sync_and_test_on_spark(
         spark: Any, tmp_path: Path, redis_server: RedisServer) -> None:
-    # the online tile state is DuckDB SQL: refused by name and file before anything is written
+    # its values at one instant (online tiles, data tests) are DuckDB SQL: refused by name and
+    # file before anything is written or tested
     files = {"features/order_windows.yml": """
         feature_view:
           name: order_windows
@@ -77,6 +78,7 @@ def test_an_aggregation_view_is_refused_by_a_sync_from_spark(
             - name: orders_7d
               function: count
               window: 7d
+              tests: [not_null]
         """, "features/order_windows.sql": """
         SELECT customer_id, order_ts FROM {{ ref('orders_enriched') }}
         """}
@@ -86,6 +88,8 @@ def test_an_aggregation_view_is_refused_by_a_sync_from_spark(
     with pytest.raises(RequestError, match=r"order_windows\.yml:\d+: view 'order_windows' has "
                        r"time-window aggregations.*nothing was synced"):
         project.sync(now=1_800_000_000)
+    with pytest.raises(RequestError, match=r"order_windows\.yml:\d+: .*nothing was tested"):
+        project.test(select=["order_windows"])
     assert project.sync(now=1_800_000_000, select=["customer_orders"]).views[0].written == 7
 
 

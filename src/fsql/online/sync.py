@@ -246,16 +246,12 @@ class Syncer:
                  and n.definition.online]
         if not nodes:
             raise RequestError("no online feature views selected (set online: true on a view)")
-        if not self.engine.syncs_aggregations:
-            for node in nodes:
-                view = node.definition
-                if isinstance(view, FeatureView) and view.aggregations:
-                    raise RequestError(
-                        f"{view.path}:{view.line}: view '{view.name}' has time-window "
-                        f"aggregations, whose online state the {self.engine.dialect} engine "
-                        "cannot compute yet; nothing was synced. hint: sync it from a DuckDB "
-                        f"target over the same sources (fsql -t TARGET sync -s {view.name}), "
-                        f"or leave it out (--exclude {view.name})")
+        for node in nodes:
+            assert isinstance(node.definition, FeatureView)
+            name = node.name
+            self.engine.require_aggregates_at_instant(
+                node.definition, "synced", f"sync it from a DuckDB target over the same "
+                f"sources (fsql -t TARGET sync -s {name}), or leave it out (--exclude {name})")
         return sorted(nodes, key=lambda n: n.name)
 
     def warnings(self) -> list[str]:

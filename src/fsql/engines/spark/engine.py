@@ -60,7 +60,9 @@ class SparkEngine(Engine):
     """A Spark session (local mode or a cluster's ``master``); see the module docstring."""
 
     dialect = "spark"
-    syncs_aggregations = False  # windows.tile_state is DuckDB SQL (list ... ORDER BY, FILTER)
+    # windows.tile_state and windows.window_values use DuckDB-only constructs (list ... ORDER
+    # BY, FILTER, per-row frame bounds); Spark's windows exist along a spine (engines/spark/)
+    aggregates_at_instant = False
 
     def __init__(self, config: OfflineConfig, root_dir: str, writable: bool = False) -> None:
         #: the views this engine made: name -> (SQL, Parquet copy of a ``table`` or None)
