@@ -1,6 +1,6 @@
 """Sync from a Spark target into a real redis-server (started by the tests): the online values
-equal those synced from DuckDB, and ``verify`` (after the point-in-time strategy is merged)
-finds every online value equal to the training path's."""
+equal those synced from DuckDB, and ``verify`` finds every online value equal to the training
+path's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 import fsql
-from fsql.engines.spark import pit as spark_pit
 from fsql.errors import RequestError
 from tests.redis_server import RedisServer
 from tests.spark.test_project import FILES, _project
@@ -93,8 +92,6 @@ def test_an_aggregation_view_is_refused_by_sync_and_test_on_spark(
     assert project.sync(now=1_800_000_000, select=["customer_orders"]).views[0].written == 7
 
 
-@pytest.mark.skipif("placeholder" in (spark_pit.__doc__ or "").lower(),
-                    reason="Spark's point-in-time strategy is not merged yet")
 def test_verify_on_spark(spark: Any, tmp_path: Path, redis_server: RedisServer) -> None:
     project, _ = _synced(tmp_path / "s", redis_server.url, "{type: spark, master: 'local[2]'}")
     [check] = project.verify(sample=None)

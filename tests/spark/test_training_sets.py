@@ -1,9 +1,6 @@
 """Training sets on Spark through ``fsql.Project``: the build publishes a Parquet directory
 atomically with its build record and leakage guard, equal to DuckDB's output, a failed
-rebuild leaves the previous output intact, and ``historical_features`` equals DuckDB's.
-
-These need Spark's point-in-time strategy (``fsql.engines.spark.pit``, h-spark-pit's part);
-while that module is the placeholder they are skipped, saying so."""
+rebuild leaves the previous output intact, and ``historical_features`` equals DuckDB's."""
 
 from __future__ import annotations
 
@@ -17,13 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import fsql
-from fsql.engines.spark import pit as spark_pit
 from tests.spark.test_project import FILES, T0, _project
-
-pytestmark = pytest.mark.skipif(
-    "placeholder" in (spark_pit.__doc__ or "").lower(),
-    reason="Spark's point-in-time strategy is not merged yet (engines/spark/pit.py is the "
-    "placeholder)")
 
 TRAINING = {
     "models/labels.sql": """
