@@ -113,13 +113,6 @@ class ClusterStore(RedisStore):
         """The hash tag of the control slot: the lock, the metas, the run's counter there."""
         return "{" + self.config.namespace + "}"
 
-    @property
-    def lock_key(self) -> str:
-        return f"{self.control}:{FORMAT}:lock"
-
-    def counter_key(self, lock_value: str) -> str:
-        return f"{self.control}:{FORMAT}:run:{lock_value.split('|', 1)[0]}:writes"
-
     def meta_key(self, layout: ViewLayout) -> str:
         return f"{self.control}:{FORMAT}:{layout.view}:meta"
 

@@ -291,11 +291,17 @@ class RedisStore(OnlineStore):
 
     # -- server state and lock ---------------------------------------------------------------
     @property
+    def control(self) -> str:
+        """The prefix of the lock and the run's write counter (a cluster puts them in one
+        slot: ``ClusterStore.control``)."""
+        return self.config.namespace
+
+    @property
     def lock_key(self) -> str:
-        return f"{self.config.namespace}:{FORMAT}:lock"
+        return f"{self.control}:{FORMAT}:lock"
 
     def counter_key(self, lock_value: str) -> str:
-        return f"{self.config.namespace}:{FORMAT}:run:{lock_value.split('|', 1)[0]}:writes"
+        return f"{self.control}:{FORMAT}:run:{lock_value.split('|', 1)[0]}:writes"
 
     def meta_key(self, layout: ViewLayout) -> str:
         """The key of a view's meta hash."""
