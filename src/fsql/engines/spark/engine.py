@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,10 @@ _PINNED = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true"
            # (which DuckDB and pyarrow read as naive)
            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
            "spark.sql.execution.arrow.pyspark.enabled": "true"}
+# pyspark warns on every Arrow conversion that it is not tested with pandas 3; fsql hands Spark
+# Arrow tables (never pandas frames), so the warning is noise in every command's output
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                        category=FutureWarning)
 #: Spark error conditions that are errors on the data (``QueryFailed.on_data``)
 _DATA_ERRORS = ("DIVIDE_BY_ZERO", "CAST_INVALID_INPUT", "CAST_OVERFLOW", "ARITHMETIC_OVERFLOW",
                 "NUMERIC_VALUE_OUT_OF_RANGE", "INVALID_FRACTION_OF_SECOND", "DATETIME_")
