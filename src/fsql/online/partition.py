@@ -4,11 +4,12 @@ in this process (DuckDB) or in a Spark task on an executor (``Engine.write_parti
 A ``ViewWriter`` is a picklable value: the store's config, the view's layout and join, the
 generation, the run's lock value and the encode function. Shipped to an executor, it connects a
 store of its own (``online.base.connect``, so the executors must reach the store, and the store's
-password travels inside the task); run in-process it writes through the driver's store. Its
-writes are fenced by the run's lock and counted in counters of the task attempt's own
-(``TaskLock``): the driver folds the counters of the attempts that succeeded into the run's
-(``Syncer`` via ``OnlineStore.fold``), so an attempt that failed (and was retried) is never
-counted and a publish still proves that nothing acknowledged was lost.
+password travels inside the task). There its writes are fenced by the run's lock and counted
+in counters of the task attempt's own (``TaskLock``): the driver folds the counters of the
+attempts that succeeded into the run's (``Syncer`` via ``OnlineStore.fold``), so an attempt
+that failed (and was retried) is never counted and a publish still proves that nothing
+acknowledged was lost. Run in-process, it writes through the driver's store under the driver's
+lock itself, counting straight into the run's counters (as one writer, nothing to fold).
 
 A store error in a task (lost lock, lost writes, an unreachable store) comes back as the task's
 result and is raised on the driver as the same ``OnlineStoreError``; anything else fails the
@@ -26,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 from fsql.config import OnlineConfig
 from fsql.engines.base import Task
 from fsql.errors import OnlineStoreError
-from fsql.online.base import Batch, OnlineStore, ServerState, TaskLock, WriteCounts, connect
+from fsql.online.base import (
+    Batch,
+    OnlineStore,
+    ServerState,
+    SyncLock,
+    TaskLock,
+    WriteCounts,
+    connect,
+)
 from fsql.online.keys import ViewLayout
 from fsql.pit import ViewJoin
 
@@ -57,8 +66,8 @@ class TaskWrites:
 class ViewWriter:
     """Writes partitions of one view's latest rows (or tile states) into a generation, under
     the run's lock (``lock``: its value and the server state when taken; None for a dry run,
-    which only counts). ``store`` is the driver's, used when run in-process; it is never
-    pickled (``__reduce__``), so a task connects its own."""
+    which only counts). ``held`` is the driver's lock itself (and so its store), used when run
+    in-process; it is never pickled (``__reduce__``), so a task connects its own store."""
 
     config: OnlineConfig
     layout: ViewLayout
@@ -67,7 +76,7 @@ class ViewWriter:
     lock: tuple[str, ServerState] | None
     guarded: bool
     encode: Encode
-    store: OnlineStore | None = field(default=None, compare=False)
+    held: SyncLock | None = field(default=None, compare=False)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ViewWriter, (self.config, self.layout, self.join, self.generation, self.lock,
@@ -76,8 +85,10 @@ class ViewWriter:
     def __call__(self, batches: Iterator[pa.RecordBatch], task: Task) -> TaskWrites:
         scope = f":p{task.partition}:a{task.attempt}"
         counts, entities = WriteCounts(), 0
-        store, lock = self.store, None
-        owned = store is None and self.lock is not None
+        store: OnlineStore | None = None
+        lock: SyncLock | None = None
+        if self.held is not None:
+            store, lock = self.held.store, self.held
         error = None
         try:
             for batch in batches:
@@ -93,9 +104,10 @@ class ViewWriter:
         except OnlineStoreError as err:
             error = str(err)
         finally:
-            if owned and store is not None:
+            if self.held is None and store is not None:
                 with contextlib.suppress(OnlineStoreError):
                     store.close()
-        return TaskWrites(scope, tuple(lock.counts.items()) if lock is not None else (),
+        counters = tuple(lock.counts.items()) if isinstance(lock, TaskLock) else ()
+        return TaskWrites(scope, counters,
                           entities, counts.written, counts.unchanged, counts.stale,
                           counts.created, os.getpid(), error)

@@ -374,7 +374,7 @@ class Syncer:
         # a full refresh fills a generation nobody reads yet: no guard needed
         writer = ViewWriter(self.store.config, layout, join, generation,
                             None if lock is None else (lock.value, lock.state), not full, encode,
-                            self.store)
+                            lock)
         # an embedded store is a redis-server this process started: only it writes there
         write = (self.engine.write_in_process if self.store.config.type == "embedded"
                  else self.engine.write_partitions)
