@@ -7,7 +7,7 @@ engine adds only what the dialect cannot express (connections, catalogs, file wr
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +134,14 @@ class Engine(abc.ABC):
     def write_in_process(self, query: exp.Query, batch_size: int,
                          writer: PartitionWriter[R]) -> list[R]:
         """``writer`` run here, on every row of ``query`` as one partition (``fetch_batches``):
-        for a sink only this process can reach."""
-        return [writer(self.fetch_batches(query, batch_size), Task(0, 0))]
+        for a sink only this process can reach. The rows' stream is closed however the writer
+        ends (it may stop early: an open result would keep the engine busy)."""
+        batches = self.fetch_batches(query, batch_size)
+        try:
+            return [writer(batches, Task(0, 0))]
+        finally:
+            if isinstance(batches, Generator):
+                batches.close()
 
     @abc.abstractmethod
     def register(self, name: str, data: Any) -> None:
