@@ -253,21 +253,32 @@ class SparkEngine(Engine):
 
         import pickle
 
-        setting = "spark.sql.execution.arrow.maxRecordsPerBatch"
-        before = self.spark.conf.get(setting)
-        self.spark.conf.set(setting, str(batch_size))
-        try:
+        # the writers' parallelism is spark.sql.shuffle.partitions: AQE would coalesce a small
+        # result (a few MB of latest rows) into one partition, i.e. one writer
+        with self._settings({"spark.sql.execution.arrow.maxRecordsPerBatch": str(batch_size),
+                             "spark.sql.adaptive.coalescePartitions.enabled": "false"}):
             with warnings.catch_warnings():  # mapInArrow checks pandas, which it does not use
                 warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas",
                                         FutureWarning)
                 mapped = frame.mapInArrow(run, "result binary")
             rows = self._run(mapped.collect)
-        finally:
-            if before is None:
-                self.spark.conf.unset(setting)
-            else:
-                self.spark.conf.set(setting, before)
         return [pickle.loads(row.result) for row in rows]
+
+    @contextmanager
+    def _settings(self, settings: dict[str, str]) -> Iterator[None]:
+        """The session's ``settings`` for the block, restored after."""
+        before: dict[str, str | None] = {key: self.spark.conf.get(key, None)
+                                         for key in settings}
+        for key, value in settings.items():
+            self.spark.conf.set(key, value)
+        try:
+            yield
+        finally:
+            for key, old in before.items():
+                if old is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, old)
 
     def register(self, name: str, data: Any) -> None:
         import pyarrow as pa
