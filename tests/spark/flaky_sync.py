@@ -37,11 +37,11 @@ def main(root: str) -> None:
     original = SparkEngine.write_partitions
 
     def patched(self: SparkEngine, query: Any, batch_size: int, writer: Any) -> list[Any]:
-        results = original(self, query, batch_size, flaky(writer))
+        results: list[Any] = original(self, query, batch_size, flaky(writer))
         seen.extend(results)
         return results
 
-    SparkEngine.write_partitions = patched  # type: ignore[method-assign]
+    SparkEngine.write_partitions = patched
     result = fsql.Project(Path(root)).sync().to_json()
     result["scopes"] = sorted(task.scope for task in seen)
     print(json.dumps(result))

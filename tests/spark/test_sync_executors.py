@@ -25,7 +25,7 @@ import fsql
 from fsql.engines.spark.engine import SparkEngine
 from fsql.online.partition import TaskWrites
 from tests.conftest import MakeProject, online_profile
-from tests.online.scores import VIEW_FILES, get_scores, utc_now, write_scores
+from tests.online.scores import VIEW_FILES, Score, get_scores, utc_now, write_scores
 from tests.online.test_robustness import (
     assert_reference,
     control,
@@ -51,6 +51,19 @@ def scores(make_project: MakeProject, data: Path, url: str, name: str, offline: 
             "offline: {type: duckdb}", offline)}, name=name)
 
 
+def twins(make_project: MakeProject, tmp_path: Path, url: str, users: list[int],
+          **online: object) -> tuple[Path, dt.datetime, list[Score], fsql.Project, fsql.Project]:
+    """Version 1 of ``users`` in a scores file, and two scores projects reading it with their
+    store at ``url`` (own namespaces): on Spark and on DuckDB. (data, base time, rows, the
+    Spark project, the DuckDB project.)"""
+    data = tmp_path / "scores.parquet"
+    base = utc_now() - dt.timedelta(minutes=30)
+    v1 = versioned(users, 1, base)
+    write_scores(data, v1)
+    return (data, base, v1, scores(make_project, data, url, "spark", SPARK, **online),
+            scores(make_project, data, url, "duck", "offline: {type: duckdb}", **online))
+
+
 @pytest.fixture
 def tasks(monkeypatch: pytest.MonkeyPatch) -> list[TaskWrites]:
     """Every task result the Spark engine hands back to the sync (observed, not altered); the
@@ -59,7 +72,7 @@ def tasks(monkeypatch: pytest.MonkeyPatch) -> list[TaskWrites]:
     write = SparkEngine.write_partitions
 
     def observed(self: SparkEngine, *args: Any) -> list[Any]:
-        results = write(self, *args)
+        results: list[Any] = write(self, *args)
         seen.extend(results)
         return results
 
@@ -74,13 +87,9 @@ def tasks(monkeypatch: pytest.MonkeyPatch) -> list[TaskWrites]:
 def test_partitions_are_written_by_executor_tasks_and_equal_duckdb(
         spark: Any, make_project: MakeProject, tmp_path: Path, redis_server: RedisServer,
         tasks: list[TaskWrites]) -> None:
-    data = tmp_path / "scores.parquet"
     users = list(range(400))
-    base = utc_now() - dt.timedelta(minutes=30)
-    v1 = versioned(users, 1, base)
-    write_scores(data, v1)
-    on_spark = scores(make_project, data, redis_server.url, "spark", batch_size=50)
-    on_duck = scores(make_project, data, redis_server.url, "duck", "offline: {type: duckdb}")
+    data, base, v1, on_spark, on_duck = twins(make_project, tmp_path, redis_server.url, users,
+                                              batch_size=50)
 
     first = on_spark.sync().views[0]
     assert (first.mode, first.entities, first.written) == ("full", 400, 400)
@@ -232,13 +241,9 @@ def test_a_retried_task_is_counted_once(make_project: MakeProject, tmp_path: Pat
 def test_executors_write_into_a_cluster_equal_to_duckdb(
         spark: Any, make_project: MakeProject, tmp_path: Path,
         redis_cluster: RedisClusterServers, tasks: list[TaskWrites]) -> None:
-    data = tmp_path / "scores.parquet"
     users = list(range(300))
-    base = utc_now() - dt.timedelta(minutes=30)
-    v1 = versioned(users, 1, base)
-    write_scores(data, v1)
-    on_spark = scores(make_project, data, redis_cluster.url, "spark", batch_size=40)
-    on_duck = scores(make_project, data, redis_cluster.url, "duck", "offline: {type: duckdb}")
+    data, base, v1, on_spark, on_duck = twins(make_project, tmp_path, redis_cluster.url, users,
+                                              batch_size=40)
     first = on_spark.sync().views[0]
     assert (first.entities, first.written) == (300, 300) and first.tasks == len(tasks) > 1
     # each task counted its writes on every master (a counter per master and attempt)
