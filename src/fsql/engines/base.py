@@ -7,11 +7,11 @@ engine adds only what the dialect cannot express (connections, catalogs, file wr
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlglot import exp
 
@@ -33,6 +33,20 @@ class Column:
 
     name: str
     dtype: exp.DataType
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """Which partition of a result a writer is given, and which attempt at it this is (an
+    engine may run a failed partition again: each attempt must keep its effects apart)."""
+
+    partition: int
+    attempt: int
+
+
+R = TypeVar("R")
+#: one partition's rows as Arrow record batches, and the task -> a small picklable result
+PartitionWriter = Callable[[Iterator["pa.RecordBatch"], Task], R]
 
 
 class DialectError(Exception):
@@ -108,6 +122,26 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def fetch_batches(self, query: exp.Query, batch_size: int) -> Iterator[pa.RecordBatch]:
         """Run ``query`` and stream its rows as Arrow record batches (bounded memory)."""
+
+    def write_partitions(self, query: exp.Query, batch_size: int,
+                         writer: PartitionWriter[R]) -> list[R]:
+        """Run ``query`` and hand each partition of its result to ``writer`` where the rows
+        are (an engine with executors runs it there, once per partition, so it must pickle);
+        the writers' results, one per partition. Any exception a writer raises fails the
+        whole call. An in-process engine has one partition: ``write_in_process``."""
+        return self.write_in_process(query, batch_size, writer)
+
+    def write_in_process(self, query: exp.Query, batch_size: int,
+                         writer: PartitionWriter[R]) -> list[R]:
+        """``writer`` run here, on every row of ``query`` as one partition (``fetch_batches``):
+        for a sink only this process can reach. The rows' stream is closed however the writer
+        ends (it may stop early: an open result would keep the engine busy)."""
+        batches = self.fetch_batches(query, batch_size)
+        try:
+            return [writer(batches, Task(0, 0))]
+        finally:
+            if isinstance(batches, Generator):
+                batches.close()
 
     @abc.abstractmethod
     def register(self, name: str, data: Any) -> None:

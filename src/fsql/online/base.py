@@ -19,6 +19,9 @@ from fsql.errors import OnlineStoreError
 from fsql.online.keys import ViewLayout
 
 LOCK_REFRESH_SECONDS = 10.0  # at most; a third of lock_timeout when that is shorter
+#: how long the write counters of one task attempt (``TaskLock``) live at least: the driver's
+#: lock refresher does not know them, and a failed attempt's are never folded, so they expire
+TASK_COUNTER_SECONDS = 86_400.0
 
 @dataclass
 class WriteCounts:
@@ -93,6 +96,8 @@ class SyncLock:
                  took_over: str | None) -> None:
         self.store, self.value, self.state, self.took_over = store, value, state, took_over
         self.counter_key = store.counter_key(value)
+        #: appended to every counter key of this lock's writes ("" for the run's own counters)
+        self.scope = ""
         self.counts: dict[str, int] = {}  # counter key -> writes acknowledged under it
         self.lost = False  # set by the refresher when the lock is no longer ours
         self._stop = threading.Event()
@@ -104,6 +109,11 @@ class SyncLock:
     def acknowledged(self) -> int:
         """Writes the store acknowledged under this lock, over all its counters."""
         return sum(self.counts.values())
+
+    def counter_ms(self) -> int:
+        """How long a write keeps its counter alive (ms): the lock's timeout (the refresher
+        extends both)."""
+        return int(self.store.config.lock_timeout * 1000)
 
     def start(self) -> None:
         self._thread.start()
@@ -125,6 +135,23 @@ class SyncLock:
                     return
             except OnlineStoreError:
                 continue  # a blip: the fenced writes and publish find out if the lock survived
+
+
+class TaskLock(SyncLock):
+    """The run's lock as one writer task attempt holds it (``fsql.online.partition``): the same
+    value, so each of its writes is fenced by the run's lock, but its writes are counted in
+    counters of its own (each run counter's key plus ``scope``, in the same slot), since
+    concurrent tasks cannot share one fenced counter. The driver folds a successful attempt's
+    counters into the run's (``OnlineStore.fold``). Never refreshed (the driver holds the lock):
+    its counters live ``max(lock_timeout, TASK_COUNTER_SECONDS)``."""
+
+    def __init__(self, store: OnlineStore, value: str, state: ServerState, scope: str) -> None:
+        super().__init__(store, value, state, None)
+        self.scope = scope
+        self.counter_key = store.counter_key(value) + scope
+
+    def counter_ms(self) -> int:
+        return int(max(self.store.config.lock_timeout, TASK_COUNTER_SECONDS) * 1000)
 
 
 
@@ -179,6 +206,12 @@ class OnlineStore(ABC):
     @abstractmethod
     def lost_lock(self, lock: SyncLock, when: str) -> OnlineStoreError:
         """The error for a run that lost its lock."""
+
+    @abstractmethod
+    def fold(self, lock: SyncLock, scope: str, counters: dict[str, int]) -> None:
+        """Move the writes one task attempt counted (its counter keys, ending with ``scope``,
+        -> the counts it was acknowledged) into the run's counters, each only if the store
+        still holds exactly that count, and while ``lock`` is held."""
 
     # -- meta and writes ---------------------------------------------------------------------
     @abstractmethod

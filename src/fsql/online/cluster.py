@@ -7,6 +7,7 @@ Keys (hash tags in braces; only the part inside the first ``{...}`` picks the sl
     {ns}:v1:{view}:meta             each view's meta hash    } one slot: the control slot
     {ns}:v1:run:{token}:writes      the run's writes there  /
     {tag}ns:v1:run:{token}:writes   the run's writes on each other master (``tag`` hashes to it)
+    ...:writes:p<n>:a<m>            a Spark task attempt's writes there (folded into the run's)
     ns:v1:{view}:{generation}:{key} one entity's vector; ``{key}`` is the entity key, so every
                                     view of one entity is in one slot (spread evenly by entity)
 
@@ -130,12 +131,13 @@ class ClusterStore(RedisStore):
         node: ClusterNode = nodes[0]
         return node
 
-    def _node_counter(self, lock_value: str, node: ClusterNode) -> str:
-        """The key counting the run's writes on master ``node``."""
+    def _node_counter(self, lock_value: str, node: ClusterNode, scope: str = "") -> str:
+        """The key counting the run's writes on master ``node`` (a task attempt's: ``scope``
+        appended, same slot)."""
         from redis.crc import key_slot
 
         if self._master(self.lock_key).name == node.name:
-            return self.counter_key(lock_value)
+            return self.counter_key(lock_value) + scope
         tag = self._tags.get(node.name)
         if tag is None or self._master("{" + tag + "}").name != node.name:
             slots = self.client.nodes_manager.slots_cache
@@ -143,7 +145,7 @@ class ClusterStore(RedisStore):
                        if slots.get(key_slot(t.encode()), [node])[0].name == node.name)
             self._tags[node.name] = tag
         token = lock_value.split("|", 1)[0]
-        return f"{{{tag}}}{self.config.namespace}:{FORMAT}:run:{token}:writes"
+        return f"{{{tag}}}{self.config.namespace}:{FORMAT}:run:{token}:writes{scope}"
 
     # -- the cluster's state, the lock and its counters --------------------------------------
     def server_state(self) -> ServerState:
@@ -248,7 +250,7 @@ class ClusterStore(RedisStore):
         work: dict[str, tuple[ClusterNode, list[tuple[Any, ...]]]] = {}
         counters: dict[str, tuple[str, int]] = {}
         for name, (node, index) in shares.items():
-            counter = self._node_counter(lock.value, node)
+            counter = self._node_counter(lock.value, node, lock.scope)
             fence = self.fence(lock, counter, len(index))
             at = [0] * len(index) if expiry is None else [expiry[i] for i in index]
             writes: list[tuple[Any, ...]]

@@ -27,6 +27,13 @@ Guarantees, and how:
   replica or a FLUSHDB (all of which lower or remove the counter) fails the run instead of
   publishing holes. Evictions remove data keys, not the counter: the run compares the server's
   ``evicted_keys`` with its value at the start right before each publish (see ``SyncLock``).
+* **Writes from many tasks.** A sync from Spark writes from its executors, each task attempt
+  fenced by the run's lock but counting its writes in counters of its own (``TaskLock``: the
+  run's counter keys plus ``:p<partition>:a<attempt>``; a fenced counter cannot be shared by
+  concurrent writers). When the job has succeeded the driver folds each task's counters into the
+  run's (``fold``, one script per counter that refuses a count that moved), so the publish
+  checks above cover every task's writes. A failed attempt's counters are never folded; they
+  expire after ``max(lock_timeout, 1 day)``.
 * **Locks and generations are never confused across restores.** The lock's value is
   ``<random token>|<server run_id>``: a lock restored from a snapshot, or replicated from
   another server, names a run_id the server no longer has and is taken over at once.
@@ -109,6 +116,24 @@ end
 return {written, unchanged, stale, created}
 """
 _WRITE = _FENCE + GUARD.replace("FIRST", "3")
+
+# Folding one task attempt's counter (KEYS[3]) into the run's counter of the same server (KEYS[2],
+# expiring with the lock, ARGV[2] ms): only if the run's counter is still the count the driver
+# was acknowledged (ARGV[3]) and the task's is still the count the task was acknowledged
+# (ARGV[4]); then the task's moves into the run's (-2 otherwise: lost writes). A fold retried
+# after a broken connection finds it done (-3). ``_FOLD`` first checks the lock (KEYS[1]) on the
+# server holding it; ``NODE_FOLD`` is for a cluster's other masters (KEYS[1] is KEYS[2] there).
+NODE_FOLD = """
+local before, n = tonumber(ARGV[3]), tonumber(ARGV[4])
+local count = tonumber(redis.call('GET', KEYS[2]) or '0')
+local task = redis.call('GET', KEYS[3])
+if not task and count == before + n then return -3 end
+if count ~= before or tonumber(task or '0') ~= n then return -2 end
+redis.call('SET', KEYS[2], before + n, 'PX', ARGV[2])
+redis.call('DEL', KEYS[3])
+return n
+"""
+_FOLD = _HOLDS_LOCK + NODE_FOLD
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -260,6 +285,8 @@ class RedisStore(OnlineStore):
         self._set_meta = self.client.register_script(_SET_META)
         self._publish = self.client.register_script(_PUBLISH)
         self._forget = self.client.register_script(_FORGET)
+        self._fold = self.client.register_script(_FOLD)
+        self._node_fold = self.client.register_script(NODE_FOLD)
         self._generations: dict[str, tuple[bytes, str]] = {}  # view -> generation, key prefix
 
     def close(self) -> None:
@@ -390,6 +417,34 @@ class RedisStore(OnlineStore):
             f"over to a lagging replica, or flushed{_evicting(lock.state)}?); stopping without "
             "publishing or moving the watermark: run fsql sync again to rewrite them")
 
+    def fold(self, lock: SyncLock, scope: str, counters: dict[str, int]) -> None:
+        """Move a successful task attempt's write counts into the run's counters (see
+        ``_FOLD``), so publishing keeps checking that the store holds every acknowledged
+        write. Each task counter sits beside its run counter (its key ends with ``scope``), so
+        each fold is one atomic script on one server."""
+        import redis
+
+        when = "while collecting the writes of the sync's tasks"
+        lock.check(when)
+        for key, n in counters.items():
+            run = key.removesuffix(scope)
+            control = run == lock.counter_key
+            script = self._fold if control else self._node_fold
+            keys = [self.lock_key if control else run, run, key]
+            args = [lock.value, lock.counter_ms(), lock.counts.get(run, 0), n]
+            with self.errors("collecting the writes of the sync's tasks"):
+                try:
+                    reply = script(keys=keys, args=args)
+                except redis.ConnectionError:  # once more: a fold that was applied is -3
+                    reply = script(keys=keys, args=args)
+                if reply == -1:
+                    raise self.lost_lock(lock, when)
+                if reply == -2:
+                    held = sum(int(v or 0) for v in (self.client.get(run), self.client.get(key)))
+                    lock.counts[run] = lock.counts.get(run, 0) + n
+                    raise self.lost_writes(lock, held, when)
+            lock.counts[run] = lock.counts.get(run, 0) + n
+
     def durable_state(self, lock: SyncLock, when: str) -> ServerState:
         """The server's state, checked to have evicted no key since the lock was taken."""
         state = self.server_state()
@@ -510,7 +565,7 @@ class RedisStore(OnlineStore):
     def fence(self, lock: SyncLock, counter: str, n: int) -> list[Any]:
         """The fence's keys and arguments for ``n`` writes counted in ``counter``: the lock,
         the counter, the lock's value, the counter's expiry (ms), its count before, ``n``."""
-        return [self.lock_key, counter, lock.value, int(self.config.lock_timeout * 1000),
+        return [self.lock_key, counter, lock.value, lock.counter_ms(),
                 lock.counts.get(counter, 0), n]
 
     def _send_batch(self, keys: list[str], batch: Batch, lock: SyncLock, guarded: bool

@@ -19,7 +19,10 @@ Per online view, under the sync lock:
    a failure syncs nothing (a view with nothing new changes nothing online, so it is not tested).
    A view whose keys may have been evicted since its last sync is fully refreshed.
 
-Rows stream from the engine in Arrow record batches, so memory stays bounded.
+Rows stream from the engine in Arrow record batches, so memory stays bounded. They are
+written where they are (``Engine.write_partitions``): by DuckDB's process, or by each Spark task
+on its executor (``fsql.online.partition``); the driver only folds the tasks' write counts into
+the run's, then publishes generations and watermarks as above.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from fsql.errors import CheckFailed, OnlineStoreError, RequestError
 from fsql.graph import Selectors
 from fsql.online.base import Batch, OnlineStore, ServerState, SyncLock, WriteCounts
 from fsql.online.keys import FORMAT, INT_KEY, STR_KEY, ViewLayout, encode_column, iso_utc
+from fsql.online.partition import TaskWrites, ViewWriter
 from fsql.online.tiles import encode_states, expiry
 from fsql.pit import (
     CREATED,
@@ -80,6 +84,7 @@ class ViewSyncResult:
     seconds: float
     full_reason: str | None = None  # why the view was fully refreshed
     future_dated: int = 0  # rows whose created/event time is after as_of (never in watermark)
+    tasks: int = 1  # partitions of the latest rows written (by as many Spark tasks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,15 +371,17 @@ class Syncer:
         generation = meta.get("generation", "")
         if full and lock is not None:
             generation = self.store.new_generation(layout, lock)
+        # a full refresh fills a generation nobody reads yet: no guard needed
+        writer = ViewWriter(self.store.config, layout, join, generation,
+                            None if lock is None else (lock.value, lock.state), not full, encode,
+                            lock)
+        # an embedded store is a redis-server this process started: only it writes there
+        write = (self.engine.write_in_process if self.store.config.type == "embedded"
+                 else self.engine.write_partitions)
         published = False
         try:
-            counts, entities = WriteCounts(), 0
-            for batch in self.engine.fetch_batches(query, self.batch_size):
-                encoded = encode(batch, join, layout)
-                entities += len(encoded.values)
-                if lock is not None:
-                    # a full refresh fills a generation nobody reads yet: no guard needed
-                    self.store.write(layout, generation, encoded, counts, lock, guarded=not full)
+            tasks = write(query, self.batch_size, writer)
+            counts, entities = self.collect(tasks)
             if full and not allow_drop:
                 self.refuse_drop(layout, meta, entities)
             dropped = 0
@@ -409,7 +416,22 @@ class Syncer:
         return ViewSyncResult(node.name, "full" if full else "incremental", entities,
                               counts.written, counts.unchanged, counts.stale, dropped,
                               None if watermark is None else iso_utc(watermark),
-                              time.perf_counter() - started, reason, view.future_dated)
+                              time.perf_counter() - started, reason, view.future_dated,
+                              len(tasks))
+
+    def collect(self, tasks: list[TaskWrites]) -> tuple[WriteCounts, int]:
+        """The writes of a view's tasks, summed, once every task succeeded: a task's store
+        error is raised as it is; each task's counters are folded into the run's (so the
+        publish checks every task's writes; see ``partition``)."""
+        for task in tasks:
+            if task.error is not None:
+                raise OnlineStoreError(task.error)
+        counts = WriteCounts()
+        for task in tasks:
+            if self.lock is not None and task.counters:
+                self.store.fold(self.lock, task.scope, dict(task.counters))
+            counts.add((task.written, task.unchanged, task.stale, task.created))
+        return counts, sum(task.entities for task in tasks)
 
     def refuse_drop(self, layout: ViewLayout, meta: dict[str, str], entities: int) -> None:
         """A full refresh may not drop more than ``max_drop`` of the entities the view had

@@ -17,7 +17,9 @@ notebook's, or the test suite's) is left running, with this engine's views dropp
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -25,12 +27,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyspark.errors import PySparkException
+from pyspark.errors import PySparkException, PythonException
 from pyspark.sql import DataFrame, SparkSession
 from sqlglot import exp
 
 from fsql.config import OfflineConfig
-from fsql.engines.base import Column, Engine
+from fsql.engines.base import Column, Engine, PartitionWriter, R, Task
 from fsql.engines.spark import dialect
 from fsql.errors import ConfigError, DefinitionError, EngineError, QueryFailed
 
@@ -91,6 +93,11 @@ class SparkEngine(Engine):
         for key, value in _PINNED.items():
             self.spark.conf.set(key, value)
         self.spark.sparkContext.setLogLevel("FATAL")  # failures reach the user as fsql errors
+        context = self.spark.sparkContext
+        if (context.master or "").startswith("local") and "PYSPARK_PYTHON" not in os.environ:
+            # the Python workers (which run sync's writers) are this interpreter, which has
+            # fsql; a cluster's executors need fsql installed (see README, Scaling out)
+            context.pythonExec = sys.executable
         if config.database != "default":
             try:
                 self.spark.catalog.setCurrentDatabase(config.database)
@@ -227,6 +234,56 @@ class SparkEngine(Engine):
         the driver's memory, not by ``batch_size``)."""
         yield from self.fetch_arrow(query).to_batches(batch_size)
 
+    def write_partitions(self, query: exp.Query, batch_size: int,
+                         writer: PartitionWriter[R]) -> list[R]:
+        """``writer`` runs on the executors, once per partition of the result (``mapInArrow``,
+        in record batches of at most ``batch_size`` rows), with the task's partition and
+        attempt; each task sends back one row: its pickled result. Only those results reach
+        the driver. A writer that raises fails its task (Spark may retry it), and a job that
+        fails raises ``QueryFailed`` naming the writer's error."""
+        frame = self._frame(query)
+
+        def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            import pickle
+
+            import pyarrow as pa
+            from pyspark import TaskContext
+
+            context = TaskContext.get()
+            assert context is not None
+            result = writer(batches, Task(context.partitionId(), context.attemptNumber()))
+            yield pa.record_batch([pa.array([pickle.dumps(result)], pa.binary())],
+                                  names=["result"])
+
+        import pickle
+
+        # the writers' parallelism is spark.sql.shuffle.partitions: AQE would coalesce a small
+        # result (a few MB of latest rows) into one partition, i.e. one writer
+        with self._settings({"spark.sql.execution.arrow.maxRecordsPerBatch": str(batch_size),
+                             "spark.sql.adaptive.coalescePartitions.enabled": "false"}):
+            with warnings.catch_warnings():  # mapInArrow checks pandas, which it does not use
+                warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas",
+                                        FutureWarning)
+                mapped = frame.mapInArrow(run, "result binary")
+            rows = self._run(mapped.collect)
+        return [pickle.loads(row.result) for row in rows]
+
+    @contextmanager
+    def _settings(self, settings: dict[str, str]) -> Iterator[None]:
+        """The session's ``settings`` for the block, restored after."""
+        before: dict[str, str | None] = {key: self.spark.conf.get(key, None)
+                                         for key in settings}
+        for key, value in settings.items():
+            self.spark.conf.set(key, value)
+        try:
+            yield
+        finally:
+            for key, old in before.items():
+                if old is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, old)
+
     def register(self, name: str, data: Any) -> None:
         import pyarrow as pa
 
@@ -260,5 +317,11 @@ def spark_type(text: str) -> exp.DataType:
 
 
 def _message(err: PySparkException) -> str:
-    """The first line of Spark's message: its condition and what failed, not the plan."""
-    return str(err).strip().splitlines()[0]
+    """The first line of Spark's message: its condition and what failed, not the plan; for
+    an error raised in Python on an executor, that error's own line (the traceback's last)."""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    if isinstance(err, PythonException):
+        raised = [line for line in lines if not line.startswith((" ", "\t", "Traceback"))]
+        if len(raised) > 1:
+            return f"{raised[0]} {raised[-1].strip()}"
+    return lines[0]
