@@ -20,12 +20,16 @@ reaching back to the window's start: ``RANGE BETWEEN t - start PRECEDING AND CUR
 (``last``: the newest non-null value of a running frame, kept when it is in the window). The
 cost grows with the rows and points, never with their product, whatever one entity holds.
 
-Online (``tile_state``), a sync stores per entity and aggregation the partial aggregate of each
-hop ("tile") that some window from the sync's ``as_of`` on can still need; a reader combines
-the tiles of the window at its own clock (``online.tiles``). Both follow the same rule, so a
-value read at ``t >= as_of`` equals the training value at ``t`` over the rows known at the
-sync. Sums and averages of floats add the same numbers in another order, so they agree to
-floating-point rounding, not always to the bit; every other function and type is exact.
+Online (``TileStrategy.state``), a sync stores per entity and aggregation the partial
+aggregate of each hop ("tile") that some window from the sync's ``as_of`` on can still need; a
+reader combines the tiles of the window at its own clock (``online.tiles``). The query's shape
+is the same on every engine; each engine spells its three non-portable constructs (times in
+microseconds, an ordered list aggregate, ``avg``'s typed partial sums) in its own
+``TileStrategy`` (``Engine.tile_strategy``), so that every engine stores the same values. Both
+paths follow the same rule, so a value read at ``t >= as_of`` equals the training value at
+``t`` over the rows known at the sync. Sums and averages of floats add the same numbers in
+another order, so they agree to floating-point rounding, not always to the bit; every other
+function and type is exact.
 """
 
 from __future__ import annotations
@@ -113,8 +117,9 @@ class WindowSource:
 
     def rows(self, where: Sequence[exp.Expr] = (),
              micros: Callable[[exp.Expr], exp.Expr] = micros) -> exp.Select:
-        """Keys, ``AT``, ``CREATED_AT`` (with a created time) and the aggregated columns of
-        the view's rows with an event time and a full key."""
+        """Keys, ``AT``, ``CREATED_AT`` (with a created time; both in microseconds by
+        ``micros``) and the aggregated columns of the view's rows with an event time and a
+        full key."""
         select = exp.select(*[_col(k) for k in self.keys],
                             exp.alias_(micros(self.event.copy()), AT, quoted=True))
         if self.created is not None:

@@ -35,7 +35,8 @@ def partial_columns(feature: Feature) -> tuple[str, ...]:
 
 
 def encode_states(batch: pa.RecordBatch, features: Sequence[Feature]) -> list[list[Any]]:
-    """``tile_state`` rows -> one column per feature of msgpack-ready states."""
+    """Tile state rows (``windows.TileStrategy.state``, from any engine) -> one column per
+    feature of msgpack-ready states."""
     columns = []
     for feature in features:
         parts = [batch.column(name).to_pylist() for name in partial_columns(feature)]
