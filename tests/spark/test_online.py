@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import fsql
@@ -20,8 +21,11 @@ from tests.conftest import MakeProject, online_profile
 from tests.pit.test_pit_reference import CHECKS
 from tests.pit.test_windows import (
     GAPS,
+    GRID,
     OFFSETS,
     ROW,
+    US,
+    M,
     finish,
     project_files,
     read_at,
@@ -116,9 +120,24 @@ def _raw_states(project: fsql.Project) -> list[bytes | None]:
     return raws
 
 
+#: every aggregation with values in its windows at GRID[20] (cards 1 and 2), nulls among them
+#: (card 2's every third row), an entity with rows only outside every window (card 3)
+BUSY = [{"card": card, "ts": GRID[i] + (US if i % 4 == 0 else dt.timedelta(0)),
+         "created_after": i % 2,
+         "f": None if card == 2 and i % 3 == 0 else 0.25 * i,
+         "q": None if card == 2 and i % 3 == 0 else i - 10,
+         "p": None if card == 2 and i % 3 == 0 else Decimal(i) / 4,
+         "m": None if card == 2 and i % 3 == 0 else "ab"[i % 2],
+         "at": None if card == 2 and i % 3 == 0 else GRID[i % 5]}
+        for i in range(8, 21) for card in (1, 2)] + [
+    {"card": 3, "ts": GRID[0], "created_after": None, "f": 1.5, "q": 1, "p": None, "m": "a",
+     "at": None}]
+
+
 @settings(CHECKS, max_examples=6)
 @given(rows=st.lists(ROW, max_size=25), as_of=times(null=False),
        offsets=st.lists(OFFSETS, min_size=1, max_size=3))
+@example(rows=BUSY, as_of=GRID[20], offsets=[dt.timedelta(0), 7 * M, 65 * M])
 def test_aggregation_sync_from_spark_stores_the_same_bytes_as_from_duckdb(
         engines: tuple[fsql.Project, fsql.Project], rows: list[dict[str, Any]],
         as_of: dt.datetime, offsets: list[dt.timedelta]) -> None:
