@@ -16,9 +16,9 @@ import msgpack
 import pytest
 
 import fsql
+from fsql import quality
 from fsql.errors import DefinitionError, ProjectErrors
 from fsql.online.keys import HEADER
-from fsql.quality import TestResult
 from tests.conftest import MakeProject, online_profile
 from tests.pit.test_windows import VIEW_YML, finish, project_files, write
 from tests.redis_server import RedisServer
@@ -103,7 +103,7 @@ def test_data_tests_run_on_the_values_now(live: fsql.Project) -> None:
     data_tests_now(live)
 
 
-def data_tests_now(project: fsql.Project) -> list[TestResult]:
+def data_tests_now(project: fsql.Project) -> list[quality.TestResult]:
     """A failing then a passing range test on ``n_10m`` now: their results."""
     yml = project.root / "features" / "w.yml"
     yml.write_text(VIEW_YML.replace(
