@@ -52,9 +52,12 @@ to generate the data the first time::
     .venv/bin/python benchmarks/windows.py                                # everything, scale 1
     .venv/bin/python benchmarks/windows.py --scale 0.01 --repeat 1        # smoke run
     .venv/bin/python benchmarks/windows.py --part offline --repeat 5
+    .venv/bin/python benchmarks/windows.py --part online --engine spark   # sync from Spark
 
 At scale 1 the results go to ``benchmarks/results/windows.json``; at any other scale to
-``benchmarks/out/windows/windows.<scale>.json`` (never committed). A markdown summary goes to
+``benchmarks/out/windows/windows.<scale>.json`` (never committed); with ``--engine spark`` (the
+online part synced from a local Spark session started by each sync: its start-up is in the
+wall time) to ``windows.spark.json`` / ``windows.spark.<scale>.json``. A markdown summary goes to
 stdout, progress to stderr. Timings are only comparable on an otherwise idle machine: the JSON
 records the load average.
 
@@ -196,10 +199,16 @@ def _duration(seconds: int) -> str:
 
 
 def write_project(scale: float, threads: int, memory_limit: str,
-                  redis_port: int | None = None) -> Path:
+                  redis_port: int | None = None, engine: str = "duckdb") -> Path:
     """(Re)write the benchmark's fsql project; sources point at the data for ``scale``, the
-    online store (if any) at our redis-server."""
+    online store (if any) at our redis-server, the offline engine is ``engine`` (Spark: local
+    mode, ``threads`` cores, ``memory_limit`` of driver memory)."""
     files = paths(scale)
+    offline = {"duckdb": "{type: duckdb, path: target/bench.duckdb, threads: "
+                         f"{threads}, memory_limit: {memory_limit}}}",
+               "spark": f"{{type: spark, master: 'local[{threads}]', conf: "
+                        f"{{spark.driver.memory: {memory_limit.lower().removesuffix('b')}}}}}"}
+
     aggregations = "".join(
         f"    - {{name: {name}, function: {function}, "
         + (f"column: {column}, " if column else "")
@@ -215,11 +224,7 @@ def write_project(scale: float, threads: int, memory_limit: str,
               target: bench
               outputs:
                 bench:
-                  offline:
-                    type: duckdb
-                    path: target/bench.duckdb
-                    threads: {threads}
-                    memory_limit: {memory_limit}
+                  offline: {offline[engine]}
             """) + store,
         "models/sources.yml": "sources:\n  - name: bench\n    tables:\n" + "".join(
             f"      - name: {table}\n        path: {json.dumps(os.path.relpath(path, PROJECT))}\n"
@@ -582,7 +587,7 @@ def used_memory(server: RedisServer) -> int:
 def part_online(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
     server = RedisServer(OUT / "redis").start()
     try:
-        write_project(args.scale, args.threads, args.memory_limit, server.port)
+        write_project(args.scale, args.threads, args.memory_limit, server.port, args.engine)
         now_us = int(time.time() * 1_000_000)  # one "now" for every sync
         runs: dict[str, list[dict[str, Any]]] = {"windows": [], "latest": []}
         memory: dict[str, Any] = {}
@@ -696,7 +701,8 @@ def markdown(result: dict[str, Any]) -> str:
     data, m, cell = result["data"], result["machine"], common.cell
     lines = [f"{data['events']:,} transactions of {data['entities']:,} cards over "
              f"{data['span_days']} days, {data['spine_rows']:,} spine rows (scale "
-             f"{data['scale']:g}); six aggregations over 1h/24h/7d; DuckDB threads="
+             f"{data['scale']:g}); six aggregations over 1h/24h/7d; "
+             f"{result['settings'].get('engine', 'duckdb')} threads="
              f"{result['settings']['threads']}, memory_limit="
              f"{result['settings']['memory_limit']}; medians (min-max).", ""]
     off = result.get("offline")
@@ -789,6 +795,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="DuckDB threads for both contenders (default: all CPUs)")
     parser.add_argument("--memory-limit", default="4GB",
                         help="DuckDB memory_limit for both contenders (default 4GB)")
+    parser.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                        help="the offline engine the online part syncs from (spark: only "
+                             "with --part online)")
     parser.add_argument("--results", type=Path,
                         help=f"where to write the JSON results (default {RESULTS} at scale "
                              f"1, else {OUT}/windows.<scale>.json)")
@@ -797,6 +806,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--now-us", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--entities", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.engine == "spark" and args.part != "online":
+        parser.error("--engine spark benchmarks the online part only (--part online)")
     if args.scale <= 0 or min(args.repeat, args.calls, args.calls_100, args.read_repeat) < 1:
         parser.error("--scale must be > 0; --repeat, --calls, --calls-100, --read-repeat >= 1")
     return args
@@ -811,7 +822,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     load_before = os.getloadavg()
     data = ensure_data(args.scale)
-    write_project(args.scale, args.threads, args.memory_limit)
+    write_project(args.scale, args.threads, args.memory_limit, engine=args.engine)
     result: dict[str, Any] = {"benchmark": "windows", "data": data}
     if args.part in ("offline", "all"):
         common.log("offline ...")
@@ -822,12 +833,15 @@ def main(argv: list[str] | None = None) -> None:
     result.update({
         "aggregations": {name: {"function": f, "column": c, "window_s": w, "hop_s": h,
                                 "type": t} for name, (f, c, w, h, t) in AGGREGATIONS.items()},
-        "settings": {"threads": args.threads, "memory_limit": args.memory_limit,
+        "settings": {"engine": args.engine, "threads": args.threads,
+                     "memory_limit": args.memory_limit,
                      "repeat": args.repeat, "read_repeat": args.read_repeat},
         "machine": common.machine(redis_server=redis_version()),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "total_seconds": round(time.perf_counter() - started, 1)})
-    path = args.results or (RESULTS if args.scale == 1 else OUT / f"windows.{args.scale:g}.json")
+    engine = "" if args.engine == "duckdb" else f"{args.engine}."
+    path = args.results or (RESULTS.with_name(f"windows.{engine}json") if args.scale == 1
+                            else OUT / f"windows.{engine}{args.scale:g}.json")
     common.publish(result, path, markdown(result))
 
 

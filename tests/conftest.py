@@ -90,13 +90,14 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 
 def online_profile(project_name: str, url: str, namespace: str | None = None,
-                   **online: object) -> str:
-    """profiles.yml text for a project whose online store is the Redis at ``url``."""
+                   offline: str = "{type: duckdb}", **online: object) -> str:
+    """profiles.yml text for a project whose online store is the Redis at ``url`` (and whose
+    offline engine is ``offline``, a YAML flow mapping)."""
     extra = "".join(f"\n        {k}: {v}" for k, v in online.items())
     store = (f"type: redis\n        url: {url}" if not url.startswith("redis-cluster://") else
              f"type: redis_cluster\n        startup_nodes: [{url.split('//', 1)[1]}]")
     return (f"{project_name}:\n  target: dev\n  outputs:\n    dev:\n"
-            f"      offline: {{type: duckdb}}\n"
+            f"      offline: {offline}\n"
             f"      online:\n        {store}\n"
             f"        namespace: {namespace or 'test-' + uuid.uuid4().hex[:12]}{extra}\n")
 

@@ -25,7 +25,7 @@ validation. The helpers below (``qualified``, ``as_instant``, ``view_instant``, 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from sqlglot import exp
@@ -43,6 +43,7 @@ CREATED = "__fsql_created"
 KEY = "__fsql_key"
 SPINE = "spine"
 GUARDED = "__fsql_guarded"
+INSTANT = "__fsql_instant"  # the spine time of ``window_values_at``
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,26 +295,36 @@ def window_join(plan: PitPlan, join: ViewJoin, alias: str, select: exp.Select,
     return select
 
 
-def window_values_at(join: ViewJoin, as_of: int, relation: str | None = None) -> exp.Select:
+def window_values_at(join: ViewJoin, as_of: int, strategy: PitStrategy,
+                     types: Mapping[str, exp.DataType], relation: str | None = None
+                     ) -> exp.Select:
     """A view of aggregations at one instant ``as_of`` (microseconds, UTC): key columns and
     every feature of ``join``, for each entity with rows in some of its windows then (what a
     reader of the online store gets at ``as_of``; data tests and ``fsql verify`` check it).
-    ``relation`` reads another relation with the view's columns (verify: the rows known at
-    the last sync)."""
+    Those entities at ``as_of`` are a spine, joined by the engine's own point-in-time
+    ``strategy``: the value at one instant is the training value at that instant, whatever
+    the engine. ``types``: the view's column types; ``relation`` reads another relation with
+    the view's columns (verify: the rows known at the last sync)."""
     if relation is not None:
         join = replace(join, relation=relation)
     common = LatestPlan(join, as_of).common
     source = window_source(join, common)
     start = min((as_of // f.aggregation.hop_micros) * f.aggregation.hop_micros
                 - f.aggregation.window_micros for f in join.features if f.aggregation)
-    event = micros(source.event.copy())
-    points = exp.select(*[exp.column(k, quoted=True) for k in join.keys],
-                        exp.alias_(exp.Literal.number(as_of), AT, quoted=True)).distinct(
+    event, instant = source.event.copy(), _instant_literal(as_of, common)
+    keys = [exp.column(k, quoted=True) for k in join.keys]
+    points = exp.select(*keys, exp.alias_(instant.copy(), INSTANT, quoted=True)).distinct(
     ).from_(exp.to_table(join.relation, quoted=True)).where(exp.and_(
-        exp.GTE(this=event, expression=exp.Literal.number(start)),
-        exp.LTE(this=event.copy(), expression=exp.Literal.number(as_of)),
-        *[exp.column(k, quoted=True).is_(exp.null()).not_() for k in join.keys]))
-    values = window_values(source, points, False, {f.name: f.dtype.sql for f in join.features})
+        exp.GTE(this=event, expression=_instant_literal(start, common)),
+        exp.LTE(this=event.copy(), expression=instant),
+        *[k.copy().is_(exp.null()).not_() for k in keys]))
+    plan = PitPlan(points.subquery(), (*[Column(k, types[k]) for k in join.keys],
+                                        Column(INSTANT, common)),
+                   INSTANT, (replace(join, output_names=tuple(f.name for f in join.features),
+                                     inputs=()),),
+                   join.keys, join.keys)
+    values = strategy.query(plan)
+    values.set("order", None)
     return exp.select(*[exp.column(c, quoted=True) for c in (*join.keys,
                                                              *(f.name for f in join.features))]
                       ).from_(values.subquery("w"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from fsql.build import Progress
+    from fsql.pit import PitStrategy
 
 BUILTIN = ("not_null", "unique", "accepted_values", "accepted_range", "relationships",
            "row_count", "max_null_fraction")
@@ -58,6 +59,16 @@ class TestTarget:
     tests: tuple[DataTest, ...]
     #: the columns that say which rows fail: entity join keys and event time
     keys: tuple[str, ...] = ()
+    #: when set, the relation is built for the engine that runs the tests, from its
+    #: point-in-time strategy (a view of aggregations: its values now, ``window_values_at``),
+    #: and ``relation`` is the view itself
+    per_engine: Callable[[PitStrategy], exp.Expr] | None = None
+
+    def query(self, engine: Engine) -> exp.Expr:
+        """The relation the tests read, as ``engine`` runs it."""
+        if self.per_engine is None:
+            return self.relation.copy()
+        return self.per_engine(engine.pit_strategy())
 
 
 @dataclass
@@ -214,8 +225,14 @@ def _aggregation_targets(project: CompiledProject, node: CompiledNode) -> list[T
         return []
     join = view_join(node, project)
     now = int(round(time.time() * 1_000_000))
-    return [TestTarget(node.id, window_values_at(join, now).subquery(),
-                       (*join.keys, *(f.name for f in view.features)), tests, join.keys)]
+    types = {c.name: c.dtype for c in node.columns}
+
+    def values_now(strategy: PitStrategy) -> exp.Expr:
+        return window_values_at(join, now, strategy, types).subquery()
+
+    return [TestTarget(node.id, exp.to_table(node.relation, quoted=True),
+                       (*join.keys, *(f.name for f in view.features)), tests, join.keys,
+                       values_now)]
 
 
 def check_declarations(project: CompiledProject) -> list[DefinitionError]:
@@ -342,13 +359,6 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget],
     passes)."""
     if not selected:
         return []
-    for target in selected:
-        node = project.nodes.get(target.id)
-        if node is not None and isinstance(node.definition, FeatureView):
-            engine.require_aggregates_at_instant(
-                node.definition, "tested", f"run its tests on a DuckDB target over the same "
-                f"sources (fsql -t TARGET test -s {node.name}), or leave it out (--exclude "
-                f"{node.name}; fsql build --no-test)")
     from fsql.build import Silent
 
     step = progress or Silent()
@@ -383,7 +393,7 @@ def run(project: CompiledProject, engine: Engine, selected: list[TestTarget],
                                        *_needed_columns((e for _, e in planned), target)])))
         frame = engine.fetch_arrow(
             exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(
-                target.relation.copy())).to_pandas()
+                target.query(engine))).to_pandas()
         batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
         for test, expectation in planned:
             label = f"{target.id}: {test.label()}"

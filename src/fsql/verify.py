@@ -142,7 +142,7 @@ def check_view(project: CompiledProject, engine: Engine, store: OnlineStore,
         known = known.where(exp.LTE(this=event, expression=limit))
     engine.replace_relation(_KNOWN, known, "view")
     if view.aggregations:
-        _check_windows(result, engine, store, join, layout, keys)
+        _check_windows(result, engine, store, strategy, node, join, layout, keys)
         return result
     known_node = replace(node, relation=_KNOWN)
     spine = pa.table({**{k: pa.array([key[i] for key in keys]) for i, k in enumerate(join.keys)},
@@ -206,13 +206,15 @@ def _compare(result: ViewCheck, layout: ViewLayout, view: FeatureView, as_of: in
             result.matched += 1
 
 
-def _check_windows(result: ViewCheck, engine: Engine, store: OnlineStore, join: ViewJoin,
+def _check_windows(result: ViewCheck, engine: Engine, store: OnlineStore,
+                   strategy: PitStrategy, node: CompiledNode, join: ViewJoin,
                    layout: ViewLayout, keys: list[tuple[Any, ...]]) -> None:
     """A view of aggregations, checked at the current time: each sampled entity's values
     read from its online state now equal the training path's values now over the rows the
     last sync knew (``window_values_at`` on them)."""
     now = int(round(time.time() * 1_000_000))
-    table = engine.fetch_arrow(window_values_at(join, now, _KNOWN)).to_pylist()
+    table = engine.fetch_arrow(window_values_at(
+        join, now, strategy, {c.name: c.dtype for c in node.columns}, _KNOWN)).to_pylist()
     expected = {tuple(row[k] for k in join.keys): row for row in table}
     [(_, raws)] = store.read([(layout, keys)])
     names = [f.name for f in join.features]

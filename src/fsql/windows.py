@@ -20,17 +20,22 @@ reaching back to the window's start: ``RANGE BETWEEN t - start PRECEDING AND CUR
 (``last``: the newest non-null value of a running frame, kept when it is in the window). The
 cost grows with the rows and points, never with their product, whatever one entity holds.
 
-Online (``tile_state``), a sync stores per entity and aggregation the partial aggregate of each
-hop ("tile") that some window from the sync's ``as_of`` on can still need; a reader combines
-the tiles of the window at its own clock (``online.tiles``). Both follow the same rule, so a
-value read at ``t >= as_of`` equals the training value at ``t`` over the rows known at the
-sync. Sums and averages of floats add the same numbers in another order, so they agree to
-floating-point rounding, not always to the bit; every other function and type is exact.
+Online (``TileStrategy.state``), a sync stores per entity and aggregation the partial
+aggregate of each hop ("tile") that some window from the sync's ``as_of`` on can still need; a
+reader combines the tiles of the window at its own clock (``online.tiles``). The query's shape
+is the same on every engine; each engine spells its three non-portable constructs (times in
+microseconds, an ordered list aggregate, ``avg``'s typed partial sums) in its own
+``TileStrategy`` (``Engine.tile_strategy``), so that every engine stores the same values. Both
+paths follow the same rule, so a value read at ``t >= as_of`` equals the training value at
+``t`` over the rows known at the sync. Sums and averages of floats add the same numbers in
+another order, so they agree to floating-point rounding, not always to the bit; every other
+function and type is exact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import abc
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -110,9 +115,11 @@ class WindowSource:
         return tuple(dict.fromkeys(f.aggregation.column for f in self.features
                                    if f.aggregation and f.aggregation.column))
 
-    def rows(self, where: Sequence[exp.Expr] = ()) -> exp.Select:
-        """Keys, ``AT``, ``CREATED_AT`` (with a created time) and the aggregated columns of
-        the view's rows with an event time and a full key."""
+    def rows(self, where: Sequence[exp.Expr] = (),
+             micros: Callable[[exp.Expr], exp.Expr] = micros) -> exp.Select:
+        """Keys, ``AT``, ``CREATED_AT`` (with a created time; both in microseconds by
+        ``micros``) and the aggregated columns of the view's rows with an event time and a
+        full key."""
         select = exp.select(*[_col(k) for k in self.keys],
                             exp.alias_(micros(self.event.copy()), AT, quoted=True))
         if self.created is not None:
@@ -267,72 +274,94 @@ def partial_columns(feature: Feature) -> tuple[str, ...]:
     return (f"{name}__k", f"{name}__p", *extra)
 
 
-def _partials(feature: Feature, source: WindowSource, dtype: exp.DataType
-              ) -> list[exp.Expr]:
+def _partials(feature: Feature, source: WindowSource, dtype: exp.DataType,
+              strategy: TileStrategy, inputs: Mapping[str, exp.DataType]) -> list[exp.Expr]:
     """One tile's partial aggregate(s) of ``feature`` (GROUP BY key and tile)."""
     agg = feature.aggregation
     assert agg is not None
     if agg.function == "avg":
         assert agg.column is not None
-        return [exp.Sum(this=_col(agg.column)), exp.Count(this=_col(agg.column))]
+        return [strategy.partial_sum(_col(agg.column), inputs.get(agg.column)),
+                exp.Count(this=_col(agg.column))]
     if agg.function == "sum":
         return [exp.cast(exp.Sum(this=_col(agg.column or MARK)), dtype)]
     return [_combined(agg, source, dtype, None)]
 
 
-def tile_state(source: WindowSource, as_of: int, types: dict[str, exp.DataType],
-               entities: exp.Select | None = None) -> exp.Select:
-    """Per entity with rows in some window from ``as_of`` on: for each aggregation, the tiles
-    those windows can still need (``floor(as_of / h) - w / h`` to ``floor(as_of / h)``) as
-    parallel lists of tile numbers and partial aggregates (``partial_columns``), and ``LATEST``
-    (the greatest event time among them). Rows with an event after ``as_of`` are left out.
-    ``entities`` (key columns) limits it to those entities (an incremental sync)."""
-    per_group: list[exp.Select] = []
-    for hop, features in hop_groups(source.features).items():
-        top = as_of // hop
-        oldest = top - max(f.aggregation.tiles for f in features if f.aggregation)
-        at = _col(AT)
-        rows = source.rows([exp.LTE(this=micros(source.event.copy()),
-                                    expression=exp.Literal.number(as_of)),
-                            exp.GTE(this=micros(source.event.copy()),
-                                    expression=exp.Literal.number(oldest * hop))])
-        rows = rows.select(exp.alias_(exp.Literal.number(1), MARK, quoted=True))
-        if entities is not None:
-            rows = rows.join(entities.subquery("changed"),
-                             using=[exp.to_identifier(k, quoted=True) for k in source.keys])
-        tiles = exp.select(*[_col(k) for k in source.keys],
-                           exp.alias_(floor_div(at.copy(), hop), TILE, quoted=True),
-                           exp.alias_(exp.Max(this=at.copy()), LATEST, quoted=True))
-        for feature in features:
-            names = partial_columns(feature)[1:]
-            for name, partial in zip(names, _partials(feature, source, types[feature.name]),
-                                     strict=True):
-                tiles = tiles.select(exp.alias_(partial, name, quoted=True))
-        tiles = tiles.from_(rows.subquery("r")).group_by(
-            *[_col(k) for k in source.keys], exp.column(TILE, quoted=True))
-        state = exp.select(*[_col(k) for k in source.keys],
-                           exp.alias_(exp.Max(this=_col(LATEST)), LATEST, quoted=True))
-        for feature in features:
-            agg = feature.aggregation
-            assert agg is not None
-            # the tiles some window from as_of on can reach, and that hold something for it
-            # (a tile whose values are all null adds nothing: readers never see it)
-            partial = _col(partial_columns(feature)[-1])
-            holds = (exp.GT(this=partial, expression=exp.Literal.number(0))
-                     if agg.function in ("count", "avg") else partial.is_(exp.null()).not_())
-            needed = exp.and_(exp.GTE(this=_col(TILE),
-                                      expression=exp.Literal.number(top - agg.tiles)), holds)
-            for name in partial_columns(feature):
-                value = _col(TILE) if name.endswith("__k") else _col(name)
-                listed = exp.Filter(this=exp.func("list", exp.Order(
-                    this=value, expressions=[exp.Ordered(this=_col(TILE))])),
-                    expression=exp.Where(this=needed.copy()))
-                state = state.select(exp.alias_(listed, name, quoted=True))
-        per_group.append(state.from_(tiles.subquery("t")).group_by(
-            *[_col(k) for k in source.keys]))
-    if len(per_group) == 1:
-        return per_group[0]
-    return _outer_join(per_group, source.keys)
+class TileStrategy(abc.ABC):
+    """How an engine spells the tile state's SQL (``Engine.tile_strategy``): the query shape
+    is ``state``'s, for every engine; an engine gives the three constructs that differ."""
+
+    @abc.abstractmethod
+    def micros(self, instant: exp.Expr) -> exp.Expr:
+        """An instant as microseconds since the epoch (UTC)."""
+
+    @abc.abstractmethod
+    def ordered_list(self, value: exp.Expr, order: exp.Expr, where: exp.Expr) -> exp.Expr:
+        """The aggregate list of ``value`` over the group's rows where ``where`` holds,
+        ascending by ``order`` (unique in the group), null values kept; null or empty for no
+        such rows (``online.tiles.encode_states`` reads both as no tiles)."""
+
+    @abc.abstractmethod
+    def partial_sum(self, column: exp.Column, dtype: exp.DataType | None) -> exp.Expr:
+        """``avg``'s partial sum of ``column`` (of type ``dtype``, None if unknown) typed as
+        DuckDB's ``sum`` types it (integers: DECIMAL(38, 0)), so that the values stored online
+        are the same whichever engine synced them."""
+
+    def state(self, source: WindowSource, as_of: int, types: dict[str, exp.DataType],
+              entities: exp.Select | None = None,
+              inputs: Mapping[str, exp.DataType] | None = None) -> exp.Select:
+        """Per entity with rows in some window from ``as_of`` on: for each aggregation, the
+        tiles those windows can still need (``floor(as_of / h) - w / h`` to ``floor(as_of /
+        h)``) as parallel lists of tile numbers and partial aggregates (``partial_columns``),
+        and ``LATEST`` (the greatest event time among them). Rows with an event after
+        ``as_of`` are left out. ``entities`` (key columns) limits it to those entities (an
+        incremental sync); ``inputs`` holds the types of the view's columns."""
+        per_group: list[exp.Select] = []
+        for hop, features in hop_groups(source.features).items():
+            top = as_of // hop
+            oldest = top - max(f.aggregation.tiles for f in features if f.aggregation)
+            at = _col(AT)
+            event = self.micros(source.event.copy())
+            rows = source.rows([exp.LTE(this=event, expression=exp.Literal.number(as_of)),
+                                exp.GTE(this=event.copy(),
+                                        expression=exp.Literal.number(oldest * hop))],
+                               micros=self.micros)
+            rows = rows.select(exp.alias_(exp.Literal.number(1), MARK, quoted=True))
+            if entities is not None:
+                rows = rows.join(entities.subquery("changed"),
+                                 using=[exp.to_identifier(k, quoted=True) for k in source.keys])
+            tiles = exp.select(*[_col(k) for k in source.keys],
+                               exp.alias_(floor_div(at.copy(), hop), TILE, quoted=True),
+                               exp.alias_(exp.Max(this=at.copy()), LATEST, quoted=True))
+            for feature in features:
+                names = partial_columns(feature)[1:]
+                partials = _partials(feature, source, types[feature.name], self, inputs or {})
+                for name, partial in zip(names, partials, strict=True):
+                    tiles = tiles.select(exp.alias_(partial, name, quoted=True))
+            tiles = tiles.from_(rows.subquery("r")).group_by(
+                *[_col(k) for k in source.keys], exp.column(TILE, quoted=True))
+            state = exp.select(*[_col(k) for k in source.keys],
+                               exp.alias_(exp.Max(this=_col(LATEST)), LATEST, quoted=True))
+            for feature in features:
+                agg = feature.aggregation
+                assert agg is not None
+                # the tiles some window from as_of on can reach, and that hold something for
+                # it (a tile whose values are all null adds nothing: readers never see it)
+                partial = _col(partial_columns(feature)[-1])
+                holds = (exp.GT(this=partial, expression=exp.Literal.number(0))
+                         if agg.function in ("count", "avg") else partial.is_(exp.null()).not_())
+                needed = exp.and_(exp.GTE(this=_col(TILE),
+                                          expression=exp.Literal.number(top - agg.tiles)), holds)
+                for name in partial_columns(feature):
+                    value = _col(TILE) if name.endswith("__k") else _col(name)
+                    listed = self.ordered_list(value, _col(TILE), needed.copy())
+                    state = state.select(exp.alias_(listed, name, quoted=True))
+            per_group.append(state.from_(tiles.subquery("t")).group_by(
+                *[_col(k) for k in source.keys]))
+        if len(per_group) == 1:
+            return per_group[0]
+        return _outer_join(per_group, source.keys)
 
 
 def _outer_join(parts: list[exp.Select], keys: tuple[str, ...]) -> exp.Select:

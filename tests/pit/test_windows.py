@@ -229,6 +229,8 @@ def test_float_sums_agree_to_rounding(windows_project: fsql.Project,
 
 OFFSETS = st.sampled_from([dt.timedelta(0), US, 5 * M - US, 5 * M, 10 * M, 20 * M + US,
                            30 * M, 60 * M - US, 60 * M, 61 * M, 2 * 60 * M, 3 * 60 * M])
+#: from one sync to the next
+GAPS = st.sampled_from([US, 5 * M, 35 * M, 3 * 60 * M])
 
 
 @pytest.fixture
@@ -265,12 +267,20 @@ def check_online(project: fsql.Project, rows: list[dict[str, Any]], as_of: dt.da
 
 @settings(CHECKS, max_examples=25)
 @given(first=st.lists(ROW, max_size=20), more=st.lists(ROW, max_size=10),
-       as_of=times(null=False), gap=st.sampled_from([US, 5 * M, 35 * M, 3 * 60 * M]),
+       as_of=times(null=False), gap=GAPS,
        offsets=st.lists(OFFSETS, min_size=1, max_size=4))
 def test_online_value_at_t_equals_training_value_at_t(
         online_windows: fsql.Project, first: list[dict[str, Any]], more: list[dict[str, Any]],
         as_of: dt.datetime, gap: dt.timedelta, offsets: list[dt.timedelta]) -> None:
-    project = online_windows
+    sync_and_check(online_windows, first, more, as_of, gap, offsets)
+
+
+def sync_and_check(project: fsql.Project, first: list[dict[str, Any]],
+                   more: list[dict[str, Any]], as_of: dt.datetime, gap: dt.timedelta,
+                   offsets: list[dt.timedelta]) -> None:
+    """A full sync at ``as_of`` of the rows of ``first`` known then, then an incremental one
+    at ``as_of + gap`` with the rows of ``more`` arrived since: after each, the values read
+    at each offset equal the training values and the reference (``check_online``)."""
     path = project.root / "data" / "txns.parquet"
     # the rows known at the first sync: events up to as_of
     known = [r for r in finish([dict(r) for r in first]) if r["ts"] is None or r["ts"] <= as_of]

@@ -16,6 +16,7 @@ import msgpack
 import pytest
 
 import fsql
+from fsql import quality
 from fsql.errors import DefinitionError, ProjectErrors
 from fsql.online.keys import HEADER
 from tests.conftest import MakeProject, online_profile
@@ -38,8 +39,15 @@ def rows_until_now() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def live(make_project: MakeProject, redis_server: RedisServer) -> fsql.Project:
-    project = make_project(project_files())
-    (project.root / "profiles.yml").write_text(online_profile("test", redis_server.url))
+    return live_project(make_project, redis_server.url)
+
+
+def live_project(make_project: MakeProject, url: str, offline: str = "{type: duckdb}",
+                 name: str = "test") -> fsql.Project:
+    """The windows project on engine ``offline``, online in the Redis at ``url``, holding
+    ``rows_until_now``."""
+    project = make_project(project_files(), name=name)
+    (project.root / "profiles.yml").write_text(online_profile(name, url, offline=offline))
     project = fsql.Project(project.root)  # with the profile just written
     write(project.root / "data" / "txns.parquet", rows_until_now())
     return project
@@ -92,20 +100,26 @@ def test_features_and_aggregations_together_are_refused(make_project: MakeProjec
 
 
 def test_data_tests_run_on_the_values_now(live: fsql.Project) -> None:
-    yml = live.root / "features" / "w.yml"
+    data_tests_now(live)
+
+
+def data_tests_now(project: fsql.Project) -> list[quality.TestResult]:
+    """A failing then a passing range test on ``n_10m`` now: their results."""
+    yml = project.root / "features" / "w.yml"
     yml.write_text(VIEW_YML.replace(
         "{name: n_10m, function: count, window: 10m, hop: 5m, type: 'int64'}",
         "{name: n_10m, function: count, window: 10m, hop: 5m, type: 'int64', "
         "tests: [{accepted_range: {max: 1}}]}"))
     # card 1 has 2-3 rows in any 10-15 minute window now, card 2 one: the test fails on card 1
-    [result] = [r for r in live.test() if r.object == "view:w"]
-    assert result.status == "fail" and result.failing == 1, result
+    [failing] = [r for r in project.test() if r.object == "view:w"]
+    assert failing.status == "fail" and failing.failing == 1, failing
     yml.write_text(VIEW_YML.replace(
         "{name: n_10m, function: count, window: 10m, hop: 5m, type: 'int64'}",
         "{name: n_10m, function: count, window: 10m, hop: 5m, type: 'int64', "
         "tests: [{accepted_range: {max: 3}}]}"))
-    [result] = [r for r in live.test() if r.object == "view:w"]
-    assert result.status == "pass", result
+    [passing] = [r for r in project.test() if r.object == "view:w"]
+    assert passing.status == "pass", passing
+    return [failing, passing]
 
 
 def test_window_change_is_breaking(live: fsql.Project) -> None:
@@ -122,6 +136,11 @@ def test_window_change_is_breaking(live: fsql.Project) -> None:
 
 
 def test_verify_checks_aggregations_now(live: fsql.Project) -> None:
+    verify_aggregations_now(live)
+
+
+def verify_aggregations_now(live: fsql.Project) -> None:
+    """After a sync, ``fsql verify`` matches both cards, and finds a tampered state."""
     live.sync()
     [check] = live.verify(sample=None)
     assert (check.entities, check.matched, check.mismatched) == (2, 2, 0), check

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlglot import exp
 
-from fsql.errors import RequestError
-
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from fsql.definitions import FeatureView, Source
+    from fsql.definitions import Source
     from fsql.pit import PitStrategy
+    from fsql.windows import TileStrategy
 
 #: the dialect models and feature SQL are written in, whatever the engine
 PROJECT_DIALECT = "duckdb"
@@ -62,22 +61,14 @@ class Engine(abc.ABC):
     """An offline SQL engine connection."""
 
     dialect: str = ""
-    #: whether the engine computes time-window aggregations at one instant, not only along a
-    #: spine: the online tile state ``fsql sync`` writes (``windows.tile_state``) and the values
-    #: a view's data tests check (``pit.window_values_at``)
-    aggregates_at_instant: bool = True
-
-    def require_aggregates_at_instant(self, view: FeatureView, doing: str, hint: str) -> None:
-        """Refuse, naming the view and its file, what needs ``aggregates_at_instant``."""
-        if view.aggregations and not self.aggregates_at_instant:
-            raise RequestError(
-                f"{view.path}:{view.line}: view '{view.name}' has time-window aggregations, "
-                f"whose values at one instant the {self.dialect} engine cannot compute yet; "
-                f"nothing was {doing}. hint: {hint}")
-
     @abc.abstractmethod
     def pit_strategy(self) -> PitStrategy:
         """How this engine turns a ``PitPlan`` into SQL (``fsql.pit``)."""
+
+    @abc.abstractmethod
+    def tile_strategy(self) -> TileStrategy:
+        """How this engine spells the online tile state of aggregation views
+        (``fsql.windows.TileStrategy``)."""
 
     def adapt(self, query: exp.Query, schema: dict[str, dict[str, exp.DataType]]
               ) -> exp.Query:

@@ -59,7 +59,6 @@ from fsql.pit import (
     window_source,
 )
 from fsql.windows import LATEST as LATEST_AT
-from fsql.windows import tile_state
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -153,17 +152,19 @@ def _encode_batch(batch: pa.RecordBatch, join: ViewJoin, layout: ViewLayout) -> 
     return Batch(suffixes, layout.encode_rows(events, created, columns), expiry)
 
 
-def _state_query(plan: LatestPlan) -> exp.Select:
+def _state_query(plan: LatestPlan, engine: Engine, node: CompiledNode) -> exp.Select:
     """A view of aggregations: the tile state of every entity with rows in some window from
-    ``as_of`` on (incremental: of the entities with rows newer than the watermark)."""
+    ``as_of`` on (incremental: of the entities with rows newer than the watermark), as the
+    engine spells it (``Engine.tile_strategy``)."""
     join = plan.join
     entities = None
     if plan.changed_since is not None:  # rows still to come count when their time comes
         event, as_of = common_instant(join, plan.as_of)
         entities = exp.select(*[exp.column(k, quoted=True) for k in join.keys]).distinct(
         ).from_(plan.rows("c")).where(exp.LTE(this=event, expression=as_of))
-    return tile_state(window_source(join, plan.common), plan.as_of,
-                      {f.name: f.dtype.sql for f in join.features}, entities)
+    return engine.tile_strategy().state(
+        window_source(join, plan.common), plan.as_of, {f.name: f.dtype.sql for f in join.features},
+        entities, {c.name: c.dtype for c in node.columns})
 
 
 def _encode_states(batch: pa.RecordBatch, join: ViewJoin, layout: ViewLayout, as_of: int
@@ -251,12 +252,6 @@ class Syncer:
                  and n.definition.online]
         if not nodes:
             raise RequestError("no online feature views selected (set online: true on a view)")
-        for node in nodes:
-            assert isinstance(node.definition, FeatureView)
-            name = node.name
-            self.engine.require_aggregates_at_instant(
-                node.definition, "synced", f"sync it from a DuckDB target over the same "
-                f"sources (fsql -t TARGET sync -s {name}), or leave it out (--exclude {name})")
         return sorted(nodes, key=lambda n: n.name)
 
     def warnings(self) -> list[str]:
@@ -367,7 +362,8 @@ class Syncer:
         encode: Callable[[pa.RecordBatch, ViewJoin, ViewLayout], Batch] = _encode_batch
         query = latest_rows_query(plan)
         if join.view.aggregations:
-            query, encode = _state_query(plan), partial(_encode_states, as_of=as_of)
+            query = _state_query(plan, self.engine, node)
+            encode = partial(_encode_states, as_of=as_of)
         generation = meta.get("generation", "")
         if full and lock is not None:
             generation = self.store.new_generation(layout, lock)

@@ -1,6 +1,6 @@
 """The online state of aggregation views: what ``fsql sync`` stores per entity and aggregation,
 and the value a reader computes from it at its own clock (README point-in-time rule 9; the SQL
-that makes the tiles is ``windows.tile_state``).
+that makes the tiles is ``windows.TileStrategy.state``).
 
 Each aggregation's stored value is ``[tiles, partials]`` (``avg``: ``[tiles, sums, counts]``):
 the numbers of the hops ("tiles") holding rows, ascending, and the partial aggregate of each.
@@ -27,21 +27,23 @@ _EXACT = decimal.Context(prec=100)  # decimal sums are exact (DuckDB: DECIMAL(38
 
 
 def partial_columns(feature: Feature) -> tuple[str, ...]:
-    """The columns ``windows.tile_state`` gives for a feature: tiles, partials (and counts)."""
+    """The columns ``windows.TileStrategy.state`` gives for a feature: tiles, partials (and
+    counts)."""
     from fsql.windows import partial_columns as columns
 
     return columns(feature)
 
 
 def encode_states(batch: pa.RecordBatch, features: Sequence[Feature]) -> list[list[Any]]:
-    """``tile_state`` rows -> one column per feature of msgpack-ready states."""
+    """Tile state rows (``windows.TileStrategy.state``, from any engine) -> one column per
+    feature of msgpack-ready states."""
     columns = []
     for feature in features:
         parts = [batch.column(name).to_pylist() for name in partial_columns(feature)]
         encoders = [_encoder(feature, i) for i in range(len(parts))]
         states: list[Any] = []
         for row in zip(*parts, strict=True):
-            if row[0] is None:  # no rows in any of this feature's tiles
+            if not row[0]:  # no rows in any of this feature's tiles (DuckDB: null, Spark: [])
                 states.append([[] for _ in row])
             else:
                 states.append([encode(list(values)) for encode, values
@@ -127,7 +129,7 @@ def window_value(feature: Feature, state: Any, now: int) -> Any:
 
 def _combiner(feature: Feature) -> Callable[[list[Any], int, int], Any]:
     """The function combining tiles ``lo:hi`` of a state (never empty; a stored tile always
-    holds something: ``windows.tile_state``) into the aggregation's value."""
+    holds something: ``windows.TileStrategy.state``) into the aggregation's value."""
     agg = feature.aggregation
     assert agg is not None
     function = agg.function

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from fsql.definitions import Source
     from fsql.pit import PitStrategy
+    from fsql.windows import TileStrategy
 
 
 class DuckDBEngine(Engine):
@@ -75,6 +76,11 @@ class DuckDBEngine(Engine):
         from fsql.engines.duckdb.pit import AsofJoin
 
         return AsofJoin()
+
+    def tile_strategy(self) -> TileStrategy:
+        from fsql.engines.duckdb.tiles import ListTiles
+
+        return ListTiles()
 
     # -- statements ----------------------------------------------------------------------
     def _run(self, expression: exp.Expr) -> duckdb.DuckDBPyConnection:

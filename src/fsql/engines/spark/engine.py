@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from fsql.definitions import Source
     from fsql.pit import PitStrategy
+    from fsql.windows import TileStrategy
 
 #: settings of every session fsql starts; a target's ``conf:`` may override the first group
 _DEFAULTS = {"spark.app.name": "fsql", "spark.ui.enabled": "false",
@@ -67,9 +68,6 @@ class SparkEngine(Engine):
     """A Spark session (local mode or a cluster's ``master``); see the module docstring."""
 
     dialect = "spark"
-    # windows.tile_state and windows.window_values use DuckDB-only constructs (list ... ORDER
-    # BY, FILTER, per-row frame bounds); Spark's windows exist along a spine (engines/spark/)
-    aggregates_at_instant = False
 
     def __init__(self, config: OfflineConfig, root_dir: str, writable: bool = False) -> None:
         #: the views this engine made: name -> (SQL, Parquet copy of a ``table`` or None)
@@ -110,6 +108,11 @@ class SparkEngine(Engine):
         from fsql.engines.spark.pit import UnionWindowJoin
 
         return UnionWindowJoin()
+
+    def tile_strategy(self) -> TileStrategy:
+        from fsql.engines.spark.tiles import CollectTiles
+
+        return CollectTiles()
 
     def adapt(self, query: exp.Query, schema: dict[str, dict[str, exp.DataType]]
               ) -> exp.Query:
