@@ -18,8 +18,8 @@ def test_example_project_builds_the_same_training_sets_on_spark(spark: Any, tmp_
                                                                 ) -> None:
     root = copy_example(tmp_path / "shop")
     (root / "profiles.yml").write_text((REPO / "profiles.yml").read_text())
-    on_duck = fsql.Project(root, target="dev").build(test=False)
-    on_spark = fsql.Project(root, target="spark").build(test=False)
+    on_duck = fsql.Project(root, target="dev").build()
+    on_spark = fsql.Project(root, target="spark").build()
     assert [t.name for t in on_spark.training_sets] == [t.name for t in on_duck.training_sets]
     assert len(on_spark.training_sets) == 2
     for built, reference in zip(on_spark.training_sets, on_duck.training_sets, strict=True):
