@@ -650,7 +650,8 @@ def check_reads(entities: int, now_us: int) -> dict[str, Any]:
             raise SystemExit(f"READ FAILED: {view}: no {names[0]} for 100 random cards")
     service.store.close()
 
-    at = OnlineService(project.load(), project.store(), clock=lambda: now_us / 1_000_000)
+    at = OnlineService(project.load(), project.store(), project.target.paths,
+                       clock=lambda: now_us / 1_000_000)
     online = at.get([WINDOWS_VIEW], {"card": ids}).values
     at.store.close()
     spine = pd.DataFrame({"card": ids, "ts": pd.Series([pd.Timestamp(now_us, unit="us")]
