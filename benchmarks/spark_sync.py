@@ -24,7 +24,8 @@ and event times for a sample of 1,000), the contenders alternate ``--repeat`` ti
 the throughput ratio (target fsql >= 0.7x hand) and the load average go to
 ``benchmarks/results/spark_sync.json`` and a markdown table on stdout.
 
-    .venv/bin/python benchmarks/spark_sync.py                        # 200k entities, 3 runs
+    .venv/bin/python benchmarks/spark_sync.py                        # 1M ids (3M rows), 3 runs
+    .venv/bin/python benchmarks/spark_sync.py --entities 200000      # small: fixed costs dominate
     .venv/bin/python benchmarks/spark_sync.py --entities 20000 --repeat 1   # smoke run
 
 Needs pyspark (``pip install '.[spark]'``), Java 17+ and ``redis-server`` (else the one
@@ -187,7 +188,7 @@ def compare(server: RedisServer, sample: int = 1000) -> int:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--entities", type=int, default=200_000)
+    parser.add_argument("--entities", type=int, default=1_000_000)
     parser.add_argument("--rows-per-entity", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
