@@ -9,6 +9,7 @@ The scripts run as ``python benchmarks/<script>.py`` (also in the subprocesses t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -343,3 +344,26 @@ def write_project(root: Path, name: str, tables: dict[str, Path], training_set: 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text), encoding="utf-8")
     return root
+
+
+def spark_arguments(parser: argparse.ArgumentParser, repeat: int, memory: str) -> None:
+    """The options every Spark benchmark takes: runs, local threads, driver memory."""
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory", default=memory, help="Spark driver memory")
+
+
+def spark_session(app: str, threads: int, memory: str, conf: dict[str, str]) -> Any:
+    """A local Spark session (``local[threads]``, no UI, UTC) with ``conf`` on top."""
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.master(f"local[{threads}]").appName(app)
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.driver.memory", memory))
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

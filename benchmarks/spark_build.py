@@ -40,17 +40,8 @@ RESULTS = HERE / "results" / "spark_build.json"
 
 
 def session(threads: int, memory: str) -> Any:
-    from pyspark.sql import SparkSession
-
-    spark = (SparkSession.builder.master(f"local[{threads}]").appName("fsql-spark-bench")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.session.timeZone", "UTC")
-             .config("spark.sql.shuffle.partitions", str(4 * threads))
-             .config("spark.driver.memory", memory)
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    return common.spark_session("fsql-spark-bench", threads, memory,
+                                {"spark.sql.shuffle.partitions": str(4 * threads)})
 
 
 def fsql_query(spark: Any, scale: float, threads: int) -> str:
@@ -138,9 +129,7 @@ def same_rows(spark: Any, a: Path, b: Path) -> int:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=0.1)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--memory", default="4g", help="Spark driver memory")
+    common.spark_arguments(parser, repeat=5, memory="4g")
     parser.add_argument("--duckdb-repeat", type=int, default=3)
     return parser.parse_args()
 

@@ -101,22 +101,13 @@ def write_project(data: Path, threads: int, partitions: int, batch: int, port: i
 
 
 def session(threads: int, partitions: int, batch: int, memory: str) -> Any:
-    from pyspark.sql import SparkSession
-
     os.environ["PYSPARK_PYTHON"] = sys.executable  # the workers import redis, msgpack, fsql
-    spark = (SparkSession.builder.master(f"local[{threads}]").appName("fsql-spark-sync-bench")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.session.timeZone", "UTC")
-             .config("spark.sql.ansi.enabled", "true")
-             .config("spark.sql.parquet.inferTimestampNTZ.enabled", "true")
-             .config("spark.sql.shuffle.partitions", str(partitions))
-             .config("spark.sql.adaptive.coalescePartitions.enabled", "false")
-             .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch))
-             .config("spark.driver.memory", memory)
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    return common.spark_session("fsql-spark-sync-bench", threads, memory, {
+        "spark.sql.ansi.enabled": "true",
+        "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+        "spark.sql.shuffle.partitions": str(partitions),
+        "spark.sql.adaptive.coalescePartitions.enabled": "false",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(batch)})
 
 
 def hand_sync(spark: Any, data: Path, port: int) -> int:
@@ -190,12 +181,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entities", type=int, default=1_000_000)
     parser.add_argument("--rows-per-entity", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    common.spark_arguments(parser, repeat=3, memory="2g")
     parser.add_argument("--partitions", type=int, default=0,
                         help="spark.sql.shuffle.partitions (default: 2 x threads)")
     parser.add_argument("--batch", type=int, default=10_000, help="rows per write round trip")
-    parser.add_argument("--memory", default="2g", help="Spark driver memory")
     return parser.parse_args()
 
 
