@@ -50,6 +50,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fsql.config import OnlineConfig
@@ -198,6 +199,18 @@ def _evicting(state: ServerState) -> str:
     """", or evicted its keys (maxmemory-policy ...)" when the server can evict keys."""
     return (f", or evicted its keys (maxmemory-policy {state.policy})" if state.can_evict
             else "")
+
+
+def _once_more(send: Callable[[], Any]) -> Any:
+    """``send()``, and once more after a broken connection (on a new one, to a restarted or
+    failed-over server, say): what it sends must be safe to apply twice (the fence scripts
+    recognise their own second application)."""
+    import redis
+
+    try:
+        return send()
+    except redis.ConnectionError:
+        return send()
 
 
 def _flat(fields: dict[str, str]) -> list[str]:
@@ -422,8 +435,6 @@ class RedisStore(OnlineStore):
         ``_FOLD``), so publishing keeps checking that the store holds every acknowledged
         write. Each task counter sits beside its run counter (its key ends with ``scope``), so
         each fold is one atomic script on one server."""
-        import redis
-
         when = "while collecting the writes of the sync's tasks"
         lock.check(when)
         for key, n in counters.items():
@@ -433,17 +444,14 @@ class RedisStore(OnlineStore):
             keys = [self.lock_key if control else run, run, key]
             args = [lock.value, lock.counter_ms(), lock.counts.get(run, 0), n]
             with self.errors("collecting the writes of the sync's tasks"):
-                try:
-                    reply = script(keys=keys, args=args)
-                except redis.ConnectionError:  # once more: a fold that was applied is -3
-                    reply = script(keys=keys, args=args)
+                # a fold that was applied after all is -3
+                reply = _once_more(partial(script, keys=keys, args=args))
                 if reply == -1:
                     raise self.lost_lock(lock, when)
+                lock.counts[run] = lock.counts.get(run, 0) + n
                 if reply == -2:
                     held = sum(int(v or 0) for v in (self.client.get(run), self.client.get(key)))
-                    lock.counts[run] = lock.counts.get(run, 0) + n
                     raise self.lost_writes(lock, held, when)
-            lock.counts[run] = lock.counts.get(run, 0) + n
 
     def durable_state(self, lock: SyncLock, when: str) -> ServerState:
         """The server's state, checked to have evicted no key since the lock was taken."""
@@ -572,8 +580,6 @@ class RedisStore(OnlineStore):
                     ) -> list[tuple[Any, str, int]]:
         """Send one batch's writes with their fence; (fence reply or write counts, counter
         key, writes counted) for each counter (here one: the lock's)."""
-        import redis
-
         fence = self.fence(lock, lock.counter_key, len(keys))
         expiry = batch.expire_at_ms
         if guarded:
@@ -589,13 +595,8 @@ class RedisStore(OnlineStore):
 
             def send() -> Any:
                 return exec_reply(self._round_trip(commands)[-1])
-        try:
-            reply = send()
-        except redis.ConnectionError:
-            # once more, on a new connection (to a restarted or failed-over server, say):
-            # the fence counts a batch that was applied after all only once (-3)
-            reply = send()
-        return [(reply, lock.counter_key, len(keys))]
+        # the fence counts a batch that was applied after all only once (-3)
+        return [(_once_more(send), lock.counter_key, len(keys))]
 
     # -- reads -------------------------------------------------------------------------------
     def read(self, requests: Sequence[tuple[ViewLayout, Sequence[tuple[Any, ...]]]]
