@@ -57,6 +57,9 @@ class CompiledNode:
     columns: tuple[Column, ...]
     definition: Source | Model | FeatureView
     hash: str
+    #: a feature view's rows with their identity, when the engine can name them
+    #: (``Engine.row_identity``; not part of the hash: it reads the same rows)
+    rows: exp.Select | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,8 +320,20 @@ class Compiler:
             nodes[node_id] = CompiledNode(
                 node_id, kind, name, relation, query, materialized, tuple(columns),
                 definition, fingerprint(definition, query.sql(self.engine.dialect),
-                                        materialized, upstream))
+                                        materialized, upstream),
+                self._rows(definition, query, materialized, nodes))
         return nodes
+
+    def _rows(self, definition: Any, query: exp.Query, materialized: str,
+              nodes: dict[str, CompiledNode]) -> exp.Select | None:
+        """The rows of a feature view with their identity (``Engine.row_identity``), for a
+        view the training sets read as it is defined (materialized as a view, no windows)."""
+        if not isinstance(definition, FeatureView) or definition.aggregations \
+                or materialized != "view":
+            return None
+        sources = {n.relation: (n.query, tuple(c.name for c in n.columns))
+                   for n in nodes.values() if isinstance(n.definition, Source)}
+        return self.engine.row_identity(query, sources)
 
     @staticmethod
     def _engine_error(definition: Any, err: EngineError) -> DefinitionError:
@@ -448,7 +463,7 @@ def plan_training_set(spec: ProjectSpec, refs: Any, spine: exp.Expression,
         created = view_types.get(view.created_timestamp) if view.created_timestamp else None
         joins.append(ViewJoin(view, node.relation, keys, tuple(feats), outputs,
                               view_types[view.timestamp], created,
-                              tuple(hidden.get(view_name, ()))))
+                              tuple(hidden.get(view_name, ())), node.rows))
     on_demand = [_plan_on_demand(spec, name, chosen, columns, naming, seen_outputs)
                  for name, chosen in demanded.items()]
     names = tuple(columns)

@@ -38,6 +38,8 @@ from fsql.windows import LATEST as LATEST_AT
 
 T = exp.DataType.Type
 ROW_ID = "__fsql_row"
+#: a feature view row's identity (``Engine.row_identity``)
+ROW_IDENTITY = "__fsql_rowid"
 TS = "__fsql_ts"
 CREATED = "__fsql_created"
 KEY = "__fsql_key"
@@ -60,6 +62,9 @@ class ViewJoin:
     #: features joined only as inputs of on-demand features (not output), under
     #: ``input_column`` names
     inputs: tuple[Feature, ...] = ()
+    #: the view's rows with a ``ROW_IDENTITY`` column, when the engine can name them
+    #: (``Engine.row_identity``): a strategy may join on it and fetch the features after
+    rows: exp.Select | None = None
 
 
 def input_column(view: str, feature: str) -> str:

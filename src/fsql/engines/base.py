@@ -7,7 +7,7 @@ engine adds only what the dialect cannot express (connections, catalogs, file wr
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +77,16 @@ class Engine(abc.ABC):
         columns of the relations compiled so far. The project dialect's own engine runs the
         query as it is."""
         return query
+
+    def row_identity(self, query: exp.Query,
+                     sources: Mapping[str, tuple[exp.Query, tuple[str, ...]]]
+                     ) -> exp.Select | None:
+        """A feature view's ``query`` plus a column ``fsql.pit.ROW_IDENTITY`` naming each of
+        its rows for the length of a statement, or None when the engine cannot tell its rows
+        apart. A point-in-time strategy may then join only keys, times and that identity,
+        and fetch the chosen rows' features afterwards (late materialization). ``sources``
+        maps each source's relation to its query and its column names."""
+        return None
 
     @abc.abstractmethod
     def describe(self, query: exp.Query) -> list[Column]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +76,13 @@ class DuckDBEngine(Engine):
         from fsql.engines.duckdb.pit import AsofJoin
 
         return AsofJoin()
+
+    def row_identity(self, query: exp.Query,
+                     sources: Mapping[str, tuple[exp.Query, tuple[str, ...]]]
+                     ) -> exp.Select | None:
+        from fsql.engines.duckdb.rows import identified
+
+        return identified(query, sources)
 
     def tile_strategy(self) -> TileStrategy:
         from fsql.engines.duckdb.tiles import ListTiles

@@ -10,6 +10,7 @@ from sqlglot import exp
 
 from fsql.pit import (
     KEY,
+    ROW_IDENTITY,
     SPINE,
     TS,
     PitPlan,
@@ -39,6 +40,7 @@ class AsofJoin(PitStrategy):
         select = exp.select(*[qualified(c, SPINE) for c in plan.output_spine]).from_(
             exp.alias_(plan.spine, SPINE, table=True), copy=False)
         values: dict[tuple[str, str], exp.Expr] = {}  # (view, feature) -> its value
+        fetches: list[tuple[exp.Select, str, exp.Expr]] = []  # (rows, alias, chosen identity)
         for i, join in enumerate(plan.joins):
             alias = f"v{i}"
             if join.view.aggregations:
@@ -62,24 +64,38 @@ class AsofJoin(PitStrategy):
                     select = select.select(exp.alias_(
                         created, audit_created_column(join.view.name), quoted=True), copy=False)
             hidden = [input_column(join.view.name, f.name) for f in join.inputs]
+            if join.rows is not None:  # late materialization: fetch the chosen row's values
+                fetched = f"f{i}"
+                fetches.append((join.rows, fetched, self._within_ttl(
+                    join, qualified(ROW_IDENTITY, alias), event, spine_ts)))
             for feature, name in zip((*join.features, *join.inputs),
                                      (*join.output_names, *hidden), strict=True):
-                value: exp.Expr = qualified(name, alias)
-                if join.view.ttl is not None:
-                    horizon = exp.Sub(this=spine_ts.copy(), expression=exp.Interval(
-                        this=exp.Literal.string(str(join.view.ttl.seconds)),
-                        unit=exp.var("SECOND")))
-                    value = exp.Case(ifs=[exp.If(this=exp.GTE(this=event.copy(),
-                                                              expression=horizon),
-                                                 true=value)])
+                value: exp.Expr = (qualified(name, alias) if join.rows is None else
+                                   qualified(feature.name, fetched))
+                if join.rows is None:
+                    value = self._within_ttl(join, value, event, spine_ts)
                 values.setdefault((join.view.name, feature.name), value)
                 if name not in hidden:
                     select = select.select(exp.alias_(value.copy(), name, quoted=True),
                                            copy=False)
+        for rows, fetched, identity in fetches:
+            select = select.join(rows.subquery(fetched), join_type="left", copy=False, on=exp.EQ(
+                this=qualified(ROW_IDENTITY, fetched), expression=identity))
         for od in plan.on_demand:
             for name, tree in on_demand_columns(od, values):
                 select = select.select(exp.alias_(tree, name, quoted=True), copy=False)
         return select.order_by(*[qualified(c, SPINE) for c in plan.order_by], copy=False)
+
+    @staticmethod
+    def _within_ttl(join: ViewJoin, value: exp.Expr, event: exp.Expr, spine_ts: exp.Expr
+                    ) -> exp.Expr:
+        """``value`` of the chosen row, null when the row is older than the view's ttl."""
+        if join.view.ttl is None:
+            return value
+        horizon = exp.Sub(this=spine_ts.copy(), expression=exp.Interval(
+            this=exp.Literal.string(str(join.view.ttl.seconds)), unit=exp.var("SECOND")))
+        return exp.Case(ifs=[exp.If(this=exp.GTE(this=event.copy(), expression=horizon),
+                                    true=value)])
 
     @staticmethod
     def _view_side(join: ViewJoin, common: exp.DataType) -> exp.Subquery:
@@ -93,15 +109,19 @@ class AsofJoin(PitStrategy):
                                       quoted=True))
         else:
             columns.append(exp.alias_(ts, TS, quoted=True))
-        for feature, name in zip(join.features, join.output_names, strict=True):
-            column = exp.column(feature.name, quoted=True)
-            columns.append(column if name == feature.name else exp.alias_(column, name,
-                                                                          quoted=True))
-        for feature in join.inputs:
-            columns.append(exp.alias_(exp.column(feature.name, quoted=True),
-                                      input_column(view.name, feature.name), quoted=True))
-        inner = (exp.select(*columns)
-                 .from_(exp.to_table(join.relation, quoted=True))
+        if join.rows is not None:  # the features are fetched by identity after the join
+            columns.append(exp.column(ROW_IDENTITY, quoted=True))
+            relation: exp.Expr = join.rows.subquery()
+        else:
+            for feature, name in zip(join.features, join.output_names, strict=True):
+                column = exp.column(feature.name, quoted=True)
+                columns.append(column if name == feature.name else exp.alias_(column, name,
+                                                                              quoted=True))
+            for feature in join.inputs:
+                columns.append(exp.alias_(exp.column(feature.name, quoted=True),
+                                          input_column(view.name, feature.name), quoted=True))
+            relation = exp.to_table(join.relation, quoted=True)
+        inner = (exp.select(*columns).from_(relation)
                  .where(exp.column(view.timestamp, quoted=True).is_(exp.null()).not_()))
         return inner.subquery()
 
