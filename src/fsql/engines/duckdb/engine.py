@@ -82,7 +82,14 @@ class DuckDBEngine(Engine):
                      ) -> exp.Select | None:
         from fsql.engines.duckdb.rows import identified
 
-        return identified(query, sources)
+        rows = identified(query, sources)
+        if rows is None:
+            return None
+        try:  # the identity binds (a source table that is really a view has no rowid)
+            self.describe(rows)
+        except EngineError:
+            return None
+        return rows
 
     def tile_strategy(self) -> TileStrategy:
         from fsql.engines.duckdb.tiles import ListTiles
@@ -184,22 +191,57 @@ class DuckDBEngine(Engine):
         return table
 
     def raise_error(self, message: str) -> exp.Expr:
-        return exp.Anonymous(this="error", expressions=[exp.Literal.string(message)])
+        from fsql.engines.duckdb.pit import fail
+
+        return fail(message)
 
     def parquet_query(self, path: Path) -> exp.Query:
         return exp.select("*").from_(exp.func("read_parquet", exp.Literal.string(str(path))))
 
     def write_parquet(self, query: exp.Query, path: Path) -> None:
-        self._run(exp.Copy(
-            this=query.subquery(), kind=False, files=[exp.Literal.string(str(path))],
-            params=[exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("PARQUET"))],
-        ))
+        with self._unchanged_files(query):
+            self._run(exp.Copy(
+                this=query.subquery(), kind=False, files=[exp.Literal.string(str(path))],
+                params=[exp.CopyParameter(this=exp.var("FORMAT"),
+                                          expression=exp.var("PARQUET"))],
+            ))
 
     def fetch_arrow(self, query: exp.Query) -> pa.Table:
-        try:
-            return self.con.sql(self.sql(query)).to_arrow_table()
-        except duckdb.Error as err:
-            raise _failed(err) from None
+        with self._unchanged_files(query):
+            try:
+                return self.con.sql(self.sql(query)).to_arrow_table()
+            except duckdb.Error as err:
+                raise _failed(err) from None
+
+    @contextmanager
+    def _unchanged_files(self, query: exp.Query) -> Iterator[None]:
+        """Fail the statement if a Parquet file it reads more than once (late
+        materialization: ``rows.reread_files``) was added, removed or rewritten while it ran,
+        since its two reads may then disagree on which row is which."""
+        from fsql.engines.duckdb.rows import reread_files
+
+        paths = reread_files(query)
+        before = self._file_states(paths)
+        yield
+        if self._file_states(paths) != before:
+            raise EngineError(f"a source file changed while the query read it "
+                              f"({', '.join(paths)}); nothing was written: run it again "
+                              "once the files are no longer being written")
+
+    def _file_states(self, paths: tuple[str, ...]) -> list[tuple[str, int, int, int, int]]:
+        """Each file the globs ``paths`` match as DuckDB lists them, with its identity,
+        size and modification time."""
+        states = []
+        for pattern in paths:
+            for (name,) in self.con.execute("SELECT file FROM glob(?)", [pattern]).fetchall():
+                try:
+                    stat = os.stat(name)
+                except OSError:
+                    states.append((name, -1, -1, -1, -1))
+                    continue
+                states.append((name, stat.st_dev, stat.st_ino, stat.st_size,
+                               stat.st_mtime_ns))
+        return states
 
     def fetch_batches(self, query: exp.Query, batch_size: int) -> Iterator[pa.RecordBatch]:
         try:

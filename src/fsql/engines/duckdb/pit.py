@@ -29,11 +29,23 @@ from fsql.pit import (
 )
 
 
+def fail(message: str) -> exp.Expr:
+    """DuckDB's ``error(message)``: evaluated, it fails the statement."""
+    return exp.Anonymous(this="error", expressions=[exp.Literal.string(message)])
+
+
 class AsofJoin(PitStrategy):
     """``ASOF LEFT JOIN`` per view, ordered on the ``{t: event_ts, c: created_ts}`` struct when
     the view has a created timestamp, so the tie-break happens inside the join without a dedupe
     pass. The struct is one column built on the view side (cheaper to carry through the join's
-    sort than two columns plus a struct built in the condition)."""
+    sort than two columns plus a struct built in the condition).
+
+    A view with a row identity (``ViewJoin.rows``, ``engines/duckdb/rows.py``) carries only
+    its keys, its time and ``ROW_IDENTITY`` through the join; the chosen rows' features are
+    fetched after every join by a hash join on that identity (late materialization), so a
+    larger-than-memory build spills no feature values. A ttl nulls the chosen identity. A
+    chosen row the fetch does not find fails the query (the engine also fails a statement
+    during which a file it reads twice changed: ``rows.unchanged_files``)."""
 
     def query(self, plan: PitPlan) -> exp.Select:
         # built in place (copy=False): every builder call would otherwise copy the whole query
@@ -66,21 +78,28 @@ class AsofJoin(PitStrategy):
             hidden = [input_column(join.view.name, f.name) for f in join.inputs]
             if join.rows is not None:  # late materialization: fetch the chosen row's values
                 fetched = f"f{i}"
-                fetches.append((join.rows, fetched, self._within_ttl(
-                    join, qualified(ROW_IDENTITY, alias), event, spine_ts)))
+                chosen = self._within_ttl(join, qualified(ROW_IDENTITY, alias), event,
+                                          spine_ts)
+                fetches.append((join.rows, fetched, exp.EQ(
+                    this=qualified(ROW_IDENTITY, fetched), expression=chosen)))
+                lost = exp.and_(qualified(ROW_IDENTITY, fetched).is_(exp.null()),
+                                chosen.copy().is_(exp.null()).not_())
             for feature, name in zip((*join.features, *join.inputs),
                                      (*join.output_names, *hidden), strict=True):
-                value: exp.Expr = (qualified(name, alias) if join.rows is None else
-                                   qualified(feature.name, fetched))
                 if join.rows is None:
-                    value = self._within_ttl(join, value, event, spine_ts)
+                    value = self._within_ttl(join, qualified(name, alias), event, spine_ts)
+                else:
+                    value = exp.Case(ifs=[exp.If(this=lost.copy(), true=fail(
+                        f"feature view '{join.view.name}': a row the point-in-time join chose "
+                        "was not there when its features were read; nothing was written"))],
+                        default=qualified(feature.name, fetched))
                 values.setdefault((join.view.name, feature.name), value)
                 if name not in hidden:
                     select = select.select(exp.alias_(value.copy(), name, quoted=True),
                                            copy=False)
-        for rows, fetched, identity in fetches:
-            select = select.join(rows.subquery(fetched), join_type="left", copy=False, on=exp.EQ(
-                this=qualified(ROW_IDENTITY, fetched), expression=identity))
+        for rows, fetched, same_row in fetches:
+            select = select.join(rows.subquery(fetched), join_type="left", copy=False,
+                                 on=same_row)
         for od in plan.on_demand:
             for name, tree in on_demand_columns(od, values):
                 select = select.select(exp.alias_(tree, name, quoted=True), copy=False)

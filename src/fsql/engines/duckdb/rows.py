@@ -8,8 +8,10 @@ spill of a larger-than-memory build then holds no feature values).
 DuckDB gives such a number for two kinds of view, each a plain projection (columns,
 expressions, a ``WHERE``) of one source:
 
-* a Parquet source (a file or a glob): the ``file_index`` and ``file_row_number`` virtual
-  columns of ``read_parquet``, packed as ``file_index << 40 | file_row_number``;
+* a Parquet source (a local file or glob): the ``file_index`` and ``file_row_number`` virtual
+  columns of ``read_parquet``, packed as ``file_index << 40 | file_row_number``. The view is
+  then read twice in one statement, so its files must not change in between: the engine
+  checks that they did not (``reread_files``);
 * a source declared as a table of the project's database: its ``rowid``.
 
 Anything else (joins, aggregates, windows, ``DISTINCT``, ``LIMIT``, ``UNNEST``, subqueries,
@@ -35,7 +37,7 @@ _ROW_CLAUSES = ("joins", "laterals", "group", "having", "qualify", "distinct", "
                 "offset", "with_", "with", "windows", "sample", "pivots")
 #: the bits of a Parquet row number (files of up to 2**40 rows, globs of up to 2**23 files)
 _ROW_BITS = 40
-#: columns DuckDB would resolve to a virtual column were the source not to have them itself
+#: columns DuckDB would resolve to a virtual column were the source or view not to have them
 _VIRTUAL = frozenset({"file_index", "file_row_number", "filename", "rowid"})
 
 
@@ -58,7 +60,9 @@ def identified(query: exp.Query, sources: Mapping[str, tuple[exp.Query, tuple[st
         if isinstance(node, exp.Anonymous) and node.name.lower() in _VOLATILE:
             return None
     source_query, source_columns = sources[table.name]
-    if _VIRTUAL.intersection(c.lower() for c in source_columns):
+    taken = {c.lower() for c in source_columns} | {e.alias_or_name.lower()
+                                                   for e in query.expressions}
+    if taken & _VIRTUAL or ROW_IDENTITY in taken:
         return None
     base = _base(source_query)
     if base is None:
@@ -80,7 +84,7 @@ def _base(source: exp.Query) -> tuple[exp.Expr, Callable[[str], exp.Expr]] | Non
         return None
     from_ = source.args.get("from_")
     read = from_.this if from_ is not None else None
-    if isinstance(read, exp.ReadParquet):
+    if isinstance(read, exp.ReadParquet) and _local_path(read) is not None:
         return exp.Table(this=read.copy()), _parquet_row
     if isinstance(read, exp.Table) and isinstance(read.this, exp.Identifier):
         return read.copy(), _table_row
@@ -98,3 +102,20 @@ def _parquet_row(alias: str) -> exp.Expr:
 
 def _table_row(alias: str) -> exp.Expr:
     return exp.column("rowid", table=alias, quoted=True)
+
+
+def _local_path(read: exp.ReadParquet) -> str | None:
+    """The file or glob a ``read_parquet`` call reads, if it is one local path (its files'
+    states can be checked: ``reread_files``)."""
+    (path, *rest) = read.expressions or [None]
+    if rest or not isinstance(path, exp.Literal) or not path.is_string or "://" in path.this:
+        return None
+    return str(path.this)
+
+
+def reread_files(statement: exp.Expr) -> tuple[str, ...]:
+    """The local files or globs ``statement`` reads more than once, as late materialization
+    does. The two reads must see the same files: the engine fails a statement during which
+    one of them changed (``DuckDBEngine``)."""
+    paths = [_local_path(read) for read in statement.find_all(exp.ReadParquet)]
+    return tuple(sorted({p for p in paths if p is not None and paths.count(p) > 1}))
