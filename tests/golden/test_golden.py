@@ -1,8 +1,9 @@
 """Golden tests: the SQL fsql compiles for small projects, checked for text and for meaning.
 
 Each directory next to this file is a project (``fsql_project.yml``, ``models/``,
-``features/``, ``macros/``, data from VALUES/``range()`` models, so compiled SQL holds no
-machine paths) with
+``features/``, ``macros/``, data from VALUES/``range()`` models or from ``data/**/*.sql``, each
+query written as the Parquet file of the same name when the case is copied; the project
+directory in compiled SQL reads ``<project>``) with
 
     expected/<kind>__<name>.sql   target/dev/compiled/<kind>/<name>.sql after ``compile()``
     rows/<training_set>.csv       that training set's rows, computed by hand
@@ -45,6 +46,11 @@ def copy_case(name: str, dest: Path) -> fsql.Project:
             shutil.copytree(src, root / part)
         elif src.is_file():
             shutil.copy(src, root / part)
+    with duckdb.connect() as con:
+        for query in sorted((HERE / name / "data").rglob("*.sql")):
+            parquet = root / query.relative_to(HERE / name).with_suffix(".parquet")
+            parquet.parent.mkdir(parents=True, exist_ok=True)
+            con.execute(f"COPY ({query.read_text()}) TO '{parquet}' (FORMAT parquet)")
     return fsql.Project(root)
 
 

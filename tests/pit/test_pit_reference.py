@@ -167,6 +167,14 @@ def write_parquet(path: Path, schema: pa.Schema, rows: Sequence[Row]) -> None:
     pq.write_table(table, path)
 
 
+def write_parts(directory: Path, schema: pa.Schema, rows: Sequence[Row]) -> None:
+    """``rows`` as three Parquet files of ``directory`` (one of them empty): row numbers
+    restart in each file."""
+    cut = len(rows) // 2
+    for i, part in enumerate((rows[:cut], [], rows[cut:])):
+        write_parquet(directory / f"part-{i}.parquet", schema, part)
+
+
 def time_column(values: Sequence[dt.datetime | None], zone: str | None,
                 unit: str = "us") -> Any:
     """Instants as a pandas array in ``zone`` (None: naive UTC wall time); an array, not a
@@ -176,19 +184,32 @@ def time_column(values: Sequence[dt.datetime | None], zone: str | None,
 
 
 def views_project(make_project: MakeProject, entities: str, views: dict[str, str],
-                  tables: Sequence[str] = (), files: dict[str, str] | None = None
+                  tables: Sequence[str] = (), files: dict[str, str] | None = None,
+                  globbed: Sequence[str] = (), through_model: Sequence[str] = ()
                   ) -> fsql.Project:
     """A project whose views (name -> feature_view YAML) each select everything from their
     own Parquet file ``data/<name>.parquet`` (source ``raw.<name>``); ``tables`` are more
-    sources there, ``files`` more project files."""
-    entries = "".join(f"\n      - {{name: {t}, path: data/{t}.parquet}}"
-                      for t in (*views, *tables))
+    sources there, ``files`` more project files.
+
+    A view selecting from its source has a row identity on DuckDB, so its features are fetched
+    after the join (late materialization); one in ``through_model`` reads its source through
+    a model, has none, and carries its features through the join. The source of one in
+    ``globbed`` is every file of ``data/<name>/`` (``write_parts``)."""
+    def path(t: str) -> str:
+        return f"data/{t}/*.parquet" if t in globbed else f"data/{t}.parquet"
+
+    entries = "".join(f"\n      - {{name: {t}, path: {path(t)}}}" for t in (*views, *tables))
+
+    def reads(name: str) -> str:
+        return f"ref('{name}_rows')" if name in through_model else f"source('raw', '{name}')"
+
     return make_project({
         "models/sources.yml": f"sources:\n  - name: raw\n    tables:{entries}\n",
         "features/entities.yml": entities,
         **{f"features/{name}.yml": yml for name, yml in views.items()},
-        **{f"features/{name}.sql": f"SELECT * FROM {{{{ source('raw', '{name}') }}}}\n"
-           for name in views},
+        **{f"features/{name}.sql": f"SELECT * FROM {{{{ {reads(name)} }}}}\n" for name in views},
+        **{f"models/{name}_rows.sql": f"SELECT * FROM {{{{ source('raw', '{name}') }}}}\n"
+           for name in through_model},
         **(files or {}),
     })
 
@@ -412,8 +433,18 @@ multi_spine = st.fixed_dictionaries({
 
 @pytest.fixture
 def multi_view(make_project: MakeProject) -> fsql.Project:
-    return views_project(make_project, ENTITIES,
-                         {"stock": STOCK_YML, "ui": UI_YML, "act": ACT_YML})
+    """Both join paths in one query: ``stock`` (one file) and ``ui`` (a glob) have a row
+    identity on DuckDB, ``act`` (through a model) has none."""
+    project = views_project(make_project, ENTITIES,
+                            {"stock": STOCK_YML, "ui": UI_YML, "act": ACT_YML},
+                            globbed=["ui"], through_model=["act"])
+    for name, schema in (("stock", STOCK_SCHEMA), ("act", ACT_SCHEMA)):
+        write_parquet(project.root / "data" / f"{name}.parquet", schema, [])
+    write_parts(project.root / "data" / "ui", UI_SCHEMA, [])
+    nodes = project.compile(write=False).nodes
+    assert [nodes[f"view:{n}"].rows is not None for n in ("stock", "ui", "act")] == [
+        True, True, False]
+    return project
 
 
 def multi_case(project: fsql.Project, data: st.DataObject
@@ -423,9 +454,10 @@ def multi_case(project: fsql.Project, data: st.DataObject
     views = [(STOCK_SPEC, data.draw(view_rows(stock_rows, STOCK_SPEC), "stock rows")),
              (UI_SPEC, data.draw(view_rows(ui_rows, UI_SPEC), "ui rows")),
              (ACT_SPEC, data.draw(view_rows(act_rows, ACT_SPEC, max_size=12), "act rows"))]
-    for (_, rows), (name, schema) in zip(views, (("stock", STOCK_SCHEMA), ("ui", UI_SCHEMA),
-                                                 ("act", ACT_SCHEMA)), strict=True):
-        write_parquet(project.root / "data" / f"{name}.parquet", schema, rows)
+    (_, stock), (_, ui), (_, act) = views
+    write_parquet(project.root / "data" / "stock.parquet", STOCK_SCHEMA, stock)
+    write_parts(project.root / "data" / "ui", UI_SCHEMA, ui)
+    write_parquet(project.root / "data" / "act.parquet", ACT_SCHEMA, act)
     return views, data.draw(spine_rows(multi_spine, views, "ts", max_size=15), "spine")
 
 

@@ -55,6 +55,7 @@ from tests.pit.test_pit_reference import (
     views_project,
     w_rows,
     write_parquet,
+    write_parts,
     zoned_case,
     zoned_inputs,
 )
@@ -105,10 +106,14 @@ VIEWS = {"v": (V_YML, V_SCHEMA), "w": (W_YML, W_SCHEMA), "stock": (STOCK_YML, ST
 @pytest.fixture
 def project(make_project: MakeProject) -> fsql.Project:
     """A project with all of ``VIEWS`` (entities user and item), each file empty until a test
-    writes it."""
-    made = views_project(make_project, ENTITIES, {n: yml for n, (yml, _) in VIEWS.items()})
+    writes it; ``ui`` is a glob of files, as ``multi_case`` writes it."""
+    made = views_project(make_project, ENTITIES, {n: yml for n, (yml, _) in VIEWS.items()},
+                         globbed=["ui"])
     for name, (_, schema) in VIEWS.items():
-        write_parquet(made.root / "data" / f"{name}.parquet", schema, [])
+        if name == "ui":
+            write_parts(made.root / "data" / name, schema, [])
+        else:
+            write_parquet(made.root / "data" / f"{name}.parquet", schema, [])
     return made
 
 

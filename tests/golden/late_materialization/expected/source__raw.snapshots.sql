@@ -1,0 +1,5 @@
+SELECT
+  *
+FROM READ_PARQUET(
+  '<project>/data/snapshots/*.parquet'
+)

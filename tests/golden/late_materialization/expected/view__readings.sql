@@ -1,0 +1,7 @@
+SELECT
+  customer_id,
+  reading_ts,
+  reading * 10 AS reading_x10
+FROM "raw__readings"
+WHERE
+  reading >= 0

@@ -1,0 +1,9 @@
+SELECT customer_id, as_of
+FROM (VALUES
+    (1, TIMESTAMP '2024-01-01 00:00:00'),
+    (1, TIMESTAMP '2024-01-04 00:00:00'),
+    (1, TIMESTAMP '2024-01-05 00:00:00'),
+    (2, TIMESTAMP '2024-01-03 00:00:00'),
+    (2, TIMESTAMP '2024-01-01 00:00:00'),
+    (1, TIMESTAMP '2024-01-07 00:00:00')
+) AS t(customer_id, as_of)
