@@ -7,12 +7,16 @@ import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import fsql
 from tests.example import copy_example
 from tests.redis_server import RedisClusterServers, RedisServer
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,6 +34,33 @@ def raw_sources(**tables: Path) -> str:
     """``models/sources.yml`` declaring source ``raw`` with one table per Parquet file."""
     lines = "".join(f"      - {{name: {name}, path: {path}}}\n" for name, path in tables.items())
     return f"sources:\n  - name: raw\n    tables:\n{lines}"
+
+
+def score_project(make_project: MakeProject, data: Path, view: pa.Table, spine: pa.Table
+                  ) -> fsql.Project:
+    """View ``v`` (entity ``user``, ttl 1h, feature ``score`` int64) selecting everything from
+    source ``raw.f``, the rows ``view``; training set ``t`` on the spine source ``raw.s``, the
+    rows ``spine``. Both are written as Parquet files to ``data``."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(view, data / "f.parquet")
+    pq.write_table(spine, data / "s.parquet")
+    return make_project({
+        "models/sources.yml": raw_sources(f=data / "f.parquet", s=data / "s.parquet"),
+        "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
+        "features/v.yml": """
+            feature_view:
+              entity: user
+              timestamp: ts
+              ttl: 1h
+              features: [{name: score, type: int64}]
+            """,
+        "features/v.sql": "SELECT * FROM {{ source('raw', 'f') }}\n",
+        "features/t.yml": """
+            training_sets:
+              - {name: t, spine: {source: raw.s, timestamp: ts}, features: [v]}
+            """,
+    })
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from fsql.engines import connect
 from fsql.engines.duckdb.pit import AsofJoin
 from fsql.errors import EngineError
 from fsql.pit import PitPlan, ViewJoin
-from tests.conftest import MakeProject, raw_sources
+from tests.conftest import MakeProject, raw_sources, score_project
 
 DAY = 86_400_000_000
 
@@ -45,28 +45,10 @@ class TtlIgnoringJoin(AsofJoin):
 @pytest.fixture
 def project(make_project: MakeProject, tmp_path: Path) -> fsql.Project:
     ts = pa.timestamp("us")
-    pq.write_table(pa.table({"user_id": pa.array([1, 1], pa.int64()),
-                             "ts": pa.array([10 * DAY, 12 * DAY], ts),
-                             "score": pa.array([1, 2], pa.int64())}), tmp_path / "f.parquet")
-    pq.write_table(pa.table({"user_id": pa.array([1], pa.int64()),
-                             "ts": pa.array([11 * DAY + 1], ts)}), tmp_path / "s.parquet")
-    return make_project({
-        "models/sources.yml": raw_sources(f=tmp_path / "f.parquet",
-                                          s=tmp_path / "s.parquet"),
-        "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
-        "features/v.yml": """
-            feature_view:
-              entity: user
-              timestamp: ts
-              ttl: 1h
-              features: [{name: score, type: int64}]
-            """,
-        "features/v.sql": "SELECT * FROM {{ source('raw', 'f') }}\n",
-        "features/t.yml": """
-            training_sets:
-              - {name: t, spine: {source: raw.s, timestamp: ts}, features: [v]}
-            """,
-    })
+    return score_project(make_project, tmp_path, pa.table({
+        "user_id": pa.array([1, 1], pa.int64()), "ts": pa.array([10 * DAY, 12 * DAY], ts),
+        "score": pa.array([1, 2], pa.int64())}), pa.table({
+        "user_id": pa.array([1], pa.int64()), "ts": pa.array([11 * DAY + 1], ts)}))
 
 
 @pytest.mark.parametrize("strategy", [FutureLeakingJoin, TtlIgnoringJoin])

@@ -27,7 +27,7 @@ from fsql.engines import connect
 from fsql.engines.duckdb.engine import DuckDBEngine
 from fsql.errors import EngineError
 from fsql.pit import PitPlan
-from tests.conftest import MakeProject, raw_sources
+from tests.conftest import MakeProject, score_project
 
 ROWS = 20
 START = dt.datetime(2024, 5, 1)
@@ -38,28 +38,11 @@ def project(make_project: MakeProject, tmp_path: Path) -> fsql.Project:
     """One entity with a row a minute (score = its minute), and a spine of one label after
     each row."""
     minutes = [START + dt.timedelta(minutes=m) for m in range(ROWS)]
-    pq.write_table(pa.table({"user_id": pa.array([1] * ROWS, pa.int64()),
-                             "ts": pa.array(minutes, pa.timestamp("us")),
-                             "score": pa.array(range(ROWS), pa.int64())}), tmp_path / "f.parquet")
-    pq.write_table(pa.table({"user_id": pa.array([1] * ROWS, pa.int64()),
-                             "ts": pa.array([m + dt.timedelta(seconds=30) for m in minutes],
-                                            pa.timestamp("us"))}), tmp_path / "s.parquet")
-    return make_project({
-        "models/sources.yml": raw_sources(f=tmp_path / "f.parquet", s=tmp_path / "s.parquet"),
-        "features/e.yml": "entities: [{name: user, join_keys: [user_id]}]\n",
-        "features/v.yml": """
-            feature_view:
-              entity: user
-              timestamp: ts
-              ttl: 1h
-              features: [{name: score, type: int64}]
-            """,
-        "features/v.sql": "SELECT * FROM {{ source('raw', 'f') }}\n",
-        "features/t.yml": """
-            training_sets:
-              - {name: t, spine: {source: raw.s, timestamp: ts}, features: [v]}
-            """,
-    })
+    return score_project(make_project, tmp_path, pa.table({
+        "user_id": pa.array([1] * ROWS, pa.int64()), "ts": pa.array(minutes, pa.timestamp("us")),
+        "score": pa.array(range(ROWS), pa.int64())}), pa.table({
+        "user_id": pa.array([1] * ROWS, pa.int64()),
+        "ts": pa.array([m + dt.timedelta(seconds=30) for m in minutes], pa.timestamp("us"))}))
 
 
 def with_rows(plan: PitPlan, identity: str) -> PitPlan:
