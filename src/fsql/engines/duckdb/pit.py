@@ -45,14 +45,14 @@ class AsofJoin(PitStrategy):
     fetched after every join by a hash join on that identity (late materialization), so a
     larger-than-memory build spills no feature values. A ttl nulls the chosen identity. A
     chosen row the fetch does not find fails the query (the engine also fails a statement
-    during which a file it reads twice changed: ``rows.unchanged_files``)."""
+    during which a file it reads twice changed: ``rows.reread_files``)."""
 
     def query(self, plan: PitPlan) -> exp.Select:
         # built in place (copy=False): every builder call would otherwise copy the whole query
         select = exp.select(*[qualified(c, SPINE) for c in plan.output_spine]).from_(
             exp.alias_(plan.spine, SPINE, table=True), copy=False)
         values: dict[tuple[str, str], exp.Expr] = {}  # (view, feature) -> its value
-        fetches: list[tuple[exp.Select, str, exp.Expr]] = []  # (rows, alias, chosen identity)
+        fetches: list[tuple[exp.Select, str, exp.Expr]] = []  # (rows, alias, join condition)
         for i, join in enumerate(plan.joins):
             alias = f"v{i}"
             if join.view.aggregations:
