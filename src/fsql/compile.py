@@ -321,18 +321,20 @@ class Compiler:
                 node_id, kind, name, relation, query, materialized, tuple(columns),
                 definition, fingerprint(definition, query.sql(self.engine.dialect),
                                         materialized, upstream),
-                self._rows(definition, query, materialized, nodes))
+                self._rows(definition, query, materialized,
+                           [nodes[d] for d in deps if d in nodes]))
         return nodes
 
     def _rows(self, definition: Any, query: exp.Query, materialized: str,
-              nodes: dict[str, CompiledNode]) -> exp.Select | None:
+              upstream: list[CompiledNode]) -> exp.Select | None:
         """The rows of a feature view with their identity (``Engine.row_identity``), for a
-        view the training sets read as it is defined (materialized as a view, no windows)."""
+        view the training sets read as it is defined (materialized as a view, no windows);
+        ``upstream`` are the nodes it reads."""
         if not isinstance(definition, FeatureView) or definition.aggregations \
                 or materialized != "view":
             return None
         sources = {n.relation: (n.query, tuple(c.name for c in n.columns))
-                   for n in nodes.values() if isinstance(n.definition, Source)}
+                   for n in upstream if isinstance(n.definition, Source)}
         return self.engine.row_identity(query, sources)
 
     @staticmethod
