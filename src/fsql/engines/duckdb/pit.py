@@ -82,17 +82,18 @@ class AsofJoin(PitStrategy):
                                           spine_ts)
                 fetches.append((join.rows, fetched, exp.EQ(
                     this=qualified(ROW_IDENTITY, fetched), expression=chosen)))
-                lost = exp.and_(qualified(ROW_IDENTITY, fetched).is_(exp.null()),
-                                chosen.copy().is_(exp.null()).not_())
+                lost = exp.If(this=exp.and_(qualified(ROW_IDENTITY, fetched).is_(exp.null()),
+                                            chosen.copy().is_(exp.null()).not_()),
+                              true=fail(f"feature view '{join.view.name}': a row the "
+                                        "point-in-time join chose was not there when its "
+                                        "features were read; nothing was written"))
             for feature, name in zip((*join.features, *join.inputs),
                                      (*join.output_names, *hidden), strict=True):
                 if join.rows is None:
                     value = self._within_ttl(join, qualified(name, alias), event, spine_ts)
                 else:
-                    value = exp.Case(ifs=[exp.If(this=lost.copy(), true=fail(
-                        f"feature view '{join.view.name}': a row the point-in-time join chose "
-                        "was not there when its features were read; nothing was written"))],
-                        default=qualified(feature.name, fetched))
+                    value = exp.Case(ifs=[lost.copy()],
+                                     default=qualified(feature.name, fetched))
                 values.setdefault((join.view.name, feature.name), value)
                 if name not in hidden:
                     select = select.select(exp.alias_(value.copy(), name, quoted=True),
