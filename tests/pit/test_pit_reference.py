@@ -438,13 +438,19 @@ def multi_view(make_project: MakeProject) -> fsql.Project:
     project = views_project(make_project, ENTITIES,
                             {"stock": STOCK_YML, "ui": UI_YML, "act": ACT_YML},
                             globbed=["ui"], through_model=["act"])
-    for name, schema in (("stock", STOCK_SCHEMA), ("act", ACT_SCHEMA)):
-        write_parquet(project.root / "data" / f"{name}.parquet", schema, [])
-    write_parts(project.root / "data" / "ui", UI_SCHEMA, [])
+    write_multi(project, [], [], [])
     nodes = project.compile(write=False).nodes
     assert [nodes[f"view:{n}"].rows is not None for n in ("stock", "ui", "act")] == [
         True, True, False]
     return project
+
+
+def write_multi(project: fsql.Project, stock: Sequence[Row], ui: Sequence[Row],
+                act: Sequence[Row]) -> None:
+    """The files of ``multi_view``'s three views (``ui``'s as parts of a glob)."""
+    write_parquet(project.root / "data" / "stock.parquet", STOCK_SCHEMA, stock)
+    write_parts(project.root / "data" / "ui", UI_SCHEMA, ui)
+    write_parquet(project.root / "data" / "act.parquet", ACT_SCHEMA, act)
 
 
 def multi_case(project: fsql.Project, data: st.DataObject
@@ -454,10 +460,7 @@ def multi_case(project: fsql.Project, data: st.DataObject
     views = [(STOCK_SPEC, data.draw(view_rows(stock_rows, STOCK_SPEC), "stock rows")),
              (UI_SPEC, data.draw(view_rows(ui_rows, UI_SPEC), "ui rows")),
              (ACT_SPEC, data.draw(view_rows(act_rows, ACT_SPEC, max_size=12), "act rows"))]
-    (_, stock), (_, ui), (_, act) = views
-    write_parquet(project.root / "data" / "stock.parquet", STOCK_SCHEMA, stock)
-    write_parts(project.root / "data" / "ui", UI_SCHEMA, ui)
-    write_parquet(project.root / "data" / "act.parquet", ACT_SCHEMA, act)
+    write_multi(project, *(rows for _, rows in views))
     return views, data.draw(spine_rows(multi_spine, views, "ts", max_size=15), "spine")
 
 
